@@ -1,0 +1,249 @@
+"""Diffing desired against actual BQN state: table-driven cases and properties."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.bqn_model import apply_to_state
+from tests.rows import row
+from worker.desired import desired_state
+from worker.diff import diff_policies, diff_subscribers, plan_client, plan_full
+from worker.model import Action, Kind, Operation, Policy, Subscriber
+from worker.settings import MappingRules
+
+RULES = MappingRules()
+BLOCK = Policy("Wisphub_block", "block", 0, 0)
+
+
+def sub(ip, sid="a", policy="P", assigned_by="rest", id_servicio=None):
+    return Subscriber(ip, sid, policy, id_servicio, assigned_by)
+
+
+def create(ip, sid="a", policy="P", id_servicio=None):
+    return Operation(
+        Action.CREATE, Kind.SUBSCRIBER, ip, {"subscriberId": sid, "policyRate": policy}, id_servicio
+    )
+
+
+def update(ip, sid="a", policy="P", id_servicio=None):
+    return Operation(
+        Action.UPDATE, Kind.SUBSCRIBER, ip, {"subscriberId": sid, "policyRate": policy}, id_servicio
+    )
+
+
+def delete(ip):
+    return Operation(Action.DELETE, Kind.SUBSCRIBER, ip)
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "protected", "operations", "unchanged"),
+    [
+        pytest.param([sub("1.1.1.1")], [], set(), [create("1.1.1.1")], 0, id="missing-created"),
+        pytest.param([sub("1.1.1.1")], [sub("1.1.1.1")], set(), [], 1, id="equal-untouched"),
+        pytest.param(
+            [sub("1.1.1.1", policy="Q")],
+            [sub("1.1.1.1")],
+            set(),
+            [update("1.1.1.1", policy="Q")],
+            0,
+            id="policy-changed",
+        ),
+        pytest.param(
+            [sub("1.1.1.1", sid="b")],
+            [sub("1.1.1.1")],
+            set(),
+            [update("1.1.1.1", sid="b")],
+            0,
+            id="name-changed",
+        ),
+        pytest.param([], [sub("1.1.1.1")], set(), [delete("1.1.1.1")], 0, id="extra-deleted"),
+        pytest.param([], [sub("1.1.1.1", assigned_by="rules")], set(), [], 0, id="rules-kept"),
+        pytest.param(
+            [],
+            [sub("1.1.1.1", assigned_by=None)],
+            set(),
+            [delete("1.1.1.1")],
+            0,
+            id="unknown-origin-deleted",
+        ),
+        pytest.param([], [sub("1.1.1.1")], {"1.1.1.1"}, [], 0, id="protected-kept"),
+        pytest.param(
+            [sub("1.1.1.1")],
+            [sub("1.1.1.1", policy="rate-default", assigned_by="rules")],
+            set(),
+            [update("1.1.1.1")],
+            0,
+            id="rules-entry-billing-knows-is-updated",
+        ),
+        pytest.param(
+            [sub("1.1.1.1")],
+            [sub("1.1.1.1"), sub("1.1.1.1", policy="Z")],
+            set(),
+            [],
+            1,
+            id="duplicate-actual-first-wins",
+        ),
+    ],
+)
+def test_diff_subscribers(desired, actual, protected, operations, unchanged):
+    wanted = {s.ip: s for s in desired}
+    assert diff_subscribers(wanted, actual, frozenset(protected)) == (operations, unchanged)
+
+
+@pytest.mark.parametrize(
+    ("actual", "operations"),
+    [
+        pytest.param(
+            [],
+            [Operation(Action.CREATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields())],
+            id="missing",
+        ),
+        pytest.param([BLOCK], [], id="present"),
+        pytest.param(
+            [Policy("Wisphub_block")],
+            [Operation(Action.UPDATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields())],
+            id="undefined-placeholder-completed",
+        ),
+        pytest.param(
+            [Policy("Wisphub_block", "block", 1000, 0)],
+            [Operation(Action.UPDATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields())],
+            id="wrong-rate-corrected",
+        ),
+        pytest.param([BLOCK, Policy("Other", "9", 5, 5)], [], id="others-never-deleted"),
+    ],
+)
+def test_diff_policies(actual, operations):
+    assert diff_policies([BLOCK], actual) == operations
+
+
+def test_full_plan_puts_policies_first():
+    desired = desired_state([row(1, "10.0.0.1", "Suspendido")], RULES)
+    plan = plan_full(desired, [sub("10.9.9.9")], [], RULES)
+    assert [(op.action, op.kind) for op in plan.operations] == [
+        (Action.CREATE, Kind.POLICY),
+        (Action.CREATE, Kind.SUBSCRIBER),
+        (Action.DELETE, Kind.SUBSCRIBER),
+    ]
+
+
+# One client ----------------------------------------------------------------------------
+
+CLIENT = row(7, "10.0.0.7", "Activo", "Plan 10M", "Ana")
+ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
+
+
+@pytest.mark.parametrize(
+    ("client", "held", "previous", "operations"),
+    [
+        pytest.param(CLIENT, [], None, [create("10.0.0.7", "Ana", "Plan_10M", 7)], id="new"),
+        pytest.param(CLIENT, [ANA], None, [], id="in-line"),
+        pytest.param(
+            row(7, "10.0.0.7", "Suspendido", nombre="Ana"),
+            [ANA],
+            None,
+            [
+                Operation(Action.CREATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields()),
+                update("10.0.0.7", "Ana", "Wisphub_block", 7),
+            ],
+            id="suspended-block-policy-first",
+        ),
+        pytest.param(
+            row(7, "10.0.0.8", nombre="Ana"),
+            [ANA],
+            ANA,
+            [create("10.0.0.8", "Ana", "Plan_10M", 7), delete("10.0.0.7")],
+            id="ip-change-clears-old",
+        ),
+        pytest.param(
+            row(7, "10.0.0.8", nombre="Ana"),
+            [sub("10.0.0.7", "Someone else")],
+            ANA,
+            [create("10.0.0.8", "Ana", "Plan_10M", 7)],
+            id="old-ip-taken-by-another-is-kept",
+        ),
+        pytest.param(
+            row(7, "10.0.0.7", "Cancelado"), [ANA], ANA, [delete("10.0.0.7")], id="cancelled"
+        ),
+        pytest.param(None, [ANA], ANA, [delete("10.0.0.7")], id="gone-from-wisphub"),
+        pytest.param(None, [ANA], None, [], id="gone-unknown-previous-touches-nothing"),
+        pytest.param(row(7, "10.0.0.7", "Cortado"), [ANA], ANA, [], id="unknown-estado-kept"),
+        pytest.param(
+            row(7, "10.0.0.7", "Activo"),
+            [sub("10.0.0.7", policy="rate-default", assigned_by="rules")],
+            None,
+            [update("10.0.0.7", "cliente", "Plan_10M", 7)],
+            id="rules-entry-taken-over",
+        ),
+    ],
+)
+def test_plan_client(client, held, previous, operations):
+    plan = plan_client(client, held, [], RULES, previous=previous)
+    assert list(plan.operations) == operations
+
+
+# Properties ----------------------------------------------------------------------------
+
+ips = st.sampled_from([f"10.0.0.{n}" for n in range(1, 16)] + ["2001:db8::1", "N/A", ""])
+estados = st.sampled_from(["Activo", "Suspendido", "Cancelado", "Gratis", "Cortado"])
+names = st.text(min_size=0, max_size=6)
+plans = st.one_of(st.none(), st.sampled_from(["Plan 10M", "Básico 5M", "Online_basico"]))
+stamps = st.sampled_from(["01/01/2026 00:00:00", "02/01/2026 00:00:00", "bad"])
+
+rows_strategy = st.lists(
+    st.builds(row, st.integers(1, 40), ips, estados, plans, names, stamps),
+    max_size=25,
+    unique_by=lambda r: r["id_servicio"],
+)
+actual_strategy = st.lists(
+    st.builds(
+        Subscriber,
+        ip=st.sampled_from([f"10.0.0.{n}" for n in range(1, 20)] + ["2001:db8::"]),
+        subscriber_id=names,
+        policy_rate=st.sampled_from(["Plan_10M", "Wisphub_block", "rate-default", ""]),
+        assigned_by=st.sampled_from(["rest", "rules", None]),
+    ),
+    max_size=25,
+)
+
+
+@given(rows_strategy, actual_strategy)
+def test_applying_the_diff_yields_the_desired_state(rows, actual):
+    desired = desired_state(rows, RULES)
+    held = {}
+    for s in actual:
+        held.setdefault(s.ip, s)
+    operations, _ = diff_subscribers(desired.subscribers, actual, desired.protected)
+    after = apply_to_state(operations, held)
+
+    managed = {
+        ip: (s.subscriber_id, s.policy_rate) for ip, s in after.items() if ip in desired.subscribers
+    }
+    assert managed == {
+        ip: (s.subscriber_id, s.policy_rate) for ip, s in desired.subscribers.items()
+    }
+    for ip, before in held.items():
+        if ip not in desired.subscribers and (
+            before.assigned_by == "rules" or ip in desired.protected
+        ):
+            assert after[ip] == before, "rules and protected entries are never touched"
+        elif ip not in desired.subscribers:
+            assert ip not in after
+
+
+@given(rows_strategy, actual_strategy)
+def test_a_second_diff_is_empty(rows, actual):
+    desired = desired_state(rows, RULES)
+    held = {}
+    for s in actual:
+        held.setdefault(s.ip, s)
+    operations, _ = diff_subscribers(desired.subscribers, actual, desired.protected)
+    after = apply_to_state(operations, held)
+    assert diff_subscribers(desired.subscribers, after.values(), desired.protected)[0] == []
+
+
+@given(rows_strategy, actual_strategy)
+def test_every_ip_gets_at_most_one_operation(rows, actual):
+    desired = desired_state(rows, RULES)
+    plan = plan_full(desired, actual, [], RULES)
+    keys = [op.key for op in plan.operations if op.kind is Kind.SUBSCRIBER]
+    assert len(keys) == len(set(keys))

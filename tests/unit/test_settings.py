@@ -1,0 +1,95 @@
+"""Settings from the environment: URL forms, defaults and clear errors."""
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.settings import Settings, bqn_base_url, wisphub_base_url
+
+BASE_ENV = {
+    "WISPHUB_API_KEY": "k",
+    "BQN_URL": "192.168.0.121",
+    "BQN_USER": "u",
+    "BQN_PASSWORD": "p",
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("api.wisphub.net", "https://api.wisphub.net"),
+        ("api.wisphub.io:8443", "https://api.wisphub.io:8443"),
+        ("https://api.wisphub.app/", "https://api.wisphub.app"),
+        ("https://api.wisphub.app/api", "https://api.wisphub.app"),
+        ("https://api.wisphub.app/api/", "https://api.wisphub.app"),
+        ("http://127.0.0.1:8081", "http://127.0.0.1:8081"),
+        ("https://wh.example.com/tenant/api", "https://wh.example.com/tenant"),
+        ("::1", "https://[::1]"),
+    ],
+)
+def test_wisphub_url_forms(value, url):
+    assert wisphub_base_url(value) == url
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("192.168.0.121", "https://192.168.0.121:3443/api/v1"),
+        ("192.168.0.121:8443", "https://192.168.0.121:8443/api/v1"),
+        ("bqn.isp.example", "https://bqn.isp.example:3443/api/v1"),
+        ("https://bqn.isp.example", "https://bqn.isp.example:3443/api/v1"),
+        ("https://10.0.0.2:3443/api/v1/", "https://10.0.0.2:3443/api/v1"),
+        ("2001:db8::5", "https://[2001:db8::5]:3443/api/v1"),
+        ("[2001:db8::5]:4000", "https://[2001:db8::5]:4000/api/v1"),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000/api/v1"),
+    ],
+)
+def test_bqn_url_forms(value, url):
+    assert bqn_base_url(value) == url
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://host", "https://", "https://host:99999", "https://u:p@host", "https://h/?x=1"]
+)
+def test_bad_urls_are_config_errors(value):
+    with pytest.raises(ConfigError):
+        bqn_base_url(value)
+
+
+def test_defaults():
+    settings = Settings.from_env(BASE_ENV)
+    assert settings.wisphub.url == "https://api.wisphub.net"
+    assert settings.bqn.url == "https://192.168.0.121:3443/api/v1"
+    assert settings.bqn.ca_bundle is None
+    assert settings.rules.block_policy == "Wisphub_block"
+    assert settings.rules.subscriber_id_field == "nombre"
+
+
+@pytest.mark.parametrize("missing", sorted(BASE_ENV))
+def test_missing_required_settings_are_named(missing):
+    env = {k: v for k, v in BASE_ENV.items() if k != missing}
+    with pytest.raises(ConfigError, match=missing):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WISPHUB_PAGE_SIZE", "0"),
+        ("WISPHUB_PAGE_SIZE", "many"),
+        ("WISPHUB_TIMEOUT", "-1"),
+        ("BQN_CHECK_HOSTNAME", "perhaps"),
+        ("SUBSCRIBER_ID_FIELD", "cedula"),
+        ("IPV6_PREFIX", "129"),
+    ],
+)
+def test_bad_values_are_named(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**BASE_ENV, name: value})
+
+
+def test_secrets_stay_out_of_repr():
+    settings = Settings.from_env(
+        {**BASE_ENV, "WISPHUB_API_KEY": "key-123", "BQN_PASSWORD": "pw-456"}
+    )
+    assert "key-123" not in repr(settings)
+    assert "pw-456" not in repr(settings)

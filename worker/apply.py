@@ -1,0 +1,68 @@
+"""Send a plan's operations to the BQN, one by one, and report each outcome.
+
+Policies go first; a subscriber whose policy could not be put in place is not written (it would
+otherwise get an unlimited "undefined" policy, which for the block policy means a suspended
+client browsing free). After several transient failures in a row the BQN is taken to be down
+and the rest is reported as not attempted. Credential errors (`ConfigError`) stop everything.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from worker.bqn import BqnClient
+from worker.diff import Plan
+from worker.errors import ApiError, TransientError
+from worker.model import Action, Kind, Operation
+from worker.report import Report
+
+log = logging.getLogger(__name__)
+
+# Consecutive transient failures after which the remaining operations are not attempted.
+GIVE_UP_AFTER = 5
+
+
+def apply_plan(plan: Plan, bqn: BqnClient, *, dry_run: bool = False) -> Report:
+    """Apply `plan` (or, with `dry_run`, only count it) and return the report."""
+    report = Report.of(plan, dry_run=dry_run)
+    failed_policies: set[str] = set()
+    transient_in_a_row = 0
+    for op in plan.operations:
+        if dry_run:
+            report.record_success(op)
+            continue
+        policy = op.fields.get("policyRate")
+        if op.kind is Kind.SUBSCRIBER and policy in failed_policies:
+            report.record_failure(op, f"not sent: policy {policy} could not be put in place")
+            continue
+        if transient_in_a_row >= GIVE_UP_AFTER:
+            report.record_failure(op, "not attempted: the BQN kept failing")
+            continue
+        try:
+            send(bqn, op)
+        except (TransientError, ApiError) as exc:
+            transient_in_a_row = transient_in_a_row + 1 if isinstance(exc, TransientError) else 0
+            log.warning("failed: %s: %s", op.describe(), exc)
+            report.record_failure(op, str(exc))
+            if op.kind is Kind.POLICY:
+                failed_policies.add(op.key)
+            continue
+        transient_in_a_row = 0
+        log.info("done: %s", op.describe())
+        report.record_success(op)
+    return report
+
+
+def send(bqn: BqnClient, op: Operation) -> None:
+    """Carry out one operation on the BQN."""
+    if op.kind is Kind.POLICY:
+        if op.action is Action.CREATE:
+            bqn.create_policy(op.key, op.fields)
+        else:
+            bqn.update_policy(op.key, op.fields)
+    elif op.action is Action.CREATE:
+        bqn.create_subscriber(op.key, op.fields)
+    elif op.action is Action.UPDATE:
+        bqn.update_subscriber(op.key, op.fields)
+    else:
+        bqn.delete_subscriber(op.key)

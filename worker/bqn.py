@@ -1,0 +1,207 @@
+"""BQN REST client: list, create (POST), modify (PUT) and delete subscribers and rate policies.
+
+Follows docs/bqn-api.md: HTTP Basic over one keep-alive session, TLS verification off by default
+(self-signed) with an optional CA bundle and a relaxed cipher list, exactly one
+`Content-Type: application/json; charset=utf-8`, raw UTF-8 bodies, every path id
+percent-encoded. POST replaces a whole entry, so it is used to create only; PUT sends the
+managed fields only and falls back to POST when the entry is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from worker import http
+from worker.addresses import normalise_key
+from worker.errors import ApiError, ConfigError
+from worker.model import Policy, Subscriber
+from worker.settings import BqnSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "BQN"
+AUTH_HINT = (
+    "the BQN refused the REST user or password, or this host is not in the BQN's REST "
+    "allow-list (Configuration > RADIUS/REST/Billing > REST API)"
+)
+SUBSCRIBERS = "/subscribers"
+POLICIES = "/policies/rate"
+
+
+class BqnTlsAdapter(HTTPAdapter):
+    """An adapter whose TLS context uses the BQN cipher list and optional hostname checking."""
+
+    def __init__(self, *, ciphers: str, check_hostname: bool, **kwargs: Any) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.set_ciphers(ciphers)
+        self.pool_extras: dict[str, Any] = {"ssl_context": context}
+        if not check_hostname:
+            # The BQN's certificate rarely names its management IP; a CA bundle still
+            # authenticates the chain.
+            self.pool_extras["assert_hostname"] = False
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Build the pool manager with the BQN TLS settings."""
+        super().init_poolmanager(*args, **kwargs, **self.pool_extras)
+
+
+class BqnClient:
+    """Talks to one BQN's REST API."""
+
+    def __init__(self, settings: BqnSettings, *, pool_size: int = 4) -> None:
+        self.settings = settings
+        adapter = BqnTlsAdapter(
+            ciphers=settings.ciphers,
+            check_hostname=settings.check_hostname,
+            pool_connections=1,
+            pool_maxsize=pool_size,
+            max_retries=http.retry_policy(settings.retries, settings.backoff),
+        )
+        self.session = http.make_session(adapter)
+        self.session.auth = (settings.user, settings.password)
+        self.session.headers.update({"Accept": "application/json"})
+        self.session.verify = settings.ca_bundle or False
+        if not settings.ca_bundle:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
+
+    # Reads -----------------------------------------------------------------------------
+
+    def list_subscribers(self) -> list[Subscriber]:
+        """Every subscriber the BQN holds (including `rules` ones), keyed by canonical IP."""
+        return [_subscriber(item) for item in self._items(SUBSCRIBERS) if "subscriberIp" in item]
+
+    def get_subscriber(self, ip: str) -> Subscriber | None:
+        """The subscriber at `ip`, or `None` when the BQN has none."""
+        item = self._get_one(f"{SUBSCRIBERS}/{_encode(ip)}")
+        if item is None:
+            return None
+        return _subscriber({"subscriberIp": ip, **item})
+
+    def get_policy(self, name: str) -> Policy | None:
+        """The rate policy `name`, or `None` when the BQN has none."""
+        item = self._get_one(f"{POLICIES}/{_encode(name)}")
+        return None if item is None else _policy({"policyName": name, **item})
+
+    def list_policies(self) -> list[Policy]:
+        """Every rate policy, with the fields the sync manages."""
+        return [_policy(item) for item in self._items(POLICIES) if "policyName" in item]
+
+    # Writes ----------------------------------------------------------------------------
+
+    def create_subscriber(self, ip: str, fields: dict[str, Any]) -> None:
+        """Create (POST) the subscriber at `ip`; an existing entry would be replaced whole."""
+        self._write("POST", f"{SUBSCRIBERS}/{_encode(ip)}", fields)
+
+    def update_subscriber(self, ip: str, fields: dict[str, Any]) -> None:
+        """Change only `fields` (PUT); create the entry with them if it has disappeared."""
+        self._put_or_create(f"{SUBSCRIBERS}/{_encode(ip)}", fields)
+
+    def delete_subscriber(self, ip: str) -> None:
+        """Delete the subscriber at `ip`; already gone (404) counts as done."""
+        self._write("DELETE", f"{SUBSCRIBERS}/{_encode(ip)}", None)
+
+    def create_policy(self, name: str, fields: dict[str, Any]) -> None:
+        """Create (POST) the rate policy `name`."""
+        self._write("POST", f"{POLICIES}/{_encode(name)}", fields)
+
+    def update_policy(self, name: str, fields: dict[str, Any]) -> None:
+        """Change only `fields` of the rate policy (PUT); create it if it has disappeared."""
+        self._put_or_create(f"{POLICIES}/{_encode(name)}", fields)
+
+    # Plumbing --------------------------------------------------------------------------
+
+    def _put_or_create(self, path: str, fields: dict[str, Any]) -> None:
+        if self._write("PUT", path, fields).status_code == 404:
+            log.info("BQN PUT %s found nothing; creating it", path)
+            self._write("POST", path, fields)
+
+    def _items(self, path: str) -> list[dict[str, Any]]:
+        response = self._send("GET", path)
+        if response.status_code == 404:
+            raise ConfigError(f"{SERVICE} has no {path} (404): check BQN_URL")
+        body = http.json_body(response, SERVICE)
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise ApiError(f"{SERVICE} answered {path} without an items list")
+        return [item for item in items if isinstance(item, dict)]
+
+    def _get_one(self, path: str) -> dict[str, Any] | None:
+        response = self._send("GET", path)
+        if response.status_code == 404:
+            return None
+        body = http.json_body(response, SERVICE)
+        if not isinstance(body, dict):
+            raise ApiError(f"{SERVICE} answered {path} with something other than an object")
+        return body
+
+    def _write(self, method: str, path: str, fields: dict[str, Any] | None) -> requests.Response:
+        if fields is None:
+            return self._send(method, path)
+        body = json.dumps(fields, ensure_ascii=False).encode("utf-8")
+        response = self._send(
+            method,
+            path,
+            data=body,
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )
+        if response.status_code == 404 and method == "POST":
+            raise ApiError(f"{SERVICE} answered 404 to POST {path}")
+        return response
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return http.send(
+            self.session,
+            SERVICE,
+            method,
+            self.settings.url + path,
+            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            auth_hint=AUTH_HINT,
+            **kwargs,
+        )
+
+
+def _encode(path_id: str) -> str:
+    """Percent-encode a path id with no safe characters (`/` and IPv6 `:` included)."""
+    return quote(path_id, safe="")
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _subscriber(item: dict[str, Any]) -> Subscriber:
+    return Subscriber(
+        ip=normalise_key(str(item["subscriberIp"])),
+        subscriber_id=_text(item.get("subscriberId")),
+        policy_rate=_text(item.get("policyRate")),
+        assigned_by=_text(item.get("policyAssignedBy")) or None,
+    )
+
+
+def _rate(limit: object) -> int | None:
+    rate = limit.get("rate") if isinstance(limit, dict) else None
+    return rate if isinstance(rate, int) and not isinstance(rate, bool) else None
+
+
+def _policy(item: dict[str, Any]) -> Policy:
+    policy_id = item.get("policyId")
+    return Policy(
+        name=str(item["policyName"]),
+        policy_id=None if policy_id is None else str(policy_id),
+        downlink_kbps=_rate(item.get("rateLimitDownlink")),
+        uplink_kbps=_rate(item.get("rateLimitUplink")),
+    )

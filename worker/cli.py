@@ -1,0 +1,169 @@
+"""`wisphub-bqn-sync`: a one-shot full sync, command-line compatible with Bequant's original script.
+
+    wisphub-bqn-sync [-w WISPHUB_HOST] -b BQN_IP BQN_USER BQN_PASSWORD API_KEY [-v|-vv]
+
+Every argument may instead come from its environment variable, so that with all of them set
+`wisphub-bqn-sync` alone runs the sync. Exit status: 0 all went well, 1 some operations failed
+or an API stayed unreachable, 2 usage or configuration error (with a one-line reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from worker.bqn import BqnClient
+from worker.engine import full_sync, sync_client
+from worker.errors import ConfigError, SyncError
+from worker.report import Report
+from worker.settings import Settings
+from worker.wisphub import WispHubClient
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# The original script's defaults, kept so that its command lines mean the same here.
+ORIGINAL_DEFAULTS = {"WISPHUB_URL": "api.wisphub.net", "BQN_URL": "192.168.0.120"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The original script's arguments, plus the new options."""
+    parser = argparse.ArgumentParser(
+        prog="wisphub-bqn-sync",
+        description=(
+            "Synchronise WispHub clients with BQN subscribers and rate policies: one full "
+            "pass, then exit. Arguments override the matching environment variables."
+        ),
+        epilog=(
+            "Exit status: 0 all applied, 1 some operations failed or an API was unreachable, "
+            "2 usage or configuration error."
+        ),
+    )
+    parser.add_argument(
+        "-w",
+        dest="wisphub",
+        metavar="WISPHUB_HOST",
+        help="WispHub API host, host:port or URL (env WISPHUB_URL; default api.wisphub.net)",
+    )
+    parser.add_argument(
+        "-b",
+        dest="bqn",
+        metavar="BQN_IP",
+        help="BQN management IP, host:port or URL (env BQN_URL; default 192.168.0.120)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more detail on standard error (-v progress, -vv every request)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--client",
+        type=_positive_int,
+        metavar="ID_SERVICIO",
+        help="sync only this client (its current IP) instead of everyone",
+    )
+    parser.add_argument("user", nargs="?", metavar="BQN_USER", help="env BQN_USER")
+    parser.add_argument("password", nargs="?", metavar="BQN_PASSWORD", help="env BQN_PASSWORD")
+    parser.add_argument("key", nargs="?", metavar="API_KEY", help="env WISPHUB_API_KEY")
+    return parser
+
+
+def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """Settings from the environment, with the command-line arguments laid over it."""
+    merged = {**ORIGINAL_DEFAULTS, **{k: v for k, v in env.items() if v.strip()}}
+    overrides = {
+        "WISPHUB_URL": args.wisphub,
+        "BQN_URL": args.bqn,
+        "BQN_USER": args.user,
+        "BQN_PASSWORD": args.password,
+        "WISPHUB_API_KEY": args.key,
+    }
+    merged.update({name: value for name, value in overrides.items() if value})
+    return Settings.from_env(merged)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        settings = settings_from(args, os.environ if env is None else env)
+        report = run(settings, client=args.client, dry_run=args.dry_run)
+    except ConfigError as exc:
+        print(f"wisphub-bqn-sync: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SyncError as exc:
+        print(f"wisphub-bqn-sync: sync failed, nothing more was changed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(report, sys.stdout)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def run(settings: Settings, *, client: int | None, dry_run: bool) -> Report:
+    """One full sync (or one client's) with fresh API clients."""
+    wisphub = WispHubClient(settings.wisphub)
+    bqn = BqnClient(settings.bqn)
+    try:
+        if client is not None:
+            return sync_client(client, wisphub, bqn, settings.rules, dry_run=dry_run)
+        return full_sync(wisphub, bqn, settings.rules, dry_run=dry_run)
+    finally:
+        wisphub.close()
+        bqn.close()
+
+
+def print_report(report: Report, out: TextIO) -> None:
+    """The plan (on dry runs), every skip, conflict and failure, then the summary line."""
+    if report.dry_run:
+        for op in report.planned:
+            print(f"plan: {op.describe()}", file=out)
+    for skip in report.skips:
+        print(f"skipped: client {skip.id_servicio} ip {skip.ip!r}: {skip.reason}", file=out)
+    for conflict in report.conflicts:
+        losers = ", ".join(map(str, conflict.losers))
+        print(
+            f"conflict: {conflict.ip} claimed by clients {conflict.winner} (kept) and {losers}",
+            file=out,
+        )
+    for failure in report.failures:
+        print(f"failed: {failure.operation.describe()}: {failure.error}", file=out)
+    print(report.summary(), file=out)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Warnings by default, `-v` info, `-vv` debug (every request), on standard error."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    # urllib3 logs connection details and retries at debug level; keep it to warnings.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

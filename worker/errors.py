@@ -1,0 +1,25 @@
+"""The errors the sync raises, sorted by what the caller should do about them."""
+
+
+class SyncError(Exception):
+    """Base of every error the sync engine raises on purpose."""
+
+
+class ConfigError(SyncError):
+    """Wrong settings, credentials or host: retrying will not help, a person must fix it."""
+
+
+class ApiError(SyncError):
+    """An API answered something the sync cannot use (a 4xx, a body that is not what was asked)."""
+
+
+class FilterIgnored(ApiError):
+    """WispHub ignored a filter and answered rows other than the one asked for."""
+
+
+class TransientError(SyncError):
+    """A timeout, connection error, 5xx or 429 that outlasted the client's retries; try later."""
+
+
+class IncompletePass(TransientError):
+    """A WispHub list pass did not finish; its rows must not be used to compute deletions."""

@@ -1,0 +1,140 @@
+"""What both API clients share: a retrying keep-alive session and turning answers into errors.
+
+Retries, backoff with jitter and `Retry-After` are urllib3's `Retry`; this module only decides
+which failures are transient, which are a person's to fix, and what a log line may say.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
+
+from worker.errors import ApiError, ConfigError, TransientError
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def retry_policy(retries: int, backoff: float) -> Retry:
+    """Retry timeouts, connection errors, 5xx and 429 with exponential backoff and jitter.
+
+    Every method is retried: the sync's writes are idempotent (POST creates or replaces an
+    entry by key, PUT sets fields, DELETE of a missing entry is "already gone").
+    """
+    return Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        allowed_methods=None,
+        status_forcelist=TRANSIENT_STATUSES,
+        backoff_factor=backoff,
+        backoff_jitter=backoff,
+        backoff_max=30,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def make_session(adapter: HTTPAdapter) -> requests.Session:
+    """A keep-alive session whose every request goes through `adapter` (pool and retries)."""
+    session = requests.Session()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def send(
+    session: requests.Session,
+    service: str,
+    method: str,
+    url: str,
+    *,
+    timeout: tuple[float, float],
+    auth_hint: str,
+    **kwargs: Any,
+) -> requests.Response:
+    """Send one request; return the response if it is a success or a 404, else raise.
+
+    401/403 raise `ConfigError` with `auth_hint`; 5xx and 429 (after retries) and network
+    failures raise `TransientError`; other 4xx raise `ApiError`. The log line carries the
+    method, path, status and time only: never headers, bodies or credentials.
+    """
+    started = time.monotonic()
+    try:
+        response = session.request(method, url, timeout=timeout, **kwargs)
+    except requests.exceptions.SSLError as exc:
+        raise ConfigError(f"{service}: TLS failed: {failure_reason(exc)}") from exc
+    except requests.exceptions.InvalidURL as exc:
+        raise ConfigError(f"{service}: invalid URL: {exc}") from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(f"{service} unreachable: {failure_reason(exc)}") from exc
+    elapsed_ms = (time.monotonic() - started) * 1000
+    log.debug(
+        "%s %s %s -> %d in %.0f ms",
+        service,
+        method,
+        response.request.path_url,
+        response.status_code,
+        elapsed_ms,
+    )
+    status = response.status_code
+    if status in (401, 403):
+        raise ConfigError(f"{service} answered {status}: {auth_hint}")
+    if status in TRANSIENT_STATUSES:
+        raise TransientError(f"{service} answered {status}: {excerpt(response)}")
+    if status >= 400 and status != 404:
+        raise ApiError(f"{service} answered {status} to {method}: {excerpt(response)}")
+    return response
+
+
+def json_body(response: requests.Response, service: str) -> Any:
+    """The decoded JSON of a response, or `ApiError` when it is not JSON (an HTML page, say)."""
+    content_type = response.headers.get("Content-Type", "")
+    if "json" not in content_type.lower():
+        raise ApiError(
+            f"{service} answered {response.status_code} with {content_type or 'no content type'}"
+            f" instead of JSON: {excerpt(response)}"
+        )
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ApiError(f"{service} answered invalid JSON: {excerpt(response)}") from exc
+
+
+def excerpt(response: requests.Response, limit: int = 120) -> str:
+    """A short, single-line, secret-free summary of a response body for error messages."""
+    text = response.text.strip()
+    if not text:
+        return "(empty body)"
+    if text.lstrip().startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        return f"HTML page{f' {title.group(1).strip()!r}' if title else ''}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The innermost, readable cause of a requests/urllib3 network error."""
+    reason: BaseException = exc
+    while True:
+        inner = reason.args[0] if reason.args else None
+        if isinstance(inner, MaxRetryError) and inner.reason is not None:
+            reason = inner.reason
+        elif isinstance(reason, MaxRetryError) and reason.reason is not None:
+            reason = reason.reason
+        else:
+            break
+    text = str(reason)
+    # urllib3 prefixes its messages with the connection object's repr; keep the part after it.
+    text = re.sub(r"^<[^>]+>:\s*", "", text)
+    return text or type(reason).__name__

@@ -1,0 +1,133 @@
+"""Plain data shared by the sync engine: desired and actual BQN entries, and operations.
+
+Nothing here does I/O. Operations are values: the diff produces them, the applier sends them,
+and tests apply them to an in-memory state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    """What an operation does to a BQN entry."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Kind(StrEnum):
+    """Which BQN collection an operation touches."""
+
+    POLICY = "policy"
+    SUBSCRIBER = "subscriber"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A BQN subscriber as the sync wants it (or as the BQN holds it).
+
+    Only `subscriber_id` and `policy_rate` are managed; `assigned_by` is the BQN's read-only
+    `policyAssignedBy` and `id_servicio` names the WispHub client the entry comes from.
+    """
+
+    ip: str
+    subscriber_id: str
+    policy_rate: str
+    id_servicio: int | None = None
+    assigned_by: str | None = None
+
+    def managed_fields(self) -> dict[str, str]:
+        """The BQN fields the sync owns, as sent on the wire."""
+        return {"subscriberId": self.subscriber_id, "policyRate": self.policy_rate}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A BQN rate policy; rates are in kbps and `None` means "not set"."""
+
+    name: str
+    policy_id: str | None = None
+    downlink_kbps: int | None = None
+    uplink_kbps: int | None = None
+
+    def managed_fields(self) -> dict[str, Any]:
+        """The BQN fields the sync owns, as sent on the wire."""
+        return {
+            "policyId": self.policy_id,
+            "rateLimitDownlink": {"rate": self.downlink_kbps},
+            "rateLimitUplink": {"rate": self.uplink_kbps},
+        }
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One write to the BQN, as plain data.
+
+    `fields` is the request body (empty for deletes); `id_servicio` is the WispHub client the
+    write is for, when there is one, so reports can name it.
+    """
+
+    action: Action
+    kind: Kind
+    key: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    id_servicio: int | None = None
+
+    def describe(self) -> str:
+        """A one-line, human-readable form for plans and logs (no personal data)."""
+        text = f"{self.action} {self.kind} {self.key}"
+        if self.kind is Kind.SUBSCRIBER and "policyRate" in self.fields:
+            text += f" policy={self.fields['policyRate']}"
+        if self.id_servicio is not None:
+            text += f" (client {self.id_servicio})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "action": str(self.action),
+            "kind": str(self.kind),
+            "key": self.key,
+            "fields": self.fields,
+            "id_servicio": self.id_servicio,
+        }
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A WispHub client the sync could not turn into a BQN entry, and why.
+
+    With `keep`, `ip` is a valid subscriber address whose BQN entry must be left as it is,
+    because the client's state could not be known.
+    """
+
+    id_servicio: int | None
+    ip: str
+    reason: str
+    keep: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id_servicio": self.id_servicio,
+            "ip": self.ip,
+            "reason": self.reason,
+            "kept": self.keep,
+        }
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Several non-cancelled clients claim one IP; `winner` gets it, `losers` are skipped."""
+
+    ip: str
+    winner: int
+    losers: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"ip": self.ip, "winner": self.winner, "losers": list(self.losers)}

@@ -1,0 +1,109 @@
+"""The outcome of a sync: counts, and every skip, conflict and failure with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.diff import Plan
+from worker.model import Action, Kind, Operation
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An operation that did not go through, and why."""
+
+    operation: Operation
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**self.operation.to_dict(), "error": self.error}
+
+
+@dataclass
+class Report:
+    """What a sync did (or, with `dry_run`, would do). Subscriber writes are counted; policy
+    writes are listed by name in `policies`."""
+
+    dry_run: bool
+    clients: int
+    unchanged: int
+    skips: tuple = ()
+    conflicts: tuple = ()
+    planned: tuple[Operation, ...] = ()
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    policies: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, plan: Plan, *, dry_run: bool) -> Report:
+        """An empty report for `plan`, before anything is applied."""
+        return cls(
+            dry_run=dry_run,
+            clients=plan.clients,
+            unchanged=plan.unchanged,
+            skips=plan.skips,
+            conflicts=plan.conflicts,
+            planned=plan.operations,
+        )
+
+    @property
+    def ok(self) -> bool:
+        """True when no operation failed."""
+        return not self.failures
+
+    def record_success(self, op: Operation) -> None:
+        """Count an operation the BQN accepted."""
+        if op.kind is Kind.POLICY:
+            self.policies.append(f"{op.action} {op.key}")
+        elif op.action is Action.CREATE:
+            self.created += 1
+        elif op.action is Action.UPDATE:
+            self.updated += 1
+        else:
+            self.deleted += 1
+
+    def record_failure(self, op: Operation, error: str) -> None:
+        """Keep an operation that failed, with its reason."""
+        self.failures.append(Failure(op, error))
+
+    def counts(self) -> dict[str, int]:
+        """The headline numbers."""
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "skipped": len(self.skips),
+            "failed": len(self.failures),
+        }
+
+    def summary(self) -> str:
+        """One line for people and logs."""
+        counts = ", ".join(f"{value} {name}" for name, value in self.counts().items())
+        verb = "would apply" if self.dry_run else "applied"
+        text = f"{self.clients} clients read; {len(self.planned)} operations {verb}: {counts}"
+        if self.conflicts:
+            text += f"; {len(self.conflicts)} IP conflicts"
+        if self.policies:
+            text += f"; policies: {', '.join(self.policies)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; planned operations are listed on dry runs only."""
+        data: dict[str, Any] = {
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "clients": self.clients,
+            "counts": self.counts(),
+            "policies": self.policies,
+            "skipped": [skip.to_dict() for skip in self.skips],
+            "conflicts": [conflict.to_dict() for conflict in self.conflicts],
+            "failures": [failure.to_dict() for failure in self.failures],
+        }
+        if self.dry_run:
+            data["operations"] = [op.to_dict() for op in self.planned]
+        return data

@@ -1,0 +1,196 @@
+"""Settings, read from environment variables (12-factor); the CLI maps its arguments onto them.
+
+Every setting has one environment variable; `Settings.from_env` validates them all and raises
+`ConfigError` with the variable's name when one is missing or wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from worker.errors import ConfigError
+
+SUBSCRIBER_ID_FIELDS = ("nombre", "usuario", "id_servicio")
+
+# Bequant's own client relaxes the cipher list because some BQN releases fail the TLS handshake
+# with OpenSSL's defaults (see docs/bqn-api.md, "Relaxed ciphers").
+BQN_CIPHERS = "DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK"
+BQN_DEFAULT_PORT = 3443
+
+
+@dataclass(frozen=True)
+class MappingRules:
+    """How WispHub clients become BQN subscribers."""
+
+    subscriber_id_field: str = "nombre"
+    block_policy: str = "Wisphub_block"
+    ipv6_prefix: int = 64
+
+
+@dataclass(frozen=True)
+class WispHubSettings:
+    """Where and how to read WispHub."""
+
+    url: str = "https://api.wisphub.net"
+    api_key: str = field(default="", repr=False)
+    ca_bundle: str | None = None
+    page_size: int = 500
+    connect_timeout: float = 3.05
+    read_timeout: float = 8.0
+    retries: int = 4
+    backoff: float = 0.5
+
+
+@dataclass(frozen=True)
+class BqnSettings:
+    """Where and how to reach the BQN REST API."""
+
+    url: str
+    user: str
+    password: str = field(repr=False)
+    ca_bundle: str | None = None
+    check_hostname: bool = False
+    ciphers: str = BQN_CIPHERS
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    retries: int = 3
+    backoff: float = 0.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the sync engine needs."""
+
+    wisphub: WispHubSettings
+    bqn: BqnSettings
+    rules: MappingRules = MappingRules()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate every setting; raise `ConfigError` naming the first bad one."""
+        read = _Reader(env)
+        wisphub = WispHubSettings(
+            url=wisphub_base_url(read.text("WISPHUB_URL", WispHubSettings.url)),
+            api_key=read.required("WISPHUB_API_KEY", "the WispHub API key"),
+            ca_bundle=read.optional("WISPHUB_CA_BUNDLE"),
+            page_size=read.integer("WISPHUB_PAGE_SIZE", WispHubSettings.page_size, 1, 5000),
+            read_timeout=read.number("WISPHUB_TIMEOUT", WispHubSettings.read_timeout),
+            retries=read.integer("WISPHUB_RETRIES", WispHubSettings.retries, 0, 10),
+        )
+        bqn = BqnSettings(
+            url=bqn_base_url(read.required("BQN_URL", "the BQN address")),
+            user=read.required("BQN_USER", "the BQN REST user"),
+            password=read.required("BQN_PASSWORD", "the BQN REST password"),
+            ca_bundle=read.optional("BQN_CA_BUNDLE"),
+            check_hostname=read.flag("BQN_CHECK_HOSTNAME", default=False),
+            ciphers=read.text("BQN_TLS_CIPHERS", BQN_CIPHERS),
+            read_timeout=read.number("BQN_TIMEOUT", BqnSettings.read_timeout),
+            retries=read.integer("BQN_RETRIES", BqnSettings.retries, 0, 10),
+        )
+        rules = MappingRules(
+            subscriber_id_field=read.choice(
+                "SUBSCRIBER_ID_FIELD", MappingRules.subscriber_id_field, SUBSCRIBER_ID_FIELDS
+            ),
+            block_policy=read.text("BLOCK_POLICY", MappingRules.block_policy),
+            ipv6_prefix=read.integer("IPV6_PREFIX", MappingRules.ipv6_prefix, 1, 128),
+        )
+        return cls(wisphub=wisphub, bqn=bqn, rules=rules)
+
+
+class _Reader:
+    """Typed access to environment variables with errors that name the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def required(self, name: str, what: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise ConfigError(f"{name} is not set ({what})")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+        if value <= 0:
+            raise ConfigError(f"{name} must be more than 0, not {raw}")
+        return value
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, not {raw!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+
+def _split_address(value: str, default_scheme: str) -> tuple[str, str, int | None, str]:
+    """Scheme, host, port and path of a host, host:port, [v6]:port, bare IPv6 or full URL."""
+    text = value.strip()
+    try:
+        if ipaddress.ip_address(text).version == 6:
+            text = f"[{text}]"
+    except ValueError:
+        pass
+    if "://" not in text:
+        text = f"{default_scheme}://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"not a host or http(s) URL: {value!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"bad port in {value!r}") from None
+    if parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"unexpected credentials, query or fragment in {value!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return parts.scheme, host, port, parts.path.rstrip("/")
+
+
+def wisphub_base_url(value: str) -> str:
+    """Normalise `-w`/`WISPHUB_URL` (host, host:port or URL) to a base without the `/api` part."""
+    scheme, host, port, path = _split_address(value, "https")
+    path = path.removesuffix("/api")
+    return f"{scheme}://{host}{f':{port}' if port else ''}{path}"
+
+
+def bqn_base_url(value: str) -> str:
+    """Normalise `-b`/`BQN_URL` (IP, host:port or URL) to `https://host:3443/api/v1` form."""
+    scheme, host, port, path = _split_address(value, "https")
+    return f"{scheme}://{host}:{port or BQN_DEFAULT_PORT}{path or '/api/v1'}"

@@ -1,0 +1,148 @@
+"""WispHub REST client: complete client-list passes and verified single-client reads.
+
+Follows docs/wisphub-api.md: page URLs are built here (never from `next`, which comes back as
+http://), a pass stops at `count`, rows are deduplicated by `id_servicio`, and a pass is
+returned only when it is complete. Single reads use the list filter and check it narrowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from worker import http
+from worker.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
+from worker.settings import WispHubSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE = "WispHub"
+AUTH_HINT = "wrong API key or wrong WispHub host (check WISPHUB_URL: the key only works there)"
+CLIENTS_PATH = "/api/clientes/"
+# A pass whose unique rows do not add up to `count` (rows moved while paging) is read again.
+PASS_ATTEMPTS = 2
+
+Row = dict[str, Any]
+
+
+class WispHubClient:
+    """Reads WispHub over one keep-alive session."""
+
+    def __init__(self, settings: WispHubSettings, *, pool_size: int = 4) -> None:
+        self.settings = settings
+        adapter = HTTPAdapter(
+            pool_connections=1,
+            pool_maxsize=pool_size,
+            max_retries=http.retry_policy(settings.retries, settings.backoff),
+        )
+        self.session = http.make_session(adapter)
+        self.session.headers.update(
+            {"Authorization": f"Api-Key {settings.api_key}", "Accept": "application/json"}
+        )
+        self.session.verify = settings.ca_bundle or True
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
+
+    def list_clients(self) -> list[Row]:
+        """Every client row, deduplicated by `id_servicio`; raises unless the pass is complete."""
+        for attempt in range(1, PASS_ATTEMPTS + 1):
+            rows, count = self._one_pass()
+            if len(rows) == count:
+                log.info("WispHub pass complete: %d clients", count)
+                return rows
+            log.warning(
+                "WispHub pass %d read %d unique clients but count says %d (the list changed "
+                "while paging)",
+                attempt,
+                len(rows),
+                count,
+            )
+        raise IncompletePass(
+            f"WispHub client list did not add up after {PASS_ATTEMPTS} passes "
+            f"({len(rows)} unique clients, count {count}); nothing was changed"
+        )
+
+    def get_client(self, id_servicio: int) -> Row | None:
+        """The row of one client, or `None` when WispHub has no such client.
+
+        Raises `FilterIgnored` when the answer is not narrowed to that client (WispHub silently
+        ignores filters it does not know and then returns the whole list).
+        """
+        page = self._page({"id_servicio": id_servicio, "limit": 2, "offset": 0})
+        count, results = page["count"], page["results"]
+        if count == 0 and not results:
+            return None
+        if count == 1 and len(results) == 1 and _id_of(results[0]) == id_servicio:
+            return results[0]
+        raise FilterIgnored(
+            f"WispHub ignored the id_servicio filter (asked for {id_servicio}, got count {count})"
+        )
+
+    def _one_pass(self) -> tuple[list[Row], int]:
+        """One limit/offset walk of the client list: unique rows and the last `count` seen."""
+        by_id: dict[int, Row] = {}
+        without_id: list[Row] = []
+        offset, count = 0, None
+        while count is None or offset < count:
+            page = self._page({"limit": self.settings.page_size, "offset": offset})
+            count, results = page["count"], page["results"]
+            if not results:
+                break
+            for row in results:
+                key = _id_of(row)
+                if key is None:
+                    without_id.append(row)
+                else:
+                    by_id[key] = row
+            # Advance by what came back: the server may cap `limit` below what was asked.
+            offset += len(results)
+        if count is None:
+            raise IncompletePass("WispHub answered no page")
+        return [*by_id.values(), *without_id], count
+
+    def _page(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of `/api/clientes/`, checked for the DRF paging shape."""
+        response = self._get(CLIENTS_PATH, params)
+        if response.status_code == 404 or "json" not in response.headers.get("Content-Type", ""):
+            raise ConfigError(
+                f"{SERVICE} answered {response.status_code} with {http.excerpt(response)} "
+                f"instead of the client list: is WISPHUB_URL the API host shown in "
+                f"Mi Empresa > Empresa > URL de consulta de API?"
+            )
+        body = http.json_body(response, SERVICE)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("count"), int)
+            or not isinstance(body.get("results"), list)
+        ):
+            raise ApiError(f"{SERVICE} answered a page without count/results")
+        return body
+
+    def _get(self, path: str, params: dict[str, Any]) -> requests.Response:
+        return http.send(
+            self.session,
+            SERVICE,
+            "GET",
+            self.settings.url + path,
+            params=params,
+            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            auth_hint=AUTH_HINT,
+        )
+
+
+def _id_of(row: object) -> int | None:
+    """The row's `id_servicio` as an int, or `None` when missing or not a number."""
+    if not isinstance(row, dict):
+        return None
+    value = row.get("id_servicio")
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
