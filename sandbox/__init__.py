@@ -1,0 +1,1 @@
+"""Simulators of the WispHub and Bequant BQN APIs for tests and the demo."""
