@@ -68,9 +68,10 @@ class BqnClient:
             max_retries=http.retry_policy(settings.retries, settings.backoff),
         )
         self.session = http.make_session(adapter)
-        self.session.auth = (settings.user, settings.password)
+        # UTF-8, as curl on a UTF-8 terminal sends it (requests would use latin-1 for str).
+        self.session.auth = (settings.user.encode(), settings.password.encode())
         self.session.headers.update({"Accept": "application/json"})
-        self.session.verify = settings.ca_bundle or False
+        self.verify: bool | str = settings.ca_bundle or False
         if not settings.ca_bundle:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
@@ -169,6 +170,7 @@ class BqnClient:
             method,
             self.settings.url + path,
             timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            verify=self.verify,
             auth_hint=AUTH_HINT,
             **kwargs,
         )

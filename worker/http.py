@@ -60,18 +60,20 @@ def send(
     url: str,
     *,
     timeout: tuple[float, float],
+    verify: bool | str,
     auth_hint: str,
     **kwargs: Any,
 ) -> requests.Response:
     """Send one request; return the response if it is a success or a 404, else raise.
 
-    401/403 raise `ConfigError` with `auth_hint`; 5xx and 429 (after retries) and network
-    failures raise `TransientError`; other 4xx raise `ApiError`. The log line carries the
-    method, path, status and time only: never headers, bodies or credentials.
+    `verify` is passed on every request because requests lets `REQUESTS_CA_BUNDLE` override a
+    session-level setting. 401/403 raise `ConfigError` with `auth_hint`; 5xx and 429 (after
+    retries) and network failures raise `TransientError`; other 4xx raise `ApiError`. The log
+    line carries the method, path, status and time only: never headers, bodies or secrets.
     """
     started = time.monotonic()
     try:
-        response = session.request(method, url, timeout=timeout, **kwargs)
+        response = session.request(method, url, timeout=timeout, verify=verify, **kwargs)
     except requests.exceptions.SSLError as exc:
         raise ConfigError(f"{service}: TLS failed: {failure_reason(exc)}") from exc
     except requests.exceptions.InvalidURL as exc:

@@ -85,7 +85,11 @@ class Report:
         """One line for people and logs."""
         counts = ", ".join(f"{value} {name}" for name, value in self.counts().items())
         verb = "would apply" if self.dry_run else "applied"
-        text = f"{self.clients} clients read; {len(self.planned)} operations {verb}: {counts}"
+        planned = len(self.planned)
+        text = (
+            f"{self.clients} clients read; {planned} operation{'' if planned == 1 else 's'} "
+            f"{verb}: {counts}"
+        )
         if self.conflicts:
             text += f"; {len(self.conflicts)} IP conflicts"
         if self.policies:

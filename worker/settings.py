@@ -79,6 +79,7 @@ class Settings:
             page_size=read.integer("WISPHUB_PAGE_SIZE", WispHubSettings.page_size, 1, 5000),
             read_timeout=read.number("WISPHUB_TIMEOUT", WispHubSettings.read_timeout),
             retries=read.integer("WISPHUB_RETRIES", WispHubSettings.retries, 0, 10),
+            backoff=read.number("WISPHUB_BACKOFF", WispHubSettings.backoff),
         )
         bqn = BqnSettings(
             url=bqn_base_url(read.required("BQN_URL", "the BQN address")),
@@ -89,6 +90,7 @@ class Settings:
             ciphers=read.text("BQN_TLS_CIPHERS", BQN_CIPHERS),
             read_timeout=read.number("BQN_TIMEOUT", BqnSettings.read_timeout),
             retries=read.integer("BQN_RETRIES", BqnSettings.retries, 0, 10),
+            backoff=read.number("BQN_BACKOFF", BqnSettings.backoff),
         )
         rules = MappingRules(
             subscriber_id_field=read.choice(
@@ -138,7 +140,7 @@ class _Reader:
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+            raise ConfigError(f"{name} must be a number, not {raw!r}") from None
         if value <= 0:
             raise ConfigError(f"{name} must be more than 0, not {raw}")
         return value

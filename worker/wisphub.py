@@ -42,7 +42,8 @@ class WispHubClient:
         self.session.headers.update(
             {"Authorization": f"Api-Key {settings.api_key}", "Accept": "application/json"}
         )
-        self.session.verify = settings.ca_bundle or True
+        # With no bundle of our own, requests honours REQUESTS_CA_BUNDLE.
+        self.verify: bool | str = settings.ca_bundle or True
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -131,6 +132,7 @@ class WispHubClient:
             self.settings.url + path,
             params=params,
             timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            verify=self.verify,
             auth_hint=AUTH_HINT,
         )
 

@@ -1,0 +1,167 @@
+"""Fixtures: both simulators served over HTTPS on 127.0.0.1, and the product pointed at them."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import bqn, seed, wisphub
+from sandbox.server import RunningServer, serve
+from sandbox.tls import TlsFiles, make_tls
+from worker import cli
+from worker.bqn import BqnClient
+from worker.settings import Settings
+from worker.wisphub import WispHubClient
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "Xy12ab34.0123456789abcdef0123456789abcdef"
+BQN_USER = "rest-sync"
+BQN_PASSWORD = "Pa55-wörd"
+
+
+@dataclass
+class WispHubSim:
+    state: wisphub.WispHubState
+    server: RunningServer
+
+    def load(self, count: int, seed_value: int = 1) -> list[dict[str, Any]]:
+        seed.load_wisphub(self.state, count, seed=seed_value)
+        return self.rows()
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return copy.deepcopy(list(self.state.clients.values()))
+
+
+@dataclass
+class BqnSim:
+    state: bqn.BqnState
+    server: RunningServer
+
+    def subscribers(self) -> dict[str, dict[str, Any]]:
+        return {item["subscriberIp"]: item for item in self.state.snapshot()["subscribers"]}
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        return {item["policyName"]: item for item in self.state.snapshot()["policies"]}
+
+    def writes(self) -> int:
+        return self.state.stats.writes()
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls(Path(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture
+def wisphub_sim(tls: TlsFiles) -> Iterator[WispHubSim]:
+    state = wisphub.WispHubState(api_key=API_KEY)
+    for plan in seed.wisphub_plans():
+        state.set_plan(**plan)
+    with serve(wisphub.create_app(state), tls=tls) as server:
+        yield WispHubSim(state, server)
+
+
+@pytest.fixture
+def bqn_sim(tls: TlsFiles) -> Iterator[BqnSim]:
+    state = bqn.BqnState(user=BQN_USER, password=BQN_PASSWORD)
+    seed.load_bqn(state, seed=1)
+    with serve(bqn.create_app(state), tls=tls) as server:
+        yield BqnSim(state, server)
+
+
+@pytest.fixture
+def env(wisphub_sim: WispHubSim, bqn_sim: BqnSim, tls: TlsFiles) -> dict[str, str]:
+    """The environment that points the product at the simulators, with quick retries."""
+    return {
+        "WISPHUB_URL": wisphub_sim.server.url,
+        "WISPHUB_API_KEY": API_KEY,
+        "WISPHUB_CA_BUNDLE": str(tls.ca),
+        "WISPHUB_TIMEOUT": "2",
+        "WISPHUB_BACKOFF": "0.01",
+        "BQN_URL": bqn_sim.server.url,
+        "BQN_USER": BQN_USER,
+        "BQN_PASSWORD": BQN_PASSWORD,
+        "BQN_TIMEOUT": "2",
+        "BQN_BACKOFF": "0.01",
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def wisphub_client(settings: Settings) -> Iterator[WispHubClient]:
+    client = WispHubClient(settings.wisphub)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bqn_client(settings: Settings) -> Iterator[BqnClient]:
+    client = BqnClient(settings.bqn)
+    yield client
+    client.close()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run the CLI in-process with `env` (or another environment) and capture its output."""
+
+    def run(*argv: str, environ: dict[str, str] | None = None) -> CliResult:
+        code = cli.main(list(argv), env=env if environ is None else environ)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def expected_subscribers(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """The BQN subscribers the rules define, written out independently of the engine:
+    IP -> (subscriberId, policyRate) for non-cancelled clients with a usable IPv4, the latest
+    `ultimo_cambio` (then the higher id) winning a shared IP."""
+    best: dict[str, tuple[tuple[datetime, int], str, str]] = {}
+    for row in rows:
+        if row["estado"] == "Cancelado":
+            continue
+        ip = (row["ip"] or "").strip()
+        try:
+            address = ipaddress.IPv4Address(ip)
+        except ValueError:
+            continue
+        if ip.startswith(("127.", "169.254.", "168.0.")) or address.is_unspecified:
+            continue
+        if row["estado"] == "Suspendido":
+            policy = "Wisphub_block"
+        else:
+            policy = row["plan_internet"]["nombre"].replace(" ", "_")
+        rank = (datetime.strptime(row["ultimo_cambio"], "%d/%m/%Y %H:%M:%S"), row["id_servicio"])
+        if ip not in best or rank > best[ip][0]:
+            best[ip] = (rank, row["nombre"].strip(), policy)
+    return {ip: (name, policy) for ip, (_, name, policy) in best.items()}
+
+
+def managed_state(bqn_sim: BqnSim) -> dict[str, tuple[str, str]]:
+    """What the BQN simulator holds outside the `rules` subscribers."""
+    return {
+        ip: (item.get("subscriberId", ""), item.get("policyRate", ""))
+        for ip, item in bqn_sim.subscribers().items()
+        if item.get("policyAssignedBy") != "rules"
+    }

@@ -1,0 +1,119 @@
+"""The BQN client against the simulator: writes, encoding, fallbacks, errors, TLS."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from worker.bqn import BqnClient
+from worker.errors import ConfigError, TransientError
+from worker.model import Policy
+
+pytestmark = pytest.mark.integration
+
+FIELDS = {"subscriberId": "José Pérez Ñandú", "policyRate": "Fibra_Óptica_50M"}
+
+
+def test_create_update_delete_round_trip(bqn_sim, bqn_client):
+    bqn_client.create_subscriber("10.1.2.3", FIELDS)
+    held = bqn_client.get_subscriber("10.1.2.3")
+    assert held is not None
+    assert (held.subscriber_id, held.policy_rate, held.assigned_by) == (
+        "José Pérez Ñandú",
+        "Fibra_Óptica_50M",
+        "rest",
+    )
+    bqn_client.update_subscriber("10.1.2.3", {**FIELDS, "policyRate": "Wisphub_block"})
+    assert bqn_sim.subscribers()["10.1.2.3"]["policyRate"] == "Wisphub_block"
+    bqn_client.delete_subscriber("10.1.2.3")
+    assert bqn_client.get_subscriber("10.1.2.3") is None
+
+
+def test_update_keeps_fields_the_sync_does_not_manage(bqn_sim, bqn_client):
+    with bqn_sim.state.lock:
+        bqn_sim.state.subscribers["10.1.2.4"] = {
+            "subscriberIp": "10.1.2.4",
+            "subscriberId": "old",
+            "policyRate": "P",
+            "subscriberGroups": ["tower-3"],
+            "policyAssignedBy": "rest",
+        }
+    bqn_client.update_subscriber("10.1.2.4", {"subscriberId": "new", "policyRate": "Q"})
+    assert bqn_sim.subscribers()["10.1.2.4"]["subscriberGroups"] == ["tower-3"]
+
+
+def test_update_of_a_vanished_entry_creates_it(bqn_sim, bqn_client):
+    bqn_client.update_subscriber("10.1.2.5", FIELDS)
+    assert bqn_sim.subscribers()["10.1.2.5"]["subscriberId"] == "José Pérez Ñandú"
+
+
+def test_delete_of_a_missing_entry_is_already_done(bqn_client):
+    bqn_client.delete_subscriber("10.200.0.1")
+
+
+def test_ipv6_ids_are_percent_encoded(bqn_sim, bqn_client):
+    bqn_client.create_subscriber("2001:db8:1:2::", FIELDS)
+    assert "2001:db8:1:2::" in bqn_sim.subscribers()
+    assert any(s.ip == "2001:db8:1:2::" for s in bqn_client.list_subscribers())
+    assert bqn_sim.state.stats.count("POST") == 1
+
+
+def test_policy_names_are_encoded_and_undefined_ones_read_as_unrated(bqn_sim, bqn_client):
+    bqn_client.create_subscriber("10.1.2.6", {"subscriberId": "x", "policyRate": "Plan 5/1 Mbps"})
+    policies = {p.name: p for p in bqn_client.list_policies()}
+    assert policies["Plan 5/1 Mbps"] == Policy("Plan 5/1 Mbps")
+    bqn_client.update_policy(
+        "Plan 5/1 Mbps", Policy("Plan 5/1 Mbps", "9", 5000, 1000).managed_fields()
+    )
+    assert bqn_client.get_policy("Plan 5/1 Mbps") == Policy("Plan 5/1 Mbps", "9", 5000, 1000)
+
+
+def test_static_policies_and_rules_subscribers_are_listed(bqn_client):
+    assert "rate-default" in {p.name for p in bqn_client.list_policies()}
+    assert any(s.assigned_by == "rules" for s in bqn_client.list_subscribers())
+
+
+def test_wrong_password_is_a_config_error(settings):
+    client = BqnClient(dataclasses.replace(settings.bqn, password="wrong"))
+    with pytest.raises(ConfigError, match="refused the REST user or password"):
+        client.list_subscribers()
+
+
+def test_transient_errors_are_retried(bqn_sim, bqn_client):
+    bqn_sim.state.faults.update(fail_next=2, fail_status=503)
+    bqn_client.create_subscriber("10.1.2.7", FIELDS)
+    assert "10.1.2.7" in bqn_sim.subscribers()
+
+
+def test_lasting_errors_raise_transient(bqn_sim, settings):
+    bqn_sim.state.faults.update(fail_every=1, fail_status=500)
+    client = BqnClient(dataclasses.replace(settings.bqn, retries=1))
+    with pytest.raises(TransientError, match="BQN answered 500"):
+        client.create_subscriber("10.1.2.8", FIELDS)
+
+
+def test_a_refused_connection_is_transient(settings):
+    client = BqnClient(
+        dataclasses.replace(settings.bqn, url="https://127.0.0.1:9/api/v1", retries=0)
+    )
+    with pytest.raises(TransientError, match="BQN unreachable"):
+        client.list_subscribers()
+
+
+def test_a_ca_bundle_turns_verification_on(settings, tls):
+    verified = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(tls.ca)))
+    assert verified.list_subscribers() is not None
+    foreign_ca = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(tls.cert)))
+    with pytest.raises(ConfigError, match="TLS failed"):
+        foreign_ca.list_subscribers()
+
+
+def test_hostname_checking_can_be_turned_on(settings, tls):
+    named = dataclasses.replace(
+        settings.bqn,
+        ca_bundle=str(tls.ca),
+        check_hostname=True,
+        url=settings.bqn.url.replace("127.0.0.1", "localhost"),
+    )
+    assert BqnClient(named).list_policies()
