@@ -14,6 +14,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from worker import http
+from worker.desired import client_id
 from worker.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
 from worker.settings import WispHubSettings
 
@@ -78,7 +79,7 @@ class WispHubClient:
         count, results = page["count"], page["results"]
         if count == 0 and not results:
             return None
-        if count == 1 and len(results) == 1 and _id_of(results[0]) == id_servicio:
+        if count == 1 and len(results) == 1 and client_id(results[0]) == id_servicio:
             return results[0]
         raise FilterIgnored(
             f"WispHub ignored the id_servicio filter (asked for {id_servicio}, got count {count})"
@@ -95,7 +96,7 @@ class WispHubClient:
             if not results:
                 break
             for row in results:
-                key = _id_of(row)
+                key = client_id(row)
                 if key is None:
                     without_id.append(row)
                 else:
@@ -135,16 +136,3 @@ class WispHubClient:
             verify=self.verify,
             auth_hint=AUTH_HINT,
         )
-
-
-def _id_of(row: object) -> int | None:
-    """The row's `id_servicio` as an int, or `None` when missing or not a number."""
-    if not isinstance(row, dict):
-        return None
-    value = row.get("id_servicio")
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None

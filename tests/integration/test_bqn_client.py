@@ -80,8 +80,9 @@ def test_wrong_password_is_a_config_error(settings):
         client.list_subscribers()
 
 
-def test_transient_errors_are_retried(bqn_sim, bqn_client):
-    bqn_sim.state.faults.update(fail_next=2, fail_status=503)
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_transient_errors_are_retried(bqn_sim, bqn_client, status):
+    bqn_sim.state.faults.update(fail_next=2, fail_status=status)
     bqn_client.create_subscriber("10.1.2.7", FIELDS)
     assert "10.1.2.7" in bqn_sim.subscribers()
 

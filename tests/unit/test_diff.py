@@ -206,14 +206,20 @@ actual_strategy = st.lists(
 )
 
 
-@given(rows_strategy, actual_strategy)
-def test_applying_the_diff_yields_the_desired_state(rows, actual):
+def diff_and_apply(rows, actual):
+    """The desired state, the BQN as first held (first entry per IP wins), and the BQN after
+    the diff's operations."""
     desired = desired_state(rows, RULES)
     held = {}
     for s in actual:
         held.setdefault(s.ip, s)
     operations, _ = diff_subscribers(desired.subscribers, actual, desired.protected)
-    after = apply_to_state(operations, held)
+    return desired, held, apply_to_state(operations, held)
+
+
+@given(rows_strategy, actual_strategy)
+def test_applying_the_diff_yields_the_desired_state(rows, actual):
+    desired, held, after = diff_and_apply(rows, actual)
 
     managed = {
         ip: (s.subscriber_id, s.policy_rate) for ip, s in after.items() if ip in desired.subscribers
@@ -232,12 +238,7 @@ def test_applying_the_diff_yields_the_desired_state(rows, actual):
 
 @given(rows_strategy, actual_strategy)
 def test_a_second_diff_is_empty(rows, actual):
-    desired = desired_state(rows, RULES)
-    held = {}
-    for s in actual:
-        held.setdefault(s.ip, s)
-    operations, _ = diff_subscribers(desired.subscribers, actual, desired.protected)
-    after = apply_to_state(operations, held)
+    desired, _, after = diff_and_apply(rows, actual)
     assert diff_subscribers(desired.subscribers, after.values(), desired.protected)[0] == []
 
 
