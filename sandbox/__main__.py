@@ -20,6 +20,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the arguments, build the seeded simulator and serve it."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.quiet:
+        logging.getLogger("sandbox.http").setLevel(logging.WARNING)
     app, summary = _build(args)
     tls = make_tls(args.tls_dir) if args.tls_dir else None
     log.info("%s; control endpoints under /_sim/", summary)
@@ -70,6 +72,7 @@ def _common(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
     parser.add_argument("--seed", type=int, default=1, help="seed for the demo data")
+    parser.add_argument("--quiet", action="store_true", help="do not log every request")
     parser.add_argument(
         "--tls-dir",
         help="serve HTTPS with a throw-away CA and certificate written to this directory",

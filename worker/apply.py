@@ -43,7 +43,7 @@ def apply_plan(plan: Plan, bqn: BqnClient, *, dry_run: bool = False) -> Report:
         except (TransientError, ApiError) as exc:
             transient_in_a_row = transient_in_a_row + 1 if isinstance(exc, TransientError) else 0
             log.warning("failed: %s: %s", op.describe(), exc)
-            report.record_failure(op, str(exc))
+            report.record_failure(op, str(exc), transient=isinstance(exc, TransientError))
             if op.kind is Kind.POLICY:
                 failed_policies.add(op.key)
             continue

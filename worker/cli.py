@@ -116,8 +116,8 @@ def run(settings: Settings, *, client: int | None, dry_run: bool) -> Report:
     bqn = BqnClient(settings.bqn)
     try:
         if client is not None:
-            return sync_client(client, wisphub, bqn, settings.rules, dry_run=dry_run)
-        return full_sync(wisphub, bqn, settings.rules, dry_run=dry_run)
+            return sync_client(client, wisphub, bqn, settings.rules, dry_run=dry_run).report
+        return full_sync(wisphub, bqn, settings.rules, dry_run=dry_run).report
     finally:
         wisphub.close()
         bqn.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from worker.apply import apply_plan
 from worker.bqn import BqnClient
-from worker.desired import desired_state, map_client
+from worker.desired import Desired, Row, desired_state, map_client
 from worker.diff import plan_client, plan_full
-from worker.model import Subscriber
+from worker.model import Skip, Subscriber
 from worker.report import Report
 from worker.settings import MappingRules
 from worker.wisphub import WispHubClient
@@ -16,9 +17,32 @@ from worker.wisphub import WispHubClient
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class FullSync:
+    """A full sync's report and the desired state it worked towards."""
+
+    report: Report
+    desired: Desired
+
+
+@dataclass(frozen=True)
+class ClientSync:
+    """A one-client sync's report and the entry the client now has on the BQN.
+
+    `current` is what a caller should remember as "last applied" for the client: the new entry
+    when the sync went through, the previous one when it did not or when the client's state
+    could not be read, `None` when the client has no entry any more. `row` is the client as
+    WispHub answered (`None`: it has no such client).
+    """
+
+    report: Report
+    current: Subscriber | None
+    row: Row | None
+
+
 def full_sync(
     wisphub: WispHubClient, bqn: BqnClient, rules: MappingRules, *, dry_run: bool = False
-) -> Report:
+) -> FullSync:
     """Bring the whole BQN in line with a complete WispHub pass.
 
     The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
@@ -28,7 +52,7 @@ def full_sync(
     desired = desired_state(rows, rules)
     plan = plan_full(desired, bqn.list_subscribers(), bqn.list_policies(), rules)
     log.info("full sync planned %d operations for %d clients", len(plan.operations), len(rows))
-    return apply_plan(plan, bqn, dry_run=dry_run)
+    return FullSync(apply_plan(plan, bqn, dry_run=dry_run), desired)
 
 
 def sync_client(
@@ -39,7 +63,7 @@ def sync_client(
     *,
     previous: Subscriber | None = None,
     dry_run: bool = False,
-) -> Report:
+) -> ClientSync:
     """Bring one client in line: re-read it from WispHub and touch only its BQN entries.
 
     `previous` is the entry last applied for this client, when the caller remembers it, so an
@@ -54,4 +78,8 @@ def sync_client(
     if wanted is not None and wanted.policy_rate == rules.block_policy:
         policies = [policy for policy in [bqn.get_policy(rules.block_policy)] if policy]
     plan = plan_client(row, held, policies, rules, previous=previous)
-    return apply_plan(plan, bqn, dry_run=dry_run)
+    report = apply_plan(plan, bqn, dry_run=dry_run)
+    unknowable = isinstance(mapped, Skip) and mapped.keep
+    if dry_run or not report.ok or unknowable:
+        return ClientSync(report, previous, row)
+    return ClientSync(report, wanted, row)

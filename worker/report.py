@@ -15,10 +15,11 @@ class Failure:
 
     operation: Operation
     error: str
+    transient: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {**self.operation.to_dict(), "error": self.error}
+        return {**self.operation.to_dict(), "error": self.error, "transient": self.transient}
 
 
 @dataclass
@@ -66,9 +67,14 @@ class Report:
         else:
             self.deleted += 1
 
-    def record_failure(self, op: Operation, error: str) -> None:
-        """Keep an operation that failed, with its reason."""
-        self.failures.append(Failure(op, error))
+    def record_failure(self, op: Operation, error: str, *, transient: bool = True) -> None:
+        """Keep an operation that failed, with its reason; `transient` if a retry may help."""
+        self.failures.append(Failure(op, error, transient))
+
+    @property
+    def retryable(self) -> bool:
+        """True when some operation failed in a way a later retry may fix."""
+        return any(failure.transient for failure in self.failures)
 
     def counts(self) -> dict[str, int]:
         """The headline numbers."""
@@ -84,11 +90,10 @@ class Report:
     def summary(self) -> str:
         """One line for people and logs."""
         counts = ", ".join(f"{value} {name}" for name, value in self.counts().items())
-        verb = "would apply" if self.dry_run else "applied"
         planned = len(self.planned)
         text = (
-            f"{self.clients} clients read; {planned} operation{'' if planned == 1 else 's'} "
-            f"{verb}: {counts}"
+            f"{self.clients} clients read; {planned} operation{'' if planned == 1 else 's'}"
+            f"{' planned (dry run)' if self.dry_run else ''}: {counts}"
         )
         if self.conflicts:
             text += f"; {len(self.conflicts)} IP conflicts"

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from croniter import croniter
+
 from worker.errors import ConfigError
 
 SUBSCRIBER_ID_FIELDS = ("nombre", "usuario", "id_servicio")
@@ -100,6 +102,45 @@ class Settings:
             ipv6_prefix=read.integer("IPV6_PREFIX", MappingRules.ipv6_prefix, 1, 128),
         )
         return cls(wisphub=wisphub, bqn=bqn, rules=rules)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the web, worker and scheduler processes need besides the engine's settings."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    webhook_secret: str | None = field(default=None, repr=False)
+    api_token: str | None = field(default=None, repr=False)
+    allow_unauthenticated: bool = False
+    poll_interval: int = 60
+    reconcile_cron: str = "0 3 * * *"
+    reconcile_on_start: bool = True
+    queue_name: str = "wisphub-bqn-sync"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServiceSettings:
+        """Read and validate the service settings; raise `ConfigError` naming a bad one."""
+        read = _Reader(env)
+        settings = cls(
+            redis_url=read.text("REDIS_URL", cls.redis_url),
+            webhook_secret=read.optional("WEBHOOK_SECRET"),
+            api_token=read.optional("API_TOKEN"),
+            allow_unauthenticated=read.flag("ALLOW_UNAUTHENTICATED", default=False),
+            poll_interval=read.integer("POLL_INTERVAL", cls.poll_interval, 0, 86400),
+            reconcile_cron=read.text("RECONCILE_CRON", cls.reconcile_cron),
+            reconcile_on_start=read.flag("RECONCILE_ON_START", default=True),
+            queue_name=read.text("QUEUE_NAME", cls.queue_name),
+        )
+        if not _is_cron(settings.reconcile_cron):
+            raise ConfigError(
+                f"RECONCILE_CRON is not a cron expression: {settings.reconcile_cron!r}"
+            )
+        return settings
+
+
+def _is_cron(expression: str) -> bool:
+    """True when `expression` is a five-field cron expression."""
+    return len(expression.split()) == 5 and croniter.is_valid(expression)
 
 
 class _Reader:

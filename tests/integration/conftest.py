@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,13 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue, SimpleWorker
 
 from sandbox import bqn, seed, wisphub
+from sandbox.redis_server import RedisServer
 from sandbox.server import RunningServer, serve
 from sandbox.tls import TlsFiles, make_tls
-from worker import cli
+from service import create_app
+from worker import cli, jobs
 from worker.bqn import BqnClient
-from worker.settings import Settings
+from worker.settings import ServiceSettings, Settings
 from worker.wisphub import WispHubClient
 
 pytestmark = pytest.mark.integration
@@ -165,3 +172,74 @@ def managed_state(bqn_sim: BqnSim) -> dict[str, tuple[str, str]]:
         for ip, item in bqn_sim.subscribers().items()
         if item.get("policyAssignedBy") != "rules"
     }
+
+
+# The service: a real Redis, the Flask app, real RQ workers ----------------------------------
+
+WEBHOOK_SECRET = "hook-secret-0123456789"
+API_TOKEN = "api-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`REDIS_URL` when given (its database is flushed by the tests), else a private server."""
+    given = os.environ.get("REDIS_URL")
+    if given:
+        yield given
+        return
+    with RedisServer(Path(tmp_path_factory.mktemp("redis"))) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    connection = Redis.from_url(redis_url)
+    connection.flushdb()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def service_env(env: dict[str, str], redis_url: str) -> dict[str, str]:
+    return {
+        **env,
+        "REDIS_URL": redis_url,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "API_TOKEN": API_TOKEN,
+        "POLL_INTERVAL": "2",
+    }
+
+
+@pytest.fixture
+def app(service_env: dict[str, str], redis: Redis) -> Flask:
+    return create_app(service_env)
+
+
+@pytest.fixture
+def web(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def queue(redis: Redis) -> Queue:
+    return Queue(ServiceSettings.queue_name, connection=redis)
+
+
+@pytest.fixture
+def work(
+    service_env: dict[str, str], queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[], None]]:
+    """Run a real RQ worker in this process until the queue is empty (burst mode)."""
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)
+    jobs.runtime.cache_clear()
+
+    def run() -> None:
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    yield run
+    jobs.runtime.cache_clear()
+
+
+API = {"Authorization": f"Bearer {API_TOKEN}"}
+HOOK = {"X-Webhook-Token": WEBHOOK_SECRET}

@@ -1,0 +1,86 @@
+"""`/api/v1`: manual resync, plan preview, full reconcile and job status, behind `API_TOKEN`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from service.auth import require_api_token
+from service.context import context
+from service.errors import error_response
+from service.payloads import PayloadError, parse_id
+from worker import engine, store
+from worker.bqn import BqnClient
+from worker.errors import ConfigError, SyncError, TransientError
+from worker.queueing import describe, enqueue_client_sync, enqueue_reconcile
+from worker.wisphub import WispHubClient
+
+blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@blueprint.before_request
+def _authenticate() -> None:
+    require_api_token(context().service.api_token)
+
+
+@blueprint.post("/clients/<raw_id>/sync")
+def sync_client(raw_id: str) -> tuple[Response, int]:
+    """Queue a resync of one client (coalesced with a waiting one)."""
+    queued = enqueue_client_sync(context().queue, parse_id(raw_id))
+    return jsonify({"job_id": queued.job_id, "coalesced": queued.coalesced}), 202
+
+
+@blueprint.get("/clients/<raw_id>/plan")
+def client_plan(raw_id: str) -> Response | tuple[Response, int]:
+    """What a sync of this client would change on the BQN, computed now, changing nothing."""
+    id_servicio = parse_id(raw_id)
+    ctx = context()
+    wisphub, bqn = WispHubClient(ctx.sync.wisphub), BqnClient(ctx.sync.bqn)
+    try:
+        outcome = engine.sync_client(
+            id_servicio,
+            wisphub,
+            bqn,
+            ctx.sync.rules,
+            previous=store.last_applied(ctx.redis, id_servicio),
+            dry_run=True,
+        )
+    except ConfigError as exc:
+        return error_response(502, "upstream_misconfigured", str(exc))
+    except TransientError as exc:
+        return error_response(503, "upstream_unavailable", str(exc))
+    except SyncError as exc:
+        return error_response(502, "upstream_error", str(exc))
+    finally:
+        wisphub.close()
+        bqn.close()
+    return jsonify(outcome.report.to_dict())
+
+
+@blueprint.post("/reconcile")
+def reconcile() -> tuple[Response, int]:
+    """Queue a full reconcile; `{"dry_run": true}` only computes the plan."""
+    dry_run = _options().get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise PayloadError('"dry_run" must be true or false')
+    return jsonify({"job_id": enqueue_reconcile(context().queue, dry_run=dry_run)}), 202
+
+
+@blueprint.get("/jobs/<job_id>")
+def job(job_id: str) -> Response:
+    """A job's status and, when done, its report."""
+    view = describe(context().redis, job_id)
+    if view is None:
+        abort(404, description=f"no job {job_id!r} (unknown, or its result has expired)")
+    return jsonify(view)
+
+
+def _options() -> dict[str, Any]:
+    """An optional JSON object body."""
+    if not request.get_data(cache=True).strip():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise PayloadError('the body must be a JSON object such as {"dry_run": true}')
+    return body

@@ -1,0 +1,60 @@
+"""Every error answers JSON that says what is wrong, never a stack trace.
+
+Redis being unreachable answers 503: the service never acknowledges work it did not queue.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
+
+from service.payloads import PayloadError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, error: str, message: str) -> Response:
+    """A JSON error body: a short code and a sentence for the person reading it."""
+    response = jsonify({"error": error, "message": message})
+    response.status_code = status
+    return response
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers."""
+
+    @app.errorhandler(PayloadError)
+    def _bad_payload(exc: PayloadError) -> Response:
+        return error_response(400, "bad_request", str(exc))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_: RequestEntityTooLarge) -> Response:
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return error_response(413, "too_large", f"the body is larger than {limit} bytes")
+
+    @app.errorhandler(Unauthorized)
+    def _unauthorized(exc: Unauthorized) -> Response:
+        response = error_response(401, "unauthorized", exc.description or "unauthorized")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="wisphub-bqn-sync"'
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        name = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(code, name, exc.description or name)
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _redis_down(exc: Exception) -> Response:
+        log.error("Redis unavailable: %s", exc)
+        return error_response(503, "unavailable", "the job queue (Redis) is unreachable; retry")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "unexpected error; see the service log")

@@ -1,0 +1,72 @@
+"""Reading client ids out of a notification, whatever shape its sender can produce (pure).
+
+Accepted: JSON `{"id_servicio": 123}`, `{"id_servicio": [123, 456]}`,
+`{"clientes": [{"id_servicio": 123}, ...]}`, and `id_servicio` as form fields or query
+parameters (repeated, or comma-separated). Ids are positive whole numbers, at most
+`MAX_IDS` per request; duplicates count once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+MAX_IDS = 1000
+FIELD = "id_servicio"
+
+
+class PayloadError(ValueError):
+    """The request does not say which clients changed, or says it wrongly."""
+
+
+def client_ids(
+    json_body: Any, form_values: Iterable[str], query_values: Iterable[str]
+) -> list[int]:
+    """The distinct client ids of a notification, in the order given."""
+    raw: list[Any] = []
+    if json_body is not None:
+        raw.extend(_from_json(json_body))
+    for text in (*form_values, *query_values):
+        raw.extend(part for part in text.split(",") if part.strip())
+    if not raw:
+        raise PayloadError(f"no {FIELD} given (JSON body, form field or query parameter)")
+    ids = list(dict.fromkeys(parse_id(value) for value in raw))
+    if len(ids) > MAX_IDS:
+        raise PayloadError(f"{len(ids)} ids in one request; at most {MAX_IDS}")
+    return ids
+
+
+def parse_id(value: Any) -> int:
+    """A positive whole number from an int or its decimal text; `PayloadError` otherwise."""
+    if isinstance(value, bool):
+        raise PayloadError(f"{FIELD} must be a positive whole number, not {value!r}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdecimal() and value.strip().isascii():
+        number = int(value.strip())
+    else:
+        raise PayloadError(f"{FIELD} must be a positive whole number, not {_shown(value)}")
+    if number <= 0 or number >= 2**63:
+        raise PayloadError(f"{FIELD} must be a positive whole number, not {number}")
+    return number
+
+
+def _from_json(body: Any) -> list[Any]:
+    if not isinstance(body, dict):
+        raise PayloadError(f'the JSON body must be an object such as {{"{FIELD}": 123}}')
+    if FIELD in body:
+        value = body[FIELD]
+        return list(value) if isinstance(value, list) else [value]
+    if "clientes" in body:
+        clientes = body["clientes"]
+        if not isinstance(clientes, list) or not all(
+            isinstance(c, dict) and FIELD in c for c in clientes
+        ):
+            raise PayloadError(f'"clientes" must be a list of objects with "{FIELD}"')
+        return [c[FIELD] for c in clientes]
+    raise PayloadError(f'the JSON body has neither "{FIELD}" nor "clientes"')
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"

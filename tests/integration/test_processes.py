@@ -1,0 +1,181 @@
+"""The product as the Procfile runs it: gunicorn, `rq worker` and the scheduler as separate
+processes, against the simulators and a real Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from redis import Redis
+
+from sandbox.demo import procfile
+from sandbox.redis_server import free_port
+from tests.integration.conftest import API, HOOK, expected_subscribers, managed_state
+from tests.rows import row
+from worker.scheduler import build
+from worker.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_SECONDS = 60
+
+
+def eventually(check: Callable[[], bool], what: str) -> float:
+    """Wait until `check()` holds; return the seconds it took (no speed is asserted here)."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > WAIT_SECONDS:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+class Processes:
+    """The Procfile's processes, started with one environment."""
+
+    def __init__(self, env: dict[str, str], names: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {
+            **env,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": "1",
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        }
+        commands = procfile()
+        self.children = {
+            name: subprocess.Popen(
+                ["bash", "-c", f"exec {commands[name]}"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            for name in names
+        }
+
+    def ready(self) -> bool:
+        self.check_alive()
+        try:
+            return requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                raise AssertionError(f"{name} exited: {child.stderr.read().decode()[-2000:]}")
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in self.children.values():
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+
+@pytest.fixture
+def running(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
+    processes = Processes(
+        {**service_env, "POLL_INTERVAL": "1", "RECONCILE_ON_START": "0"},
+        ["web", "worker", "scheduler"],
+    )
+    try:
+        eventually(processes.ready, "the web process to be ready")
+        yield processes
+    finally:
+        processes.stop()
+
+
+def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(1, "10.7.0.1", "Activo", "Online_basico", "Nico"))
+    session = requests.Session()
+
+    # a notification for a changed client reaches the BQN
+    response = session.post(
+        f"{running.url}/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK, timeout=5
+    )
+    assert response.status_code == 202
+    took = eventually(lambda: "10.7.0.1" in managed_state(bqn_sim), "the notified client")
+    print(f"notification applied in {took:.2f} s")
+
+    # a change made in WispHub with no notification is found by the poller
+    wisphub_sim.state.update_client(1, estado="Suspendido")
+    took = eventually(
+        lambda: managed_state(bqn_sim).get("10.7.0.1") == ("Nico", "Wisphub_block"),
+        "the poller to apply an unannounced suspension",
+    )
+    print(f"unannounced change applied in {took:.2f} s")
+
+    # a full reconcile through the API leaves 2,000 clients as the rules define
+    rows = wisphub_sim.load(2000)
+    job_id = session.post(f"{running.url}/api/v1/reconcile", headers=API, timeout=5).json()[
+        "job_id"
+    ]
+
+    def reconciled() -> bool:
+        view = session.get(f"{running.url}/api/v1/jobs/{job_id}", headers=API, timeout=5).json()
+        assert view["status"] not in ("failed", "canceled"), view
+        return view["status"] == "finished"
+
+    took = eventually(reconciled, "the reconcile")
+    print(f"reconcile of 2,000 clients took {took:.2f} s")
+    assert len(rows) == 2001
+    assert managed_state(bqn_sim) == expected_subscribers(rows)
+
+
+def test_a_burst_for_one_client_makes_at_most_two_jobs(running, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(2, "10.7.0.2", "Activo", "Online_basico", "Paz"))
+    wisphub_sim.state.faults.update(latency_ms=300)  # the job runs long enough to overlap
+    session = requests.Session()
+    job_ids = set()
+    for _ in range(100):
+        response = session.post(
+            f"{running.url}/webhooks/wisphub", json={"id_servicio": 2}, headers=HOOK, timeout=5
+        )
+        assert response.status_code == 202
+        job_ids.add(response.json()["jobs"][0]["job_id"])
+    assert len(job_ids) <= 2
+
+    def done() -> bool:
+        views = [
+            session.get(f"{running.url}/api/v1/jobs/{j}", headers=API, timeout=5).json()
+            for j in job_ids
+        ]
+        return all(view["status"] == "finished" for view in views)
+
+    eventually(done, "the jobs to finish")
+    assert managed_state(bqn_sim) == {"10.7.0.2": ("Paz", "Online_basico")}
+
+
+def test_only_one_scheduler_is_active(service_env, redis):
+    settings = ServiceSettings.from_env(service_env)
+    first, second = build(settings, redis), build(settings, redis)
+    assert first.leader.acquire(blocking=False)
+    try:
+        assert not second.leader.acquire(blocking=False)
+        first.heartbeat()  # renews the lock
+        assert redis.pttl(first.leader.name) > 100_000
+    finally:
+        first.leader.release()
+    assert second.leader.acquire(blocking=False)
+    second.leader.release()
+    crons = {job.func_name: (job.cron, job.interval) for job in first.get_jobs()}
+    assert crons == {
+        "worker.jobs.reconcile": ("0 3 * * *", None),
+        "worker.jobs.poll_changes": (None, 2),
+    }

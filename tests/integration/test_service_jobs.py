@@ -1,0 +1,215 @@
+"""The RQ jobs run by real workers against the simulators and a real Redis."""
+
+from __future__ import annotations
+
+import pytest
+from rq.job import Job
+
+from tests.integration.conftest import API, HOOK, expected_subscribers, managed_state
+from tests.rows import row
+from worker import queueing, store
+
+pytestmark = pytest.mark.integration
+
+
+def notify(web, *ids):
+    response = web.post("/webhooks/wisphub", json={"id_servicio": list(ids)}, headers=HOOK)
+    assert response.status_code == 202
+    return [job["job_id"] for job in response.json["jobs"]]
+
+
+def job_view(web, job_id):
+    return web.get(f"/api/v1/jobs/{job_id}", headers=API).json
+
+
+def test_a_notification_reaches_the_bqn(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(1, "10.1.0.1", "Activo", "Online_basico", "José"))
+    [job_id] = notify(web, 1)
+    work()
+    assert managed_state(bqn_sim) == {"10.1.0.1": ("José", "Online_basico")}
+    view = job_view(web, job_id)
+    assert view["status"] == "finished"
+    assert view["attempts"] == 1
+    assert view["report"]["counts"]["created"] == 1
+
+
+def test_a_manual_trigger_reaches_the_bqn(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(2, "10.1.0.2", "Suspendido", nombre="Ana"))
+    job_id = web.post("/api/v1/clients/2/sync", headers=API).json["job_id"]
+    work()
+    assert managed_state(bqn_sim) == {"10.1.0.2": ("Ana", "Wisphub_block")}
+    assert bqn_sim.policies()["Wisphub_block"]["rateLimitDownlink"]["rate"] == 0
+    assert job_view(web, job_id)["status"] == "finished"
+
+
+def test_an_ip_change_removes_the_old_subscriber(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(3, "10.1.0.3", nombre="Eva", plan="Online_basico"))
+    notify(web, 3)
+    work()
+    wisphub_sim.state.update_client(3, ip="10.1.0.33")
+    notify(web, 3)
+    work()
+    assert managed_state(bqn_sim) == {"10.1.0.33": ("Eva", "Online_basico")}
+
+
+@pytest.mark.parametrize("how", ["cancelled", "deleted-from-wisphub"])
+def test_a_client_that_goes_away_is_removed(web, work, wisphub_sim, bqn_sim, redis, how):
+    wisphub_sim.state.upsert_client(row(4, "10.1.0.4", nombre="Leo", plan="Online_basico"))
+    notify(web, 4)
+    work()
+    if how == "cancelled":
+        wisphub_sim.state.update_client(4, estado="Cancelado")
+    else:
+        wisphub_sim.state.remove_client(4)
+    notify(web, 4)
+    work()
+    assert managed_state(bqn_sim) == {}
+    assert store.last_applied(redis, 4) is None
+
+
+def test_the_old_ip_is_kept_when_another_client_took_it(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(5, "10.1.0.5", nombre="Uno", plan="Online_basico"))
+    notify(web, 5)
+    work()
+    wisphub_sim.state.update_client(5, ip="10.1.0.55")
+    wisphub_sim.state.upsert_client(row(6, "10.1.0.5", nombre="Dos", plan="Online_basico"))
+    notify(web, 6)
+    work()
+    notify(web, 5)
+    work()
+    assert managed_state(bqn_sim) == {
+        "10.1.0.5": ("Dos", "Online_basico"),
+        "10.1.0.55": ("Uno", "Online_basico"),
+    }
+
+
+def test_a_follow_up_is_queued_once_the_job_has_started(web, queue, work, wisphub_sim, redis):
+    wisphub_sim.state.upsert_client(row(7, "10.1.0.7"))
+    [first] = notify(web, 7)
+    # the worker takes the job: its claim is released, the next notification queues a follow-up
+    job = Job.fetch(first, connection=redis)
+    redis.delete(store.pending_key(7))
+    job.set_status("started")
+    follow_ups = {notify(web, 7)[0] for _ in range(50)}
+    assert len(follow_ups) == 1
+    assert first not in follow_ups
+
+
+def test_transient_failures_are_retried_with_the_reason_shown(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(8, "10.1.0.8"))
+    bqn_sim.state.faults.update(fail_every=1, fail_status=503, writes_only=True)
+    [job_id] = notify(web, 8)
+    work()
+    view = job_view(web, job_id)
+    assert view["status"] == "retrying"
+    assert view["attempts"] == 1
+    assert "BQN answered 503" in view["last_error"]
+    assert view["report"]["counts"]["failed"] >= 1
+
+
+def test_a_wrong_key_fails_at_once_with_a_clear_message(web, work, wisphub_sim):
+    wisphub_sim.state.api_key = "rotated"
+    [job_id] = notify(web, 9)
+    work()
+    view = job_view(web, job_id)
+    assert view["status"] == "failed"
+    assert "wrong API key or wrong WispHub host" in view["error"]
+
+
+def test_reconcile_through_the_api(web, work, wisphub_sim, bqn_sim, redis):
+    rows = wisphub_sim.load(300)
+    job_id = web.post("/api/v1/reconcile", json={"dry_run": False}, headers=API).json["job_id"]
+    work()
+    assert managed_state(bqn_sim) == expected_subscribers(rows)
+    view = job_view(web, job_id)
+    assert view["status"] == "finished"
+    assert view["report"]["counts"]["created"] == len(expected_subscribers(rows))
+    # the reconcile also seeds what jobs remember, so a later IP change clears the old entry
+    some = next(
+        r for r in rows if r["estado"] == "Activo" and r["ip"] in expected_subscribers(rows)
+    )
+    assert store.last_applied(redis, some["id_servicio"]).ip == some["ip"]
+
+
+def test_a_dry_run_reconcile_writes_nothing(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.load(60)
+    job_id = web.post("/api/v1/reconcile", json={"dry_run": True}, headers=API).json["job_id"]
+    work()
+    view = job_view(web, job_id)
+    assert view["report"]["dry_run"] is True
+    assert view["report"]["operations"]
+    assert bqn_sim.writes() == 0
+
+
+def test_the_poller_finds_changes_nobody_announced(queue, work, wisphub_sim, bqn_sim, redis):
+    wisphub_sim.state.upsert_client(row(11, "10.2.0.1", "Activo", "Online_basico", "A"))
+    wisphub_sim.state.upsert_client(row(12, "10.2.0.2", "Activo", "Online_basico", "B"))
+    wisphub_sim.state.upsert_client(row(13, "10.2.0.3", "Suspendido", "Online_basico", "C"))
+    wisphub_sim.state.upsert_client(row(14, "10.2.0.4", "Activo", "Online_basico", "D"))
+    queueing.enqueue_reconcile(queue, dry_run=False)
+    work()
+
+    def poll():
+        if redis.exists(store.SNAPSHOT_TAKEN):
+            redis.set(store.SNAPSHOT_TAKEN, 0)  # the last pass is old: this poll is not skipped
+        job = queue.enqueue("worker.jobs.poll_changes")
+        work()
+        return Job.fetch(job.id, connection=redis).return_value()
+
+    first = poll()
+    assert first["first_pass"] is True
+    assert first["changed"] == []
+
+    wisphub_sim.state.update_client(11, plan_internet=451072)  # plan change
+    wisphub_sim.state.update_client(12, estado="Suspendido")  # suspension
+    wisphub_sim.state.update_client(13, estado="Activo")  # reactivation
+    wisphub_sim.state.update_client(14, estado="Cancelado")  # cancellation
+    wisphub_sim.state.update_client(11, saldo="0.00")  # changes nothing on the BQN
+    second = poll()
+    assert second["changed"] == [11, 12, 13, 14]
+    assert managed_state(bqn_sim) == {
+        "10.2.0.1": ("A", "Online_Free"),
+        "10.2.0.2": ("B", "Wisphub_block"),
+        "10.2.0.3": ("C", "Online_basico"),
+    }
+
+
+def test_a_failed_poll_keeps_the_snapshot(queue, work, wisphub_sim, redis):
+    wisphub_sim.load(20)
+    queue.enqueue("worker.jobs.poll_changes")
+    work()
+    before = store.snapshot(redis)
+    assert before
+    redis.set(store.SNAPSHOT_TAKEN, 0)
+    wisphub_sim.state.faults.update(fail_every=1, fail_status=500)
+    job = queue.enqueue("worker.jobs.poll_changes")
+    work()
+    assert Job.fetch(job.id, connection=redis).return_value()["ok"] is False
+    assert store.snapshot(redis) == before
+
+
+def test_polls_piling_up_behind_busy_workers_are_skipped(queue, work, wisphub_sim, redis):
+    wisphub_sim.load(10)
+    first = queue.enqueue("worker.jobs.poll_changes")
+    second = queue.enqueue("worker.jobs.poll_changes")
+    work()
+    assert Job.fetch(first.id, connection=redis).return_value()["ok"] is True
+    assert "skipped" in Job.fetch(second.id, connection=redis).return_value()
+
+
+def test_the_poller_compares_with_what_jobs_applied(web, queue, work, wisphub_sim, bqn_sim, redis):
+    """Suspended and notified, then reactivated with no notification, all between two polls:
+    the poller must still see the reactivation (it compares with what the job applied)."""
+    wisphub_sim.state.upsert_client(row(21, "10.3.0.1", "Activo", "Online_basico", "Río"))
+    queue.enqueue("worker.jobs.poll_changes")
+    work()
+    wisphub_sim.state.update_client(21, estado="Suspendido")
+    notify(web, 21)
+    work()
+    assert managed_state(bqn_sim) == {"10.3.0.1": ("Río", "Wisphub_block")}
+    wisphub_sim.state.update_client(21, estado="Activo")
+    redis.set(store.SNAPSHOT_TAKEN, 0)
+    job = queue.enqueue("worker.jobs.poll_changes")
+    work()
+    assert Job.fetch(job.id, connection=redis).return_value()["changed"] == [21]
+    assert managed_state(bqn_sim) == {"10.3.0.1": ("Río", "Online_basico")}

@@ -1,0 +1,209 @@
+"""The RQ jobs: sync one client, reconcile everything, poll WispHub for changes.
+
+Transient failures (timeouts, connection errors, 5xx, 429) make a job return an RQ `Retry`, so
+it runs again later with growing intervals, about an hour in all; permanent ones (credentials,
+refused requests) raise at once and leave the job in RQ's failed registry with the reason.
+Settings and API clients are built once per worker process and reused by every job it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from redis import Redis, WatchError
+from redis.exceptions import LockError
+from rq import Queue, Retry, get_current_job
+from rq.job import Job
+
+from worker import engine, queueing, store
+from worker.bqn import BqnClient
+from worker.changes import changed_clients, fingerprint, fingerprints
+from worker.desired import Desired
+from worker.errors import SyncError, TransientError
+from worker.model import Subscriber
+from worker.report import Report
+from worker.settings import MappingRules, ServiceSettings, Settings
+from worker.wisphub import WispHubClient
+
+log = logging.getLogger(__name__)
+
+# Seconds before each retry: 5 s, growing to 20 min; 57 minutes over 10 retries.
+RETRY_INTERVALS = [5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200]
+
+
+class OperationsFailed(SyncError):
+    """Some BQN operations were refused for good (a 4xx); retrying would not help."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What jobs share within one worker process: settings and kept-alive API clients."""
+
+    rules: MappingRules
+    service: ServiceSettings
+    wisphub: WispHubClient
+    bqn: BqnClient
+
+
+@cache
+def runtime() -> Runtime:
+    """This process's runtime, built from the environment on first use."""
+    settings = Settings.from_env(os.environ)
+    return Runtime(
+        rules=settings.rules,
+        service=ServiceSettings.from_env(os.environ),
+        wisphub=WispHubClient(settings.wisphub),
+        bqn=BqnClient(settings.bqn),
+    )
+
+
+def sync_client(id_servicio: int) -> dict[str, Any] | Retry:
+    """Re-read one client from WispHub and bring its BQN entries in line."""
+    job = _current_job()
+    redis = job.connection
+    _release_claim(redis, id_servicio, job.id)
+    rt = runtime()
+    try:
+        with store.client_lock(redis, id_servicio):
+            previous = store.last_applied(redis, id_servicio)
+            outcome = engine.sync_client(
+                id_servicio, rt.wisphub, rt.bqn, rt.rules, previous=previous
+            )
+            store.remember(redis, id_servicio, outcome.current)
+            store.note_touched(redis, id_servicio)
+            if outcome.report.ok:
+                seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
+                store.record_fingerprint(redis, id_servicio, seen)
+    except LockError:
+        return _retry(job, f"client {id_servicio} stayed locked by another job")
+    except TransientError as exc:
+        return _retry(job, str(exc))
+    return _finish(job, outcome.report)
+
+
+def reconcile(dry_run: bool = False) -> dict[str, Any] | Retry:
+    """The full sync: every client from a complete WispHub pass against the whole BQN."""
+    job = _current_job()
+    redis = job.connection
+    rt = runtime()
+    lock = store.singleton_lock(redis, "reconcile", store.RECONCILE_LOCK_SECONDS)
+    if not lock.acquire():
+        return {"skipped": "another reconcile is running"}
+    try:
+        if not dry_run:
+            store.begin_reconcile(redis)
+        try:
+            outcome = engine.full_sync(rt.wisphub, rt.bqn, rt.rules, dry_run=dry_run)
+        finally:
+            touched = [] if dry_run else store.end_reconcile(redis)
+        if not dry_run:
+            store.replace_applied(redis, _remembered(outcome.desired, store.all_applied(redis)))
+    except TransientError as exc:
+        return _retry(job, str(exc))
+    finally:
+        lock.release()
+    queue = Queue(job.origin, connection=redis)
+    for id_servicio in touched:
+        queueing.enqueue_client_sync(queue, id_servicio)
+    return _finish(job, outcome.report)
+
+
+def poll_changes() -> dict[str, Any]:
+    """Read the whole client list and queue a sync for every client that changed.
+
+    The first pass only records the snapshot; a failed or partial pass changes nothing. Polls
+    that pile up behind busy workers are skipped when a recent pass exists.
+    """
+    job = _current_job()
+    redis = job.connection
+    rt = runtime()
+    age = store.snapshot_age(redis)
+    if age is not None and age < rt.service.poll_interval / 2:
+        return {"skipped": f"a pass completed {age:.0f} s ago"}
+    lock = store.singleton_lock(redis, "poll", queueing.POLL_JOB_TIMEOUT)
+    if not lock.acquire():
+        return {"skipped": "another poll is running"}
+    try:
+        started = time.monotonic()
+        try:
+            rows = rt.wisphub.list_clients()
+        except SyncError as exc:
+            log.warning("poll: WispHub pass failed, snapshot kept: %s", exc)
+            return {"ok": False, "error": str(exc)}
+        current = fingerprints(rows, rt.rules)
+        before = store.snapshot(redis)
+        changed = [] if before is None else changed_clients(before, current)
+        queue = Queue(job.origin, connection=redis)
+        queued = [queueing.enqueue_client_sync(queue, key).job_id for key in changed]
+        store.save_snapshot(redis, current)
+    finally:
+        lock.release()
+    log.info("poll: %d clients, %d changed", len(current), len(changed))
+    return {
+        "ok": True,
+        "clients": len(current),
+        "first_pass": before is None,
+        "changed": changed,
+        "jobs": queued,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _current_job() -> Job:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("this function runs as an RQ job")
+    return job
+
+
+def _release_claim(redis: Redis, id_servicio: int, job_id: str) -> None:
+    """Let the next request for this client queue a follow-up (only if the claim is ours)."""
+    key = store.pending_key(id_servicio)
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.get(key) == job_id.encode():
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+        except WatchError:  # a newer claim was made meanwhile: it stays
+            log.debug("claim of client %s changed while releasing it", id_servicio)
+
+
+def _retry(job: Job, error: str) -> Retry:
+    """Record why, then ask RQ to run the job again later."""
+    log.warning("job %s will be retried: %s", job.id, error)
+    job.meta["last_error"] = error
+    job.save_meta()
+    return Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
+
+
+def _finish(job: Job, report: Report) -> dict[str, Any] | Retry:
+    """The job's result; a retry when some operation failed transiently; an error when some
+    were refused for good."""
+    data = report.to_dict()
+    if report.ok:
+        return data
+    job.meta["report"] = data
+    job.save_meta()
+    first = report.failures[0]
+    reason = f"{len(report.failures)} of {len(report.planned)} operations failed, first: "
+    reason += f"{first.operation.describe()}: {first.error}"
+    if report.retryable:
+        return _retry(job, reason)
+    raise OperationsFailed(reason)
+
+
+def _remembered(desired: Desired, before: dict[int, Subscriber]) -> dict[int, Subscriber]:
+    """Last-applied entries after a full reconcile: the desired ones, plus the previous entry
+    of clients whose state could not be read (their BQN entry was left as it was)."""
+    entries = {sub.id_servicio: sub for sub in desired.subscribers.values() if sub.id_servicio}
+    for skip in desired.skips:
+        if skip.keep and skip.id_servicio in before:
+            entries[skip.id_servicio] = before[skip.id_servicio]
+    return entries

@@ -1,0 +1,158 @@
+"""Putting jobs on the queue, coalesced per client, and reading their state back.
+
+While a sync job for client N waits in the queue, a new request for N gets that job's id and
+adds nothing. Once the job starts it clears its claim, so a request arriving while it runs
+queues exactly one follow-up: the last change always wins.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis, WatchError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from worker import store
+
+# Job functions by name, so that queueing does not import the code the workers run.
+SYNC_CLIENT = "worker.jobs.sync_client"
+RECONCILE = "worker.jobs.reconcile"
+
+CLIENT_JOB_TIMEOUT = 240
+RECONCILE_JOB_TIMEOUT = 3 * 3600
+POLL_JOB_TIMEOUT = 600
+CLIENT_RESULT_TTL = 24 * 3600
+RECONCILE_RESULT_TTL = 30 * 24 * 3600
+POLL_RESULT_TTL = 3600
+FAILURE_TTL = 30 * 24 * 3600
+# A claim outlives any reasonable queue wait; a stale one is replaced anyway.
+PENDING_TTL = 24 * 3600
+CLAIM_ATTEMPTS = 5
+
+STATES = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.DEFERRED: "queued",
+    JobStatus.CREATED: "queued",
+    JobStatus.READY_TO_ENQUEUE: "queued",
+    JobStatus.STARTED: "started",
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.STOPPED: "failed",
+    JobStatus.CANCELED: "canceled",
+}
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The job that will sync a client, and whether this request added it."""
+
+    job_id: str
+    coalesced: bool
+
+
+def make_queue(redis: Redis, name: str) -> Queue:
+    """The service's RQ queue."""
+    return Queue(name, connection=redis)
+
+
+def enqueue_client_sync(queue: Queue, id_servicio: int) -> Queued:
+    """Queue a sync of one client unless one is already waiting; return the job to watch."""
+    redis = queue.connection
+    key = store.pending_key(id_servicio)
+    for _ in range(CLAIM_ATTEMPTS):
+        with redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                waiting = pipe.get(key)
+                if waiting is not None and _is_waiting(redis, waiting.decode()):
+                    return Queued(waiting.decode(), coalesced=True)
+                job_id = f"sync-{id_servicio}-{uuid.uuid4().hex[:12]}"
+                pipe.multi()
+                pipe.set(key, job_id, ex=PENDING_TTL)
+                queue.enqueue(
+                    SYNC_CLIENT,
+                    id_servicio,
+                    job_id=job_id,
+                    description=f"sync client {id_servicio}",
+                    job_timeout=CLIENT_JOB_TIMEOUT,
+                    result_ttl=CLIENT_RESULT_TTL,
+                    failure_ttl=FAILURE_TTL,
+                    pipeline=pipe,
+                )
+                pipe.execute()
+                return Queued(job_id, coalesced=False)
+            except WatchError:
+                continue  # another request claimed the client meanwhile; look again
+    waiting = redis.get(key)
+    if waiting is None:
+        raise RuntimeError(f"could not queue a sync of client {id_servicio}")
+    return Queued(waiting.decode(), coalesced=True)
+
+
+def enqueue_reconcile(queue: Queue, *, dry_run: bool) -> str:
+    """Queue a full reconcile; return its job id."""
+    job = queue.enqueue(
+        RECONCILE,
+        dry_run=dry_run,
+        description=f"full reconcile{' (dry run)' if dry_run else ''}",
+        job_timeout=RECONCILE_JOB_TIMEOUT,
+        result_ttl=RECONCILE_RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+    )
+    return job.id
+
+
+def _is_waiting(redis: Redis, job_id: str) -> bool:
+    try:
+        return Job.fetch(job_id, connection=redis).get_status() == JobStatus.QUEUED
+    except NoSuchJobError:
+        return False
+
+
+def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:
+    """A job's state for the API: status, attempts, timestamps, and its report when done."""
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    if status == JobStatus.SCHEDULED:
+        state = "retrying" if job.number_of_retries else "scheduled"
+    else:
+        state = STATES.get(status, str(status))
+    view: dict[str, Any] = {
+        "job_id": job.id,
+        "status": state,
+        "description": job.description,
+        "attempts": (job.number_of_retries or 0) + (state in ("started", "finished", "failed")),
+        "enqueued_at": _iso(job.enqueued_at),
+        "started_at": _iso(job.started_at),
+        "ended_at": _iso(job.ended_at),
+    }
+    if job.meta.get("last_error"):
+        view["last_error"] = job.meta["last_error"]
+    if state == "finished":
+        view["report"] = job.return_value()
+    elif job.meta.get("report") is not None:
+        view["report"] = job.meta["report"]
+    if state == "failed":
+        view["error"] = _failure(job)
+    return view
+
+
+def _failure(job: Job) -> str:
+    """The last line of the job's failure (the exception message), or its last transient error."""
+    result = job.latest_result()
+    text = (result.exc_string or "") if result is not None else ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if lines:
+        return lines[-1]
+    return job.meta.get("last_error") or "failed"
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,0 +1,153 @@
+"""What the service keeps in Redis besides RQ's own keys.
+
+- the entry last applied for each client (so an IP change or a removal clears the old entry);
+- the poller's snapshot of client fingerprints;
+- per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
+- the clients a per-client job touched while a full reconcile was running.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+
+from redis import Redis
+from redis.lock import Lock
+
+from worker.model import Subscriber
+
+PREFIX = "wisphub-bqn-sync:"
+APPLIED = PREFIX + "applied"
+SNAPSHOT = PREFIX + "poll:snapshot"
+SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
+TOUCHED = PREFIX + "reconcile:touched"
+RECONCILING = PREFIX + "reconcile:running"
+
+# A client job needs a few API calls; the lock outlives the job's own timeout.
+CLIENT_LOCK_SECONDS = 300
+CLIENT_LOCK_WAIT_SECONDS = 60
+RECONCILE_LOCK_SECONDS = 2 * 3600
+
+
+def pending_key(id_servicio: int) -> str:
+    """Key holding the id of the sync job waiting in the queue for a client."""
+    return f"{PREFIX}pending:{id_servicio}"
+
+
+def client_lock(redis: Redis, id_servicio: int) -> Lock:
+    """The lock that keeps two workers from applying the same client at once."""
+    return redis.lock(
+        f"{PREFIX}lock:client:{id_servicio}",
+        timeout=CLIENT_LOCK_SECONDS,
+        blocking_timeout=CLIENT_LOCK_WAIT_SECONDS,
+    )
+
+
+def singleton_lock(redis: Redis, name: str, seconds: int) -> Lock:
+    """A non-blocking lock for work that must not run twice at once (poll, reconcile, cron)."""
+    return redis.lock(f"{PREFIX}lock:{name}", timeout=seconds, blocking=False)
+
+
+# Last applied entries -------------------------------------------------------------------
+
+
+def last_applied(redis: Redis, id_servicio: int) -> Subscriber | None:
+    """The BQN entry last applied for a client, if any."""
+    raw = redis.hget(APPLIED, str(id_servicio))
+    return None if raw is None else _entry(id_servicio, raw)
+
+
+def remember(redis: Redis, id_servicio: int, entry: Subscriber | None) -> None:
+    """Record (or, with `None`, forget) the entry applied for a client."""
+    if entry is None:
+        redis.hdel(APPLIED, str(id_servicio))
+    else:
+        redis.hset(APPLIED, str(id_servicio), _encode(entry))
+
+
+def all_applied(redis: Redis) -> dict[int, Subscriber]:
+    """Every remembered entry, by client."""
+    return {int(key): _entry(int(key), raw) for key, raw in redis.hgetall(APPLIED).items()}
+
+
+def replace_applied(redis: Redis, entries: Mapping[int, Subscriber]) -> None:
+    """Replace every remembered entry at once (after a full reconcile)."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(APPLIED)
+        if entries:
+            pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in entries.items()})
+        pipe.execute()
+
+
+def _encode(entry: Subscriber) -> str:
+    return json.dumps({"ip": entry.ip, "subscriber_id": entry.subscriber_id}, ensure_ascii=False)
+
+
+def _entry(id_servicio: int, raw: bytes | str) -> Subscriber:
+    data = json.loads(raw)
+    return Subscriber(data["ip"], data["subscriber_id"], "", id_servicio)
+
+
+# Poller snapshot ------------------------------------------------------------------------
+
+
+def snapshot(redis: Redis) -> dict[int, str] | None:
+    """The fingerprints of the last complete pass; `None` before the first one."""
+    if not redis.exists(SNAPSHOT_TAKEN):
+        return None
+    return {int(k): v.decode() for k, v in redis.hgetall(SNAPSHOT).items()}
+
+
+def save_snapshot(redis: Redis, prints: Mapping[int, str]) -> None:
+    """Replace the snapshot with a complete pass's fingerprints, atomically."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(SNAPSHOT)
+        if prints:
+            pipe.hset(SNAPSHOT, mapping={str(k): v for k, v in prints.items()})
+        pipe.set(SNAPSHOT_TAKEN, time.time())
+        pipe.execute()
+
+
+def record_fingerprint(redis: Redis, id_servicio: int, value: str | None) -> None:
+    """Update one client's fingerprint after a job acted on it, so the poller compares with
+    the state last applied and not with an older pass (`None`: the client is gone)."""
+    if not redis.exists(SNAPSHOT_TAKEN):
+        return
+    if value is None:
+        redis.hdel(SNAPSHOT, str(id_servicio))
+    else:
+        redis.hset(SNAPSHOT, str(id_servicio), value)
+
+
+def snapshot_age(redis: Redis) -> float | None:
+    """Seconds since the last complete pass was recorded."""
+    taken = redis.get(SNAPSHOT_TAKEN)
+    return None if taken is None else time.time() - float(taken)
+
+
+# Reconcile bookkeeping ------------------------------------------------------------------
+
+
+def begin_reconcile(redis: Redis) -> None:
+    """Mark a reconcile as running and start collecting the clients jobs touch meanwhile."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(TOUCHED)
+        pipe.set(RECONCILING, time.time(), ex=RECONCILE_LOCK_SECONDS)
+        pipe.execute()
+
+
+def note_touched(redis: Redis, id_servicio: int) -> None:
+    """Remember that a client was applied while a reconcile was running (its read may be
+    older than this job's, so the client is synced again when the reconcile ends)."""
+    if redis.exists(RECONCILING):
+        redis.sadd(TOUCHED, id_servicio)
+
+
+def end_reconcile(redis: Redis) -> list[int]:
+    """Clear the running mark; return the clients touched meanwhile."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.smembers(TOUCHED)
+        pipe.delete(TOUCHED, RECONCILING)
+        touched, _ = pipe.execute()
+    return sorted(int(x) for x in touched)
