@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,15 @@ def test_only_one_scheduler_is_active(service_env, redis):
         "worker.jobs.reconcile": ("0 3 * * *", None),
         "worker.jobs.poll_changes": (None, 2),
     }
+
+
+def test_the_nightly_reconcile_follows_tz(service_env, redis, monkeypatch):
+    monkeypatch.setenv("TZ", "America/Bogota")  # UTC-5 all year
+    time.tzset()
+    try:
+        scheduler = build(ServiceSettings.from_env(service_env), redis)
+        [nightly] = [job for job in scheduler.get_jobs() if job.cron]
+        assert nightly.next_enqueue_time.astimezone(UTC).strftime("%H:%M") == "08:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
