@@ -22,7 +22,8 @@ from worker import store
 SYNC_CLIENT = "worker.jobs.sync_client"
 RECONCILE = "worker.jobs.reconcile"
 
-CLIENT_JOB_TIMEOUT = 240
+# A client job makes up to four API calls, each with its own retries (see the settings).
+CLIENT_JOB_TIMEOUT = 600
 RECONCILE_JOB_TIMEOUT = 3 * 3600
 POLL_JOB_TIMEOUT = 600
 CLIENT_RESULT_TTL = 24 * 3600

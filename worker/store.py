@@ -24,8 +24,8 @@ SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
 TOUCHED = PREFIX + "reconcile:touched"
 RECONCILING = PREFIX + "reconcile:running"
 
-# A client job needs a few API calls; the lock outlives the job's own timeout.
-CLIENT_LOCK_SECONDS = 300
+# The lock outlives the client job's timeout (queueing.CLIENT_JOB_TIMEOUT).
+CLIENT_LOCK_SECONDS = 660
 CLIENT_LOCK_WAIT_SECONDS = 60
 RECONCILE_LOCK_SECONDS = 2 * 3600
 

@@ -27,8 +27,6 @@ from worker.bqn import BqnClient
 from worker.settings import ServiceSettings, Settings
 from worker.wisphub import WispHubClient
 
-pytestmark = pytest.mark.integration
-
 API_KEY = "Xy12ab34.0123456789abcdef0123456789abcdef"
 BQN_USER = "rest-sync"
 BQN_PASSWORD = "Pa55-wörd"
