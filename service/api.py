@@ -13,7 +13,9 @@ from service.payloads import PayloadError, parse_id
 from worker import engine, store
 from worker.bqn import BqnClient
 from worker.errors import ConfigError, SyncError, TransientError
-from worker.queueing import describe, enqueue_client_sync, enqueue_reconcile
+from worker.overrides import load_overrides
+from worker.plans import Plan, policy_state
+from worker.queueing import describe, enqueue_client_sync, enqueue_plan_sync, enqueue_reconcile
 from worker.wisphub import WispHubClient
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -38,24 +40,53 @@ def client_plan(raw_id: str) -> Response | tuple[Response, int]:
     ctx = context()
     wisphub, bqn = WispHubClient(ctx.sync.wisphub), BqnClient(ctx.sync.bqn)
     try:
+        plans = {plan.id: plan for plan in _catalogue(wisphub)}
         outcome = engine.sync_client(
             id_servicio,
             wisphub,
             bqn,
             ctx.sync.rules,
+            plans.get,
             previous=store.last_applied(ctx.redis, id_servicio),
             dry_run=True,
         )
-    except ConfigError as exc:
-        return error_response(502, "upstream_misconfigured", str(exc))
-    except TransientError as exc:
-        return error_response(503, "upstream_unavailable", str(exc))
     except SyncError as exc:
-        return error_response(502, "upstream_error", str(exc))
+        return _upstream_error(exc)
     finally:
         wisphub.close()
         bqn.close()
     return jsonify(outcome.report.to_dict())
+
+
+@blueprint.get("/plans")
+def plans() -> Response | tuple[Response, int]:
+    """Every plan: WispHub's speeds, the speeds used and where they come from, and the state of
+    its policy on the BQN (read now)."""
+    ctx = context()
+    wisphub, bqn = WispHubClient(ctx.sync.wisphub), BqnClient(ctx.sync.bqn)
+    try:
+        catalogue = _catalogue(wisphub)
+        held = {policy.name: policy for policy in bqn.list_policies()}
+    except SyncError as exc:
+        return _upstream_error(exc)
+    finally:
+        wisphub.close()
+        bqn.close()
+    return jsonify(
+        {
+            "read_seconds_ago": _rounded(store.plans_age(ctx.redis)),
+            "plans": [
+                {**plan.to_dict(), "bqn": policy_state(plan, held.get(plan.policy_name))}
+                for plan in catalogue
+            ],
+        }
+    )
+
+
+@blueprint.post("/plans/sync")
+def sync_plans() -> tuple[Response, int]:
+    """Queue a plan catalogue refresh that also puts the policies in place."""
+    return jsonify({"job_id": enqueue_plan_sync(context().queue)}), 202
 
 
 @blueprint.post("/reconcile")
@@ -74,6 +105,27 @@ def job(job_id: str) -> Response:
     if view is None:
         abort(404, description=f"no job {job_id!r} (unknown, or its result has expired)")
     return jsonify(view)
+
+
+def _catalogue(wisphub: WispHubClient) -> list[Plan]:
+    """The kept plan catalogue, or one read now when none is kept yet."""
+    saved = store.saved_plans(context().redis)
+    if saved is not None:
+        return saved
+    return engine.read_plans(wisphub, load_overrides(context().sync.plan_speeds_file))
+
+
+def _upstream_error(exc: SyncError) -> Response:
+    """WispHub or the BQN failed while answering a request."""
+    if isinstance(exc, TransientError):
+        return error_response(503, "upstream_unavailable", str(exc))
+    if isinstance(exc, ConfigError):
+        return error_response(502, "upstream_misconfigured", str(exc))
+    return error_response(502, "upstream_error", str(exc))
+
+
+def _rounded(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds)
 
 
 def _options() -> dict[str, Any]:

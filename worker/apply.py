@@ -1,4 +1,4 @@
-"""Send a plan's operations to the BQN, one by one, and report each outcome.
+"""Send the operations of a set of changes to the BQN, one by one, and report each outcome.
 
 Policies go first; a subscriber whose policy could not be put in place is not written (it would
 otherwise get an unlimited "undefined" policy, which for the block policy means a suspended
@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from worker.bqn import BqnClient
-from worker.diff import Plan
+from worker.diff import Changes
 from worker.errors import ApiError, TransientError
-from worker.model import Action, Kind, Operation
+from worker.model import Action, Kind, Operation, covers
 from worker.report import Report
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,12 @@ log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 5
 
 
-def apply_plan(plan: Plan, bqn: BqnClient, *, dry_run: bool = False) -> Report:
-    """Apply `plan` (or, with `dry_run`, only count it) and return the report."""
-    report = Report.of(plan, dry_run=dry_run)
+def apply_changes(changes: Changes, bqn: BqnClient, *, dry_run: bool = False) -> Report:
+    """Apply `changes` (or, with `dry_run`, only count them) and return the report."""
+    report = Report.of(changes, dry_run=dry_run)
     failed_policies: set[str] = set()
     transient_in_a_row = 0
-    for op in plan.operations:
+    for op in changes.operations:
         if dry_run:
             report.record_success(op)
             continue
@@ -40,6 +40,8 @@ def apply_plan(plan: Plan, bqn: BqnClient, *, dry_run: bool = False) -> Report:
             continue
         try:
             send(bqn, op)
+            if op.kind is Kind.POLICY:
+                _check_taken(bqn, op, report)
         except (TransientError, ApiError) as exc:
             transient_in_a_row = transient_in_a_row + 1 if isinstance(exc, TransientError) else 0
             log.warning("failed: %s: %s", op.describe(), exc)
@@ -51,6 +53,17 @@ def apply_plan(plan: Plan, bqn: BqnClient, *, dry_run: bool = False) -> Report:
         log.info("done: %s", op.describe())
         report.record_success(op)
     return report
+
+
+def _check_taken(bqn: BqnClient, op: Operation, report: Report) -> None:
+    """Read a written policy back: a static policy (configured on the BQN itself) ignores REST
+    writes. Its subscribers still use it, with the rates set on the BQN; the report says so."""
+    held = bqn.get_policy(op.key)
+    if held is None or not covers(held.fields, op.fields):
+        report.notes.append(
+            f"policy {op.key}: the BQN kept its own settings (a static policy configured on "
+            "the BQN?); WispHub's speeds were not applied to it"
+        )
 
 
 def send(bqn: BqnClient, op: Operation) -> None:

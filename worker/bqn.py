@@ -194,16 +194,6 @@ def _subscriber(item: dict[str, Any]) -> Subscriber:
     )
 
 
-def _rate(limit: object) -> int | None:
-    rate = limit.get("rate") if isinstance(limit, dict) else None
-    return rate if isinstance(rate, int) and not isinstance(rate, bool) else None
-
-
 def _policy(item: dict[str, Any]) -> Policy:
-    policy_id = item.get("policyId")
-    return Policy(
-        name=str(item["policyName"]),
-        policy_id=None if policy_id is None else str(policy_id),
-        downlink_kbps=_rate(item.get("rateLimitDownlink")),
-        uplink_kbps=_rate(item.get("rateLimitUplink")),
-    )
+    fields = {key: value for key, value in item.items() if key != "policyName"}
+    return Policy(name=str(item["policyName"]), fields=fields)

@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from worker.bqn import BqnClient
-from worker.engine import full_sync, sync_client
+from worker.engine import full_sync, read_plans, sync_client
 from worker.errors import ConfigError, SyncError
+from worker.overrides import load_overrides
 from worker.report import Report
 from worker.settings import Settings
 from worker.wisphub import WispHubClient
@@ -112,12 +113,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def run(settings: Settings, *, client: int | None, dry_run: bool) -> Report:
     """One full sync (or one client's) with fresh API clients."""
+    overrides = load_overrides(settings.plan_speeds_file)
     wisphub = WispHubClient(settings.wisphub)
     bqn = BqnClient(settings.bqn)
     try:
+        plans = read_plans(wisphub, overrides)
         if client is not None:
-            return sync_client(client, wisphub, bqn, settings.rules, dry_run=dry_run).report
-        return full_sync(wisphub, bqn, settings.rules, dry_run=dry_run).report
+            by_id = {plan.id: plan for plan in plans}
+            outcome = sync_client(client, wisphub, bqn, settings.rules, by_id.get, dry_run=dry_run)
+            return outcome.report
+        return full_sync(wisphub, bqn, settings.rules, plans, dry_run=dry_run).report
     finally:
         wisphub.close()
         bqn.close()
@@ -136,6 +141,16 @@ def print_report(report: Report, out: TextIO) -> None:
             f"conflict: {conflict.ip} claimed by clients {conflict.winner} (kept) and {losers}",
             file=out,
         )
+    for plan in report.plans_without_speeds:
+        print(
+            f"plan without speeds: {plan['plan']} ({plan['reason']}); policy {plan['policy']} "
+            "is left for the operator (or PLAN_SPEEDS_FILE)",
+            file=out,
+        )
+    if report.unused_policies:
+        print(f"unused policies (kept): {', '.join(report.unused_policies)}", file=out)
+    for note in report.notes:
+        print(f"note: {note}", file=out)
     for failure in report.failures:
         print(f"failed: {failure.operation.describe()}: {failure.error}", file=out)
     print(report.summary(), file=out)

@@ -45,12 +45,19 @@ def policy_name(plan_name: str) -> str:
 
 def block_policy(rules: MappingRules) -> Policy:
     """The zero-rate policy suspended clients are given."""
-    return Policy(name=rules.block_policy, policy_id="block", downlink_kbps=0, uplink_kbps=0)
+    return Policy(
+        rules.block_policy,
+        {"policyId": "block", "rateLimitDownlink": {"rate": 0}, "rateLimitUplink": {"rate": 0}},
+    )
 
 
 def client_id(row: Row) -> int | None:
     """A row's `id_servicio` as an int, or `None` when it has none."""
-    value = row.get("id_servicio")
+    return as_id(row.get("id_servicio"))
+
+
+def as_id(value: object) -> int | None:
+    """An id WispHub sent as a number or as its text; `None` when it is neither."""
     if isinstance(value, bool):
         return None
     try:

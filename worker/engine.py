@@ -1,28 +1,34 @@
-"""The sync engine: read both sides, plan, apply. Shared by the CLI and (later) the RQ jobs."""
+"""The sync engine: read both sides, plan, apply. Shared by the CLI and the RQ jobs."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from worker.apply import apply_plan
+from worker.apply import apply_changes
 from worker.bqn import BqnClient
-from worker.desired import Desired, Row, desired_state, map_client
-from worker.diff import plan_client, plan_full
+from worker.desired import Desired, Row, as_id, desired_state, map_client
+from worker.diff import Changes, diff_policies, plan_client, plan_full
 from worker.model import Skip, Subscriber
+from worker.plans import Plan, Speeds, plan_from_wisphub, wanted_policies, with_overrides
 from worker.report import Report
 from worker.settings import MappingRules
 from worker.wisphub import WispHubClient
 
 log = logging.getLogger(__name__)
 
+# Looks a client's plan up by WispHub plan id (the job's version refreshes on a miss).
+PlanLookup = Callable[[int], Plan | None]
+
 
 @dataclass(frozen=True)
 class FullSync:
-    """A full sync's report and the desired state it worked towards."""
+    """A full sync's report, the desired state it worked towards and the plans it used."""
 
     report: Report
     desired: Desired
+    plans: list[Plan]
 
 
 @dataclass(frozen=True)
@@ -40,19 +46,60 @@ class ClientSync:
     row: Row | None
 
 
+def read_plans(wisphub: WispHubClient, overrides: Mapping[str, Speeds]) -> list[Plan]:
+    """The plan catalogue: every plan with its speeds from WispHub or the override file."""
+    plans = [
+        plan_from_wisphub(
+            summary, wisphub.plan_detail(int(summary["id"]), str(summary.get("tipo") or ""))
+        )
+        for summary in wisphub.list_plans()
+        if as_id(summary.get("id")) is not None
+    ]
+    return with_overrides(plans, overrides)
+
+
 def full_sync(
-    wisphub: WispHubClient, bqn: BqnClient, rules: MappingRules, *, dry_run: bool = False
+    wisphub: WispHubClient,
+    bqn: BqnClient,
+    rules: MappingRules,
+    plans: Sequence[Plan],
+    *,
+    dry_run: bool = False,
 ) -> FullSync:
     """Bring the whole BQN in line with a complete WispHub pass.
 
     The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
-    nothing is written); then the BQN is read once and the plan applied.
+    nothing is written); then the BQN is read once and the plan applied, policies first.
     """
     rows = wisphub.list_clients()
     desired = desired_state(rows, rules)
-    plan = plan_full(desired, bqn.list_subscribers(), bqn.list_policies(), rules)
-    log.info("full sync planned %d operations for %d clients", len(plan.operations), len(rows))
-    return FullSync(apply_plan(plan, bqn, dry_run=dry_run), desired)
+    changes = plan_full(
+        desired, bqn.list_subscribers(), bqn.list_policies(), wanted_policies(plans, rules)
+    )
+    log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
+    report = apply_changes(changes, bqn, dry_run=dry_run)
+    report.plans_without_speeds = plans_without_speeds(plans)
+    return FullSync(report, desired, list(plans))
+
+
+def sync_policies(
+    bqn: BqnClient, rules: MappingRules, plans: Sequence[Plan], *, dry_run: bool = False
+) -> Report:
+    """Put every plan's rate policy (and the block policy) in place on the BQN."""
+    actual = bqn.list_policies()
+    operations = tuple(diff_policies(wanted_policies(plans, rules), actual))
+    report = apply_changes(Changes(operations, unchanged=0), bqn, dry_run=dry_run)
+    report.plans_without_speeds = plans_without_speeds(plans)
+    return report
+
+
+def plans_without_speeds(plans: Sequence[Plan]) -> list[dict[str, str]]:
+    """The plans left for the operator, with why, for reports."""
+    return [
+        {"plan": p.nombre, "policy": p.policy_name, "reason": p.problem or "no speeds"}
+        for p in plans
+        if p.speeds is None
+    ]
 
 
 def sync_client(
@@ -60,6 +107,7 @@ def sync_client(
     wisphub: WispHubClient,
     bqn: BqnClient,
     rules: MappingRules,
+    plan_of: PlanLookup,
     *,
     previous: Subscriber | None = None,
     dry_run: bool = False,
@@ -67,19 +115,37 @@ def sync_client(
     """Bring one client in line: re-read it from WispHub and touch only its BQN entries.
 
     `previous` is the entry last applied for this client, when the caller remembers it, so an
-    IP change or a removal also clears the old entry.
+    IP change or a removal also clears the old entry. The policy the client needs is put in
+    place first.
     """
     row = wisphub.get_client(id_servicio)
     mapped = map_client(row, rules) if row is not None else None
     wanted = mapped if isinstance(mapped, Subscriber) else None
     ips = {sub.ip for sub in (wanted, previous) if sub is not None}
     held = [sub for sub in map(bqn.get_subscriber, sorted(ips)) if sub is not None]
-    policies = []
-    if wanted is not None and wanted.policy_rate == rules.block_policy:
-        policies = [policy for policy in [bqn.get_policy(rules.block_policy)] if policy]
-    plan = plan_client(row, held, policies, rules, previous=previous)
-    report = apply_plan(plan, bqn, dry_run=dry_run)
+    policies = wanted_policies(_client_plans(row, plan_of), rules)
+    actual_policies = []
+    if wanted is not None:
+        actual = bqn.get_policy(wanted.policy_rate)
+        actual_policies = [actual] if actual is not None else []
+    changes = plan_client(
+        row,
+        held,
+        rules,
+        previous=previous,
+        wanted_policies=policies,
+        actual_policies=actual_policies,
+    )
+    report = apply_changes(changes, bqn, dry_run=dry_run)
     unknowable = isinstance(mapped, Skip) and mapped.keep
     if dry_run or not report.ok or unknowable:
         return ClientSync(report, previous, row)
     return ClientSync(report, wanted, row)
+
+
+def _client_plans(row: Row | None, plan_of: PlanLookup) -> list[Plan]:
+    """The client's plan, when its row names one the catalogue knows."""
+    plan_field = row.get("plan_internet") if row is not None else None
+    plan_id = as_id(plan_field.get("id")) if isinstance(plan_field, Mapping) else None
+    plan = plan_of(plan_id) if plan_id is not None else None
+    return [plan] if plan is not None else []

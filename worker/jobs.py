@@ -26,6 +26,8 @@ from worker.changes import changed_clients, fingerprint, fingerprints
 from worker.desired import Desired
 from worker.errors import SyncError, TransientError
 from worker.model import Subscriber
+from worker.overrides import load_overrides
+from worker.plans import Plan
 from worker.report import Report
 from worker.settings import MappingRules, ServiceSettings, Settings
 from worker.wisphub import WispHubClient
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # Seconds before each retry: 5 s, growing to 20 min; 57 minutes over 10 retries.
 RETRY_INTERVALS = [5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200]
+PLAN_MISS_REFRESH_SECONDS = 60
 
 
 class OperationsFailed(SyncError):
@@ -48,6 +51,7 @@ class Runtime:
     service: ServiceSettings
     wisphub: WispHubClient
     bqn: BqnClient
+    plan_speeds_file: str | None
 
 
 @cache
@@ -59,6 +63,7 @@ def runtime() -> Runtime:
         service=ServiceSettings.from_env(os.environ),
         wisphub=WispHubClient(settings.wisphub),
         bqn=BqnClient(settings.bqn),
+        plan_speeds_file=settings.plan_speeds_file,
     )
 
 
@@ -72,7 +77,12 @@ def sync_client(id_servicio: int) -> dict[str, Any] | Retry:
         with store.client_lock(redis, id_servicio):
             previous = store.last_applied(redis, id_servicio)
             outcome = engine.sync_client(
-                id_servicio, rt.wisphub, rt.bqn, rt.rules, previous=previous
+                id_servicio,
+                rt.wisphub,
+                rt.bqn,
+                rt.rules,
+                plan_lookup(redis, rt),
+                previous=previous,
             )
             store.remember(redis, id_servicio, outcome.current)
             store.note_touched(redis, id_servicio)
@@ -98,7 +108,8 @@ def reconcile(dry_run: bool = False) -> dict[str, Any] | Retry:
         if not dry_run:
             store.begin_reconcile(redis)
         try:
-            outcome = engine.full_sync(rt.wisphub, rt.bqn, rt.rules, dry_run=dry_run)
+            plans = current_plans(redis, rt, refresh=True)
+            outcome = engine.full_sync(rt.wisphub, rt.bqn, rt.rules, plans, dry_run=dry_run)
         finally:
             touched = [] if dry_run else store.end_reconcile(redis)
         if not dry_run:
@@ -111,6 +122,52 @@ def reconcile(dry_run: bool = False) -> dict[str, Any] | Retry:
     for id_servicio in touched:
         queueing.enqueue_client_sync(queue, id_servicio)
     return _finish(job, outcome.report)
+
+
+def sync_plans() -> dict[str, Any] | Retry:
+    """Read the plan catalogue again and put every plan's rate policy in place on the BQN."""
+    job = _current_job()
+    rt = runtime()
+    try:
+        plans = current_plans(job.connection, rt, refresh=True)
+        report = engine.sync_policies(rt.bqn, rt.rules, plans)
+    except TransientError as exc:
+        return _retry(job, str(exc))
+    return _finish(job, report)
+
+
+def current_plans(redis: Redis, rt: Runtime, *, refresh: bool) -> list[Plan]:
+    """The plan catalogue, read from WispHub when asked (or when none is kept yet).
+
+    A failed WispHub read keeps the last good catalogue; a broken override file is an error.
+    """
+    saved = store.saved_plans(redis)
+    if saved is not None and not refresh:
+        return saved
+    overrides = load_overrides(rt.plan_speeds_file)
+    try:
+        plans = engine.read_plans(rt.wisphub, overrides)
+    except SyncError as exc:
+        if saved is None:
+            raise
+        log.warning("plan catalogue not refreshed, keeping the last good one: %s", exc)
+        return saved
+    store.save_plans(redis, plans)
+    return plans
+
+
+def plan_lookup(redis: Redis, rt: Runtime) -> engine.PlanLookup:
+    """Plans by id from the kept catalogue, read again when a client names an unknown plan
+    (at most once a minute, so a plan missing from WispHub does not cost a read per job)."""
+    plans = {plan.id: plan for plan in current_plans(redis, rt, refresh=False)}
+
+    def lookup(plan_id: int) -> Plan | None:
+        age = store.plans_age(redis)
+        if plan_id not in plans and (age is None or age > PLAN_MISS_REFRESH_SECONDS):
+            plans.update({plan.id: plan for plan in current_plans(redis, rt, refresh=True)})
+        return plans.get(plan_id)
+
+    return lookup
 
 
 def poll_changes() -> dict[str, Any]:

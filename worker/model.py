@@ -47,20 +47,44 @@ class Subscriber:
 
 @dataclass(frozen=True)
 class Policy:
-    """A BQN rate policy; rates are in kbps and `None` means "not set"."""
+    """A BQN rate policy: its name and body (`policyId`, `rateLimitDownlink`, ...).
+
+    A desired policy's body holds only the fields the sync manages; an actual one holds what
+    the BQN showed, defaults and fields set by hand included.
+    """
 
     name: str
-    policy_id: str | None = None
-    downlink_kbps: int | None = None
-    uplink_kbps: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict, compare=True)
 
-    def managed_fields(self) -> dict[str, Any]:
-        """The BQN fields the sync owns, as sent on the wire."""
-        return {
-            "policyId": self.policy_id,
-            "rateLimitDownlink": {"rate": self.downlink_kbps},
-            "rateLimitUplink": {"rate": self.uplink_kbps},
-        }
+    @property
+    def undefined(self) -> bool:
+        """A placeholder the BQN made for a name a subscriber used: it has no rates."""
+        return "rateLimitDownlink" not in self.fields and "rateLimitUplink" not in self.fields
+
+
+def covers(held: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """True when every field in `wanted` has the same value in `held` (nested objects are
+    compared on `wanted`'s keys only, so fields set by hand or echoed as defaults are ignored)."""
+    for key, value in wanted.items():
+        have = held.get(key)
+        if isinstance(value, dict):
+            if not isinstance(have, dict) or not covers(have, value):
+                return False
+        elif have != value:
+            return False
+    return True
+
+
+def merged(held: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The body to PUT: `wanted`'s fields, with nested objects completed from `held`, so that a
+    BQN that replaces whole objects on PUT still keeps burst or ACM settings made by hand."""
+    body: dict[str, Any] = {}
+    for key, value in wanted.items():
+        have = held.get(key)
+        body[key] = (
+            {**have, **value} if isinstance(value, dict) and isinstance(have, dict) else value
+        )
+    return body
 
 
 @dataclass(frozen=True)

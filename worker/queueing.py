@@ -21,11 +21,13 @@ from worker import store
 # Job functions by name, so that queueing does not import the code the workers run.
 SYNC_CLIENT = "worker.jobs.sync_client"
 RECONCILE = "worker.jobs.reconcile"
+SYNC_PLANS = "worker.jobs.sync_plans"
 
 # A client job makes up to four API calls, each with its own retries (see the settings).
 CLIENT_JOB_TIMEOUT = 600
 RECONCILE_JOB_TIMEOUT = 3 * 3600
 POLL_JOB_TIMEOUT = 600
+PLANS_JOB_TIMEOUT = 600
 CLIENT_RESULT_TTL = 24 * 3600
 RECONCILE_RESULT_TTL = 30 * 24 * 3600
 POLL_RESULT_TTL = 3600
@@ -102,6 +104,18 @@ def enqueue_reconcile(queue: Queue, *, dry_run: bool) -> str:
         description=f"full reconcile{' (dry run)' if dry_run else ''}",
         job_timeout=RECONCILE_JOB_TIMEOUT,
         result_ttl=RECONCILE_RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+    )
+    return job.id
+
+
+def enqueue_plan_sync(queue: Queue) -> str:
+    """Queue a plan catalogue refresh with its policy updates; return its job id."""
+    job = queue.enqueue(
+        SYNC_PLANS,
+        description="plan catalogue refresh",
+        job_timeout=PLANS_JOB_TIMEOUT,
+        result_ttl=CLIENT_RESULT_TTL,
         failure_ttl=FAILURE_TTL,
     )
     return job.id

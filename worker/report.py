@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.diff import Plan
+from worker.diff import Changes
 from worker.model import Action, Kind, Operation
 
 
@@ -38,17 +38,21 @@ class Report:
     deleted: int = 0
     policies: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    unused_policies: tuple[str, ...] = ()
+    plans_without_speeds: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, plan: Plan, *, dry_run: bool) -> Report:
-        """An empty report for `plan`, before anything is applied."""
+    def of(cls, changes: Changes, *, dry_run: bool) -> Report:
+        """An empty report for `changes`, before anything is applied."""
         return cls(
             dry_run=dry_run,
-            clients=plan.clients,
-            unchanged=plan.unchanged,
-            skips=plan.skips,
-            conflicts=plan.conflicts,
-            planned=plan.operations,
+            clients=changes.clients,
+            unchanged=changes.unchanged,
+            skips=changes.skips,
+            conflicts=changes.conflicts,
+            planned=changes.operations,
+            unused_policies=changes.unused_policies,
         )
 
     @property
@@ -112,6 +116,9 @@ class Report:
             "skipped": [skip.to_dict() for skip in self.skips],
             "conflicts": [conflict.to_dict() for conflict in self.conflicts],
             "failures": [failure.to_dict() for failure in self.failures],
+            "plans_without_speeds": self.plans_without_speeds,
+            "unused_policies": list(self.unused_policies),
+            "notes": self.notes,
         }
         if self.dry_run:
             data["operations"] = [op.to_dict() for op in self.planned]

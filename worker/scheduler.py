@@ -1,5 +1,6 @@
-"""`wisphub-bqn-sync-scheduler`: queues the change poller every `POLL_INTERVAL` seconds and the
-full reconcile at `RECONCILE_CRON` (local time, as set by `TZ`), using RQ's cron scheduler.
+"""`wisphub-bqn-sync-scheduler`: queues the change poller every `POLL_INTERVAL` seconds, the plan
+refresh every `PLAN_REFRESH_INTERVAL` seconds and the full reconcile at `RECONCILE_CRON` (local
+time, as set by `TZ`), using RQ's cron scheduler.
 
 Exactly one scheduler is active: each one must hold a lock in Redis, renewed at every beat, so
 a second process started by mistake (or as a standby) waits and takes over only when the first
@@ -79,6 +80,15 @@ def build(settings: ServiceSettings, redis: Redis) -> LeaderCronScheduler:
         result_ttl=queueing.RECONCILE_RESULT_TTL,
         failure_ttl=queueing.FAILURE_TTL,
     )
+    if settings.plan_refresh_interval:
+        scheduler.register(
+            jobs.sync_plans,
+            queue_name=settings.queue_name,
+            interval=settings.plan_refresh_interval,
+            job_timeout=queueing.PLANS_JOB_TIMEOUT,
+            result_ttl=queueing.CLIENT_RESULT_TTL,
+            failure_ttl=queueing.FAILURE_TTL,
+        )
     if settings.poll_interval:
         scheduler.register(
             jobs.poll_changes,

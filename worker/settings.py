@@ -69,6 +69,7 @@ class Settings:
     wisphub: WispHubSettings
     bqn: BqnSettings
     rules: MappingRules = MappingRules()
+    plan_speeds_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -101,7 +102,12 @@ class Settings:
             block_policy=read.text("BLOCK_POLICY", MappingRules.block_policy),
             ipv6_prefix=read.integer("IPV6_PREFIX", MappingRules.ipv6_prefix, 1, 128),
         )
-        return cls(wisphub=wisphub, bqn=bqn, rules=rules)
+        return cls(
+            wisphub=wisphub,
+            bqn=bqn,
+            rules=rules,
+            plan_speeds_file=read.optional("PLAN_SPEEDS_FILE"),
+        )
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ class ServiceSettings:
     api_token: str | None = field(default=None, repr=False)
     allow_unauthenticated: bool = False
     poll_interval: int = 60
+    plan_refresh_interval: int = 900
     reconcile_cron: str = "0 3 * * *"
     reconcile_on_start: bool = True
     queue_name: str = "wisphub-bqn-sync"
@@ -127,6 +134,9 @@ class ServiceSettings:
             api_token=read.optional("API_TOKEN"),
             allow_unauthenticated=read.flag("ALLOW_UNAUTHENTICATED", default=False),
             poll_interval=read.integer("POLL_INTERVAL", cls.poll_interval, 0, 86400),
+            plan_refresh_interval=read.integer(
+                "PLAN_REFRESH_INTERVAL", cls.plan_refresh_interval, 0, 7 * 86400
+            ),
             reconcile_cron=read.text("RECONCILE_CRON", cls.reconcile_cron),
             reconcile_on_start=read.flag("RECONCILE_ON_START", default=True),
             queue_name=read.text("QUEUE_NAME", cls.queue_name),

@@ -2,6 +2,7 @@
 
 - the entry last applied for each client (so an IP change or a removal clears the old entry);
 - the poller's snapshot of client fingerprints;
+- the last plan catalogue read completely (WispHub speeds with the operator's overrides);
 - per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
 - the clients a per-client job touched while a full reconcile was running.
 """
@@ -10,17 +11,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from redis import Redis
 from redis.lock import Lock
 
 from worker.model import Subscriber
+from worker.plans import Plan
 
 PREFIX = "wisphub-bqn-sync:"
 APPLIED = PREFIX + "applied"
 SNAPSHOT = PREFIX + "poll:snapshot"
 SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
+PLANS = PREFIX + "plans"
+PLANS_READ = PREFIX + "plans:read-at"
 TOUCHED = PREFIX + "reconcile:touched"
 RECONCILING = PREFIX + "reconcile:running"
 
@@ -124,6 +128,30 @@ def snapshot_age(redis: Redis) -> float | None:
     """Seconds since the last complete pass was recorded."""
     taken = redis.get(SNAPSHOT_TAKEN)
     return None if taken is None else time.time() - float(taken)
+
+
+# Plan catalogue ---------------------------------------------------------------------------
+
+
+def saved_plans(redis: Redis) -> list[Plan] | None:
+    """The last plan catalogue read completely; `None` before the first one."""
+    raw = redis.get(PLANS)
+    return None if raw is None else [Plan.from_dict(item) for item in json.loads(raw)]
+
+
+def save_plans(redis: Redis, plans: Iterable[Plan]) -> None:
+    """Keep a complete plan catalogue."""
+    encoded = json.dumps([plan.to_dict() for plan in plans], ensure_ascii=False)
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.set(PLANS, encoded)
+        pipe.set(PLANS_READ, time.time())
+        pipe.execute()
+
+
+def plans_age(redis: Redis) -> float | None:
+    """Seconds since the catalogue was last read."""
+    read_at = redis.get(PLANS_READ)
+    return None if read_at is None else time.time() - float(read_at)
 
 
 # Reconcile bookkeeping ------------------------------------------------------------------

@@ -8,14 +8,16 @@ returned only when it is complete. Single reads use the list filter and check it
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from worker import http
-from worker.desired import client_id
+from worker.desired import as_id, client_id
 from worker.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
+from worker.plans import detail_kinds
 from worker.settings import WispHubSettings
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 SERVICE = "WispHub"
 AUTH_HINT = "wrong API key or wrong WispHub host (check WISPHUB_URL: the key only works there)"
 CLIENTS_PATH = "/api/clientes/"
+PLANS_PATH = "/api/plan-internet/"
 # A pass whose unique rows do not add up to `count` (rows moved while paging) is read again.
 PASS_ATTEMPTS = 2
 
@@ -52,22 +55,11 @@ class WispHubClient:
 
     def list_clients(self) -> list[Row]:
         """Every client row, deduplicated by `id_servicio`; raises unless the pass is complete."""
-        for attempt in range(1, PASS_ATTEMPTS + 1):
-            rows, count = self._one_pass()
-            if len(rows) == count:
-                log.info("WispHub pass complete: %d clients", count)
-                return rows
-            log.warning(
-                "WispHub pass %d read %d unique clients but count says %d (the list changed "
-                "while paging)",
-                attempt,
-                len(rows),
-                count,
-            )
-        raise IncompletePass(
-            f"WispHub client list did not add up after {PASS_ATTEMPTS} passes "
-            f"({len(rows)} unique clients, count {count}); nothing was changed"
-        )
+        return self._complete_list(CLIENTS_PATH, client_id, "clients")
+
+    def list_plans(self) -> list[Row]:
+        """Every internet plan (`id`, `nombre`, `tipo`); raises unless the pass is complete."""
+        return self._complete_list(PLANS_PATH, _plan_id, "plans")
 
     def get_client(self, id_servicio: int) -> Row | None:
         """The row of one client, or `None` when WispHub has no such client.
@@ -75,7 +67,7 @@ class WispHubClient:
         Raises `FilterIgnored` when the answer is not narrowed to that client (WispHub silently
         ignores filters it does not know and then returns the whole list).
         """
-        page = self._page({"id_servicio": id_servicio, "limit": 2, "offset": 0})
+        page = self._page(CLIENTS_PATH, {"id_servicio": id_servicio, "limit": 2, "offset": 0})
         count, results = page["count"], page["results"]
         if count == 0 and not results:
             return None
@@ -85,18 +77,51 @@ class WispHubClient:
             f"WispHub ignored the id_servicio filter (asked for {id_servicio}, got count {count})"
         )
 
-    def _one_pass(self) -> tuple[list[Row], int]:
-        """One limit/offset walk of the client list: unique rows and the last `count` seen."""
+    def plan_detail(self, plan_id: int, tipo: str) -> Row | None:
+        """A plan's detail (`bajada`, `subida`, ...) from the endpoint its `tipo` names, falling
+        back to the other one; `None` for PCQ plans and plans with no detail."""
+        for kind in detail_kinds(tipo):
+            response = self._get(f"{PLANS_PATH}{kind}/{plan_id}/", {})
+            if response.status_code == 404:
+                continue
+            body = http.json_body(response, SERVICE)
+            if isinstance(body, dict):
+                return body
+        return None
+
+    def _complete_list(
+        self, path: str, key_of: Callable[[Row], int | None], what: str
+    ) -> list[Row]:
+        for attempt in range(1, PASS_ATTEMPTS + 1):
+            rows, count = self._one_pass(path, key_of)
+            if len(rows) == count:
+                log.info("WispHub pass complete: %d %s", count, what)
+                return rows
+            log.warning(
+                "WispHub pass %d read %d unique %s but count says %d (the list changed while "
+                "paging)",
+                attempt,
+                len(rows),
+                what,
+                count,
+            )
+        raise IncompletePass(
+            f"WispHub {what} list did not add up after {PASS_ATTEMPTS} passes "
+            f"({len(rows)} unique {what}, count {count}); nothing was changed"
+        )
+
+    def _one_pass(self, path: str, key_of: Callable[[Row], int | None]) -> tuple[list[Row], int]:
+        """One limit/offset walk of a list: unique rows and the last `count` seen."""
         by_id: dict[int, Row] = {}
         without_id: list[Row] = []
         offset, count = 0, None
         while count is None or offset < count:
-            page = self._page({"limit": self.settings.page_size, "offset": offset})
+            page = self._page(path, {"limit": self.settings.page_size, "offset": offset})
             count, results = page["count"], page["results"]
             if not results:
                 break
             for row in results:
-                key = client_id(row)
+                key = key_of(row)
                 if key is None:
                     without_id.append(row)
                 else:
@@ -107,13 +132,13 @@ class WispHubClient:
             raise IncompletePass("WispHub answered no page")
         return [*by_id.values(), *without_id], count
 
-    def _page(self, params: dict[str, Any]) -> dict[str, Any]:
-        """One page of `/api/clientes/`, checked for the DRF paging shape."""
-        response = self._get(CLIENTS_PATH, params)
+    def _page(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of a list endpoint, checked for the DRF paging shape."""
+        response = self._get(path, params)
         if response.status_code == 404 or "json" not in response.headers.get("Content-Type", ""):
             raise ConfigError(
                 f"{SERVICE} answered {response.status_code} with {http.excerpt(response)} "
-                f"instead of the client list: is WISPHUB_URL the API host shown in "
+                f"instead of {path}: is WISPHUB_URL the API host shown in "
                 f"Mi Empresa > Empresa > URL de consulta de API?"
             )
         body = http.json_body(response, SERVICE)
@@ -136,3 +161,7 @@ class WispHubClient:
             verify=self.verify,
             auth_hint=AUTH_HINT,
         )
+
+
+def _plan_id(row: Row) -> int | None:
+    return as_id(row.get("id")) if isinstance(row, dict) else None

@@ -8,7 +8,7 @@ import pytest
 
 from worker.bqn import BqnClient
 from worker.errors import ConfigError, TransientError
-from worker.model import Policy
+from worker.model import Policy, covers
 
 pytestmark = pytest.mark.integration
 
@@ -63,10 +63,17 @@ def test_policy_names_are_encoded_and_undefined_ones_read_as_unrated(bqn_sim, bq
     bqn_client.create_subscriber("10.1.2.6", {"subscriberId": "x", "policyRate": "Plan 5/1 Mbps"})
     policies = {p.name: p for p in bqn_client.list_policies()}
     assert policies["Plan 5/1 Mbps"] == Policy("Plan 5/1 Mbps")
-    bqn_client.update_policy(
-        "Plan 5/1 Mbps", Policy("Plan 5/1 Mbps", "9", 5000, 1000).managed_fields()
-    )
-    assert bqn_client.get_policy("Plan 5/1 Mbps") == Policy("Plan 5/1 Mbps", "9", 5000, 1000)
+    assert policies["Plan 5/1 Mbps"].undefined
+    fields = {
+        "policyId": "9",
+        "rateLimitDownlink": {"rate": 5000},
+        "rateLimitUplink": {"rate": 1000},
+    }
+    bqn_client.update_policy("Plan 5/1 Mbps", fields)
+    held = bqn_client.get_policy("Plan 5/1 Mbps")
+    assert held is not None
+    assert covers(held.fields, fields)
+    assert not held.undefined
 
 
 def test_static_policies_and_rules_subscribers_are_listed(bqn_client):

@@ -179,6 +179,7 @@ def test_only_one_scheduler_is_active(service_env, redis):
     assert crons == {
         "worker.jobs.reconcile": ("0 3 * * *", None),
         "worker.jobs.poll_changes": (None, 2),
+        "worker.jobs.sync_plans": (None, 900),
     }
 
 

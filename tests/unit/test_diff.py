@@ -6,13 +6,24 @@ from hypothesis import strategies as st
 
 from tests.bqn_model import apply_to_state
 from tests.rows import row
-from worker.desired import desired_state
+from worker.desired import block_policy, desired_state
 from worker.diff import diff_policies, diff_subscribers, plan_client, plan_full
 from worker.model import Action, Kind, Operation, Policy, Subscriber
 from worker.settings import MappingRules
 
 RULES = MappingRules()
-BLOCK = Policy("Wisphub_block", "block", 0, 0)
+BLOCK = block_policy(RULES)
+
+
+def policy(name, policy_id=None, down=None, up=None, **extra):
+    fields = dict(extra)
+    if policy_id is not None:
+        fields["policyId"] = policy_id
+    if down is not None:
+        fields["rateLimitDownlink"] = {"rate": down}
+    if up is not None:
+        fields["rateLimitUplink"] = {"rate": up}
+    return Policy(name, fields)
 
 
 def sub(ip, sid="a", policy="P", assigned_by="rest", id_servicio=None):
@@ -95,21 +106,26 @@ def test_diff_subscribers(desired, actual, protected, operations, unchanged):
     [
         pytest.param(
             [],
-            [Operation(Action.CREATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields())],
+            [Operation(Action.CREATE, Kind.POLICY, "Wisphub_block", BLOCK.fields)],
             id="missing",
         ),
         pytest.param([BLOCK], [], id="present"),
         pytest.param(
             [Policy("Wisphub_block")],
-            [Operation(Action.UPDATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields())],
+            [Operation(Action.UPDATE, Kind.POLICY, "Wisphub_block", BLOCK.fields)],
             id="undefined-placeholder-completed",
         ),
         pytest.param(
-            [Policy("Wisphub_block", "block", 1000, 0)],
-            [Operation(Action.UPDATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields())],
+            [policy("Wisphub_block", "block", 1000, 0)],
+            [Operation(Action.UPDATE, Kind.POLICY, "Wisphub_block", BLOCK.fields)],
             id="wrong-rate-corrected",
         ),
-        pytest.param([BLOCK, Policy("Other", "9", 5, 5)], [], id="others-never-deleted"),
+        pytest.param([BLOCK, policy("Other", "9", 5, 5)], [], id="others-never-deleted"),
+        pytest.param(
+            [policy("Wisphub_block", "block", 0, 0, flowLimit=None)],
+            [],
+            id="echoed-defaults-ignored",
+        ),
     ],
 )
 def test_diff_policies(actual, operations):
@@ -118,7 +134,7 @@ def test_diff_policies(actual, operations):
 
 def test_full_plan_puts_policies_first():
     desired = desired_state([row(1, "10.0.0.1", "Suspendido")], RULES)
-    plan = plan_full(desired, [sub("10.9.9.9")], [], RULES)
+    plan = plan_full(desired, [sub("10.9.9.9")], [], [BLOCK])
     assert [(op.action, op.kind) for op in plan.operations] == [
         (Action.CREATE, Kind.POLICY),
         (Action.CREATE, Kind.SUBSCRIBER),
@@ -142,7 +158,7 @@ ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
             [ANA],
             None,
             [
-                Operation(Action.CREATE, Kind.POLICY, "Wisphub_block", BLOCK.managed_fields()),
+                Operation(Action.CREATE, Kind.POLICY, "Wisphub_block", BLOCK.fields),
                 update("10.0.0.7", "Ana", "Wisphub_block", 7),
             ],
             id="suspended-block-policy-first",
@@ -177,7 +193,7 @@ ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
     ],
 )
 def test_plan_client(client, held, previous, operations):
-    plan = plan_client(client, held, [], RULES, previous=previous)
+    plan = plan_client(client, held, RULES, previous=previous, wanted_policies=[BLOCK])
     assert list(plan.operations) == operations
 
 
@@ -245,6 +261,6 @@ def test_a_second_diff_is_empty(rows, actual):
 @given(rows_strategy, actual_strategy)
 def test_every_ip_gets_at_most_one_operation(rows, actual):
     desired = desired_state(rows, RULES)
-    plan = plan_full(desired, actual, [], RULES)
+    plan = plan_full(desired, actual, [], [BLOCK])
     keys = [op.key for op in plan.operations if op.kind is Kind.SUBSCRIBER]
     assert len(keys) == len(set(keys))

@@ -1,0 +1,153 @@
+"""Plans to policies: WispHub details, the override file, and the state of a policy."""
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.model import Policy
+from worker.overrides import parse_csv, parse_yaml
+from worker.plans import Plan, Speeds, plan_from_wisphub, policy_state, with_overrides
+
+SUMMARY = {"id": 439219, "nombre": "Plan 10 Megas", "tipo": "Simple Queue"}
+
+
+@pytest.mark.parametrize(
+    ("summary", "detail", "speeds", "problem"),
+    [
+        (SUMMARY, {"bajada": "10M", "subida": "3M"}, Speeds(10_000, 3_000), None),
+        (SUMMARY, {"bajada": "512k", "subida": "1.5M"}, Speeds(512, 1_500), None),
+        (SUMMARY, {"bajada": "10M", "subida": "rápido"}, None, "unreadable speed 'rápido'"),
+        (SUMMARY, {"bajada": None, "subida": "3M"}, None, "no speed given"),
+        (SUMMARY, None, None, "no detail"),
+        ({**SUMMARY, "tipo": "PCQ"}, None, None, "PCQ plans have no speeds in WispHub"),
+    ],
+)
+def test_plan_from_wisphub(summary, detail, speeds, problem):
+    plan = plan_from_wisphub(summary, detail)
+    assert plan.speeds == speeds
+    assert plan.source == ("wisphub" if speeds else "none")
+    assert (plan.problem or "").startswith(problem or "")
+    assert plan.policy_name == "Plan_10_Megas"
+
+
+def test_a_plan_policy_carries_the_plan_id_and_kbps():
+    plan = plan_from_wisphub(SUMMARY, {"bajada": "10M", "subida": "3M"})
+    assert plan.policy() == Policy(
+        "Plan_10_Megas",
+        {
+            "policyId": "439219",
+            "rateLimitDownlink": {"rate": 10_000},
+            "rateLimitUplink": {"rate": 3_000},
+        },
+    )
+    assert plan_from_wisphub(SUMMARY, None).policy() is None
+
+
+def test_overrides_fill_and_replace_speeds_by_policy_name():
+    pcq = plan_from_wisphub({"id": 1, "nombre": "Comunitario PCQ", "tipo": "PCQ"}, None)
+    queue = plan_from_wisphub(SUMMARY, {"bajada": "10M", "subida": "3M"})
+    other = plan_from_wisphub(
+        {"id": 2, "nombre": "Otro", "tipo": "PPPoE"}, {"bajada": "1M", "subida": "1M"}
+    )
+    overrides = {
+        "Comunitario_PCQ": Speeds(30_000, 10_000),
+        "Plan_10_Megas": Speeds(12_000, 4_000, 20_000, 12_000, 10),
+    }
+    plans = with_overrides([pcq, queue, other], overrides)
+    assert [(p.speeds, p.source) for p in plans] == [
+        (Speeds(30_000, 10_000), "override"),
+        (Speeds(12_000, 4_000, 20_000, 12_000, 10), "override"),
+        (Speeds(1_000, 1_000), "wisphub"),
+    ]
+    assert plans[1].policy().fields["rateLimitDownlink"] == {
+        "rate": 12_000,
+        "burstRate": 20_000,
+        "burstThreshold": 12_000,
+        "burstDuration": 10,
+    }
+
+
+def test_plans_round_trip_through_their_dict_form():
+    plan = with_overrides(
+        [plan_from_wisphub(SUMMARY, {"bajada": "10M", "subida": "3M"})],
+        {"Plan_10_Megas": Speeds(1, 2, 3, 4, 5)},
+    )[0]
+    assert Plan.from_dict(plan.to_dict()) == plan
+
+
+WANT = Plan(1, "P", speeds=Speeds(10_000, 2_000))
+
+
+@pytest.mark.parametrize(
+    ("plan", "held", "state"),
+    [
+        (WANT, None, "missing"),
+        (WANT, Policy("P"), "undefined"),
+        (WANT, WANT.policy(), "ok"),
+        (
+            WANT,
+            Policy(
+                "P",
+                {
+                    **WANT.policy().fields,
+                    "rateLimitDownlink": {"rate": 10_000, "burstRate": 1, "congestionMgmt": True},
+                },
+            ),
+            "ok",
+        ),
+        (
+            WANT,
+            Policy("P", {**WANT.policy().fields, "rateLimitUplink": {"rate": 1_000}}),
+            "different",
+        ),
+        (Plan(2, "Q"), None, "left for the operator"),
+    ],
+)
+def test_policy_state(plan, held, state):
+    assert policy_state(plan, held) == state
+
+
+YAML = """
+Comunitario PCQ:
+  download: 30000
+  upload: 10M
+  burst_rate: 40M
+  burst_threshold: 30M
+  burst_duration: 10
+"Plan 10 Megas":
+  download: "12M"
+  upload: 4000
+"""
+
+CSV = """plan,download,upload,burst_rate,burst_threshold,burst_duration
+Comunitario PCQ,30000,10M,40M,30M,10
+Plan 10 Megas,12M,4000,,,
+"""
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"), [(parse_yaml, YAML), (parse_csv, CSV)], ids=["yaml", "csv"]
+)
+def test_override_file_forms(parse, text):
+    assert parse(text) == {
+        "Comunitario_PCQ": Speeds(30_000, 10_000, 40_000, 30_000, 10),
+        "Plan_10_Megas": Speeds(12_000, 4_000),
+    }
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (parse_yaml, "- a\n- b\n", "expected plan names"),
+        (parse_yaml, "P: 10M\n", "expected download/upload"),
+        (parse_yaml, "P: {download: 10M}\n", "no speed given"),
+        (parse_yaml, "P: {download: 10M, upload: fast}\n", "unreadable speed"),
+        (parse_yaml, "P: {download: 10M, upload: 1M, burst: 2M}\n", "unknown fields"),
+        (parse_yaml, "P: {download: 10M, upload: 1M, burst_duration: -3}\n", "positive number"),
+        (parse_yaml, "P: [unclosed\n", "not valid YAML"),
+        (parse_csv, "name,down,up\nP,1M,1M\n", "header must name"),
+        (parse_csv, "plan,download,upload\n,1M,1M\n", "line 2: no plan name"),
+    ],
+)
+def test_bad_override_files_say_where(parse, text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(text)
