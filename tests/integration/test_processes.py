@@ -16,6 +16,7 @@ import pytest
 import requests
 from redis import Redis
 
+from sandbox import seed
 from sandbox.demo import procfile
 from sandbox.redis_server import free_port
 from tests.integration.conftest import API, HOOK, expected_subscribers, managed_state
@@ -92,7 +93,12 @@ class Processes:
 @pytest.fixture
 def running(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
     processes = Processes(
-        {**service_env, "POLL_INTERVAL": "1", "RECONCILE_ON_START": "0"},
+        {
+            **service_env,
+            "POLL_INTERVAL": "1",
+            "PLAN_REFRESH_INTERVAL": "2",
+            "RECONCILE_ON_START": "0",
+        },
         ["web", "worker", "scheduler"],
     )
     try:
@@ -121,6 +127,15 @@ def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphu
         "the poller to apply an unannounced suspension",
     )
     print(f"unannounced change applied in {took:.2f} s")
+
+    # a plan's new speed in WispHub reaches the BQN through the scheduled refresh
+    plan = next(p for p in seed.wisphub_plans() if p["nombre"] == "Online_basico")
+    wisphub_sim.state.set_plan(**{**plan, "bajada": "12M"})
+    took = eventually(
+        lambda: bqn_sim.policies()["Online_basico"]["rateLimitDownlink"]["rate"] == 12_000,
+        "the plan refresh to apply a new speed",
+    )
+    print(f"plan speed change applied in {took:.2f} s")
 
     # a full reconcile through the API leaves 2,000 clients as the rules define
     rows = wisphub_sim.load(2000)
