@@ -1,8 +1,14 @@
-"""Turning WispHub's free-text `ip` field into the address a BQN subscriber is keyed by."""
+"""Turning WispHub's free-text `ip` field into the addresses a client is shaped at (pure).
+
+The field usually holds one IPv4 address, but some ISPs write a routed block (`200.1.2.0/29`)
+or several addresses (`10.1.1.1, 10.1.1.2`). IPv6 addresses become the network address of
+their prefix (a /64 by default), as the BQN keys IPv6 subscribers.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 # Where WispHub's "Cancelar -> Liberar IP" parks a released address, and ranges that can never
@@ -13,51 +19,58 @@ NEVER_SUBSCRIBER = (
     ipaddress.ip_network("169.254.0.0/16"),
     ipaddress.ip_network("168.0.0.0/16"),
 )
+SEPARATORS = re.compile(r"[\s,;]+")
+# The shortest prefix a client's block may have, by IP version (a /16, a /48).
+LARGEST_BLOCK = {4: 16, 6: 48}
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class AddressError(ValueError):
+    """An `ip` value that names no usable subscriber address."""
 
 
 @dataclass(frozen=True)
-class Address:
-    """The outcome of reading an `ip` field: a BQN key, or the reason there is none."""
+class Addresses:
+    """A client's addresses: single ones (BQN subscriber keys) and CIDR blocks."""
 
-    key: str | None
-    problem: str | None = None
+    members: tuple[str, ...] = ()
+    ranges: tuple[str, ...] = ()
+
+    @property
+    def single(self) -> str | None:
+        """The key when the client has exactly one address."""
+        return self.members[0] if len(self.members) == 1 and not self.ranges else None
 
 
-def subscriber_address(raw: object, ipv6_prefix: int = 64) -> Address:
-    """Normalise a WispHub `ip` value to a BQN subscriber key.
-
-    IPv4 stays as is; IPv6 becomes the network address of its prefix (a /64 by default).
-    Empty, malformed, multi-address and placeholder values give a problem instead of a key.
-    """
+def read_addresses(raw: object, ipv6_prefix: int = 64) -> Addresses:
+    """Every address in an `ip` value; `AddressError` says why when one is unusable."""
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
-        return Address(None, "empty IP")
-    if any(sep in text for sep in (",", " ", ";")):
-        return Address(None, "several addresses in one client (not supported yet)")
-    try:
-        if "/" in text:
-            network = ipaddress.ip_network(text, strict=False)
-            single = 32 if network.version == 4 else ipv6_prefix
-            if network.prefixlen < single:
-                return Address(None, f"subnet {network} (not supported yet)")
-            address = network.network_address
+        raise AddressError("empty IP")
+    members: list[str] = []
+    ranges: list[str] = []
+    for token in SEPARATORS.split(text):
+        if "/" in token:
+            network = _network(token, ipv6_prefix)
+            if network.prefixlen < (32 if network.version == 4 else ipv6_prefix):
+                ranges.append(str(network))
+                continue
+            members.append(_key(network.network_address, ipv6_prefix))
         else:
-            address = ipaddress.ip_address(text)
-    except ValueError:
-        return Address(None, f"malformed IP {text!r}")
-    if any(address in net for net in NEVER_SUBSCRIBER if net.version == address.version):
-        return Address(None, f"placeholder or loopback IP {address}")
-    if (
-        address.is_unspecified
-        or address.is_multicast
-        or address.is_link_local
-        or address.is_loopback
-        or (address.version == 4 and address.is_reserved)
-    ):
-        return Address(None, f"not a subscriber address: {address}")
-    if address.version == 6:
-        address = ipaddress.ip_network(f"{address}/{ipv6_prefix}", strict=False).network_address
-    return Address(str(address))
+            members.append(_key(_address(token), ipv6_prefix))
+    return Addresses(tuple(dict.fromkeys(members)), tuple(dict.fromkeys(ranges)))
+
+
+def expand(addresses: Addresses, limit: int) -> list[str]:
+    """Every single address, blocks expanded; `AddressError` past `limit` addresses."""
+    keys = list(addresses.members)
+    for block in addresses.ranges:
+        network = ipaddress.ip_network(block)
+        if len(keys) + network.num_addresses > limit:
+            raise AddressError(f"{block} has too many addresses for one subscriber each")
+        keys.extend(str(address) for address in network)
+    return list(dict.fromkeys(keys))
 
 
 def normalise_key(raw: str) -> str:
@@ -66,3 +79,42 @@ def normalise_key(raw: str) -> str:
         return str(ipaddress.ip_address(raw.strip()))
     except ValueError:
         return raw.strip()
+
+
+def _address(token: str) -> IPAddress:
+    try:
+        address = ipaddress.ip_address(token)
+    except ValueError:
+        raise AddressError(f"malformed IP {token!r}") from None
+    _check(address)
+    return address
+
+
+def _network(token: str, ipv6_prefix: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        network = ipaddress.ip_network(token, strict=False)
+    except ValueError:
+        raise AddressError(f"malformed IP {token!r}") from None
+    _check(network.network_address)
+    if network.prefixlen < LARGEST_BLOCK[network.version]:
+        raise AddressError(f"block {network} is too large for one client")
+    return network
+
+
+def _check(address: IPAddress) -> None:
+    if any(address in net for net in NEVER_SUBSCRIBER if net.version == address.version):
+        raise AddressError(f"placeholder or loopback IP {address}")
+    if (
+        address.is_unspecified
+        or address.is_multicast
+        or address.is_link_local
+        or address.is_loopback
+        or (address.version == 4 and address.is_reserved)
+    ):
+        raise AddressError(f"not a subscriber address: {address}")
+
+
+def _key(address: IPAddress, ipv6_prefix: int) -> str:
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/{ipv6_prefix}", strict=False).network_address)
+    return str(address)

@@ -32,7 +32,7 @@ def apply_changes(changes: Changes, bqn: BqnClient, *, dry_run: bool = False) ->
             report.record_success(op)
             continue
         policy = op.fields.get("policyRate")
-        if op.kind is Kind.SUBSCRIBER and policy in failed_policies:
+        if op.kind is not Kind.POLICY and policy in failed_policies:
             report.record_failure(op, f"not sent: policy {policy} could not be put in place")
             continue
         if transient_in_a_row >= GIVE_UP_AFTER:
@@ -68,14 +68,17 @@ def _check_taken(bqn: BqnClient, op: Operation, report: Report) -> None:
 
 def send(bqn: BqnClient, op: Operation) -> None:
     """Carry out one operation on the BQN."""
-    if op.kind is Kind.POLICY:
-        if op.action is Action.CREATE:
-            bqn.create_policy(op.key, op.fields)
-        else:
-            bqn.update_policy(op.key, op.fields)
-    elif op.action is Action.CREATE:
-        bqn.create_subscriber(op.key, op.fields)
+    writers = {
+        Kind.POLICY: (bqn.create_policy, bqn.update_policy, None),
+        Kind.SUBSCRIBER: (bqn.create_subscriber, bqn.update_subscriber, bqn.delete_subscriber),
+        Kind.GROUP: (bqn.create_group, bqn.update_group, bqn.delete_group),
+    }
+    create, update, delete = writers[op.kind]
+    if op.action is Action.CREATE:
+        create(op.key, op.fields)
     elif op.action is Action.UPDATE:
-        bqn.update_subscriber(op.key, op.fields)
+        update(op.key, op.fields)
+    elif delete is not None:
+        delete(op.key)
     else:
-        bqn.delete_subscriber(op.key)
+        raise ValueError(f"the sync never deletes a {op.kind}")

@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 from worker import http
 from worker.addresses import normalise_key
 from worker.errors import ApiError, ConfigError
-from worker.model import Policy, Subscriber
+from worker.model import Group, Policy, Subscriber
 from worker.settings import BqnSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ AUTH_HINT = (
 )
 SUBSCRIBERS = "/subscribers"
 POLICIES = "/policies/rate"
+GROUPS = "/subscriberGroups"
 
 
 class BqnTlsAdapter(HTTPAdapter):
@@ -101,6 +102,16 @@ class BqnClient:
         """Every rate policy, with the fields the sync manages."""
         return [_policy(item) for item in self._items(POLICIES) if "policyName" in item]
 
+    def list_groups(self) -> list[Group]:
+        """Every subscriber group (the sync's own and others); none on a BQN without groups."""
+        items = self._items(GROUPS, optional=True)
+        return [_group(item) for item in items if "subscriberGroupName" in item]
+
+    def get_group(self, name: str) -> Group | None:
+        """The subscriber group `name`, or `None` when the BQN has none."""
+        item = self._get_one(f"{GROUPS}/{_encode(name)}")
+        return None if item is None else _group({"subscriberGroupName": name, **item})
+
     # Writes ----------------------------------------------------------------------------
 
     def create_subscriber(self, ip: str, fields: dict[str, Any]) -> None:
@@ -123,6 +134,18 @@ class BqnClient:
         """Change only `fields` of the rate policy (PUT); create it if it has disappeared."""
         self._put_or_create(f"{POLICIES}/{_encode(name)}", fields)
 
+    def create_group(self, name: str, fields: dict[str, Any]) -> None:
+        """Create (POST) the subscriber group `name` (needs BQN R4.22+ for `policyRate`)."""
+        self._write("POST", f"{GROUPS}/{_encode(name)}", fields)
+
+    def update_group(self, name: str, fields: dict[str, Any]) -> None:
+        """Change only `fields` of the group (PUT); create it if it has disappeared."""
+        self._put_or_create(f"{GROUPS}/{_encode(name)}", fields)
+
+    def delete_group(self, name: str) -> None:
+        """Delete the group `name`; already gone (404) counts as done."""
+        self._write("DELETE", f"{GROUPS}/{_encode(name)}", None)
+
     # Plumbing --------------------------------------------------------------------------
 
     def _put_or_create(self, path: str, fields: dict[str, Any]) -> None:
@@ -130,8 +153,11 @@ class BqnClient:
             log.info("BQN PUT %s found nothing; creating it", path)
             self._write("POST", path, fields)
 
-    def _items(self, path: str) -> list[dict[str, Any]]:
+    def _items(self, path: str, *, optional: bool = False) -> list[dict[str, Any]]:
+        """A collection's items; with `optional`, none when the BQN has no such collection."""
         response = self._send("GET", path)
+        if response.status_code == 404 and optional:
+            return []
         if response.status_code == 404:
             raise ConfigError(f"{SERVICE} has no {path} (404): check BQN_URL")
         body = http.json_body(response, SERVICE)
@@ -197,3 +223,12 @@ def _subscriber(item: dict[str, Any]) -> Subscriber:
 def _policy(item: dict[str, Any]) -> Policy:
     fields = {key: value for key, value in item.items() if key != "policyName"}
     return Policy(name=str(item["policyName"]), fields=fields)
+
+
+def _group(item: dict[str, Any]) -> Group:
+    return Group(
+        name=str(item["subscriberGroupName"]),
+        members=tuple(normalise_key(str(m)) for m in item.get("subscriberMembers") or ()),
+        ranges=tuple(str(r) for r in item.get("subscriberRanges") or ()),
+        policy_rate=_text(item.get("policyRate")),
+    )

@@ -1,9 +1,11 @@
 """Desired BQN state from WispHub client rows (pure: no I/O).
 
 `Activo` and `Gratis` clients get their plan's policy, `Suspendido` ones the block policy,
-`Cancelado` ones nothing. A row that cannot be mapped is skipped with its reason; when the row's
-IP is valid but its state cannot be known (unknown `estado`, no plan), that IP is *protected*:
-whatever the BQN holds there is left alone rather than deleted. When several clients claim one
+`Cancelado` ones nothing. A client with several addresses or a block gets a subscriber group
+(or one subscriber per address, or nothing, as `MULTI_IP_MODE` says). A row that cannot be
+mapped is skipped with its reason; when the row's addresses are valid but its state cannot be
+known (unknown `estado`, no plan), they are *protected*: whatever the BQN holds there is left
+alone rather than deleted. When several clients claim one
 IP, the latest `ultimo_cambio` wins (tie: the higher `id_servicio`) and every conflict is kept.
 """
 
@@ -11,30 +13,37 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from worker.addresses import subscriber_address
-from worker.model import Conflict, Policy, Skip, Subscriber
+from worker.addresses import AddressError, Addresses, expand, read_addresses
+from worker.model import Conflict, Group, Policy, Skip, Subscriber
 from worker.settings import MappingRules
 
 SHAPED = frozenset({"activo", "gratis"})
 BLOCKED = frozenset({"suspendido"})
 REMOVED = frozenset({"cancelado"})
 CHANGE_FORMATS = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y")
+GROUP_PREFIX = "wisphub-"
+# With MULTI_IP_MODE=subscribers, a block is expanded into at most this many subscribers.
+MAX_SUBSCRIBERS_PER_CLIENT = 256
 
 Row = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Desired:
-    """What the BQN should hold: subscribers by IP, plus what could not be mapped and why."""
+    """What the BQN should hold: subscribers by IP and groups by name, plus what could not be
+    mapped and why. Protected IPs and groups belong to clients whose state could not be known:
+    whatever the BQN holds there is left alone."""
 
     subscribers: dict[str, Subscriber]
+    groups: dict[str, Group] = field(default_factory=dict)
     skips: tuple[Skip, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
     protected: frozenset[str] = frozenset()
+    protected_groups: frozenset[str] = frozenset()
     clients: int = 0
 
 
@@ -66,10 +75,29 @@ def as_id(value: object) -> int | None:
         return None
 
 
-def map_client(row: Row, rules: MappingRules) -> Subscriber | Skip | None:
-    """One client's BQN subscriber; `None` when it should have none; `Skip` when unmappable.
+@dataclass(frozen=True)
+class Entries:
+    """What one client should have on the BQN: subscribers, or a group."""
 
-    A `Skip` whose `keep` is set names an IP the BQN entry of which must be left untouched.
+    subscribers: tuple[Subscriber, ...] = ()
+    group: Group | None = None
+
+
+def group_name(id_servicio: int) -> str:
+    """The name of the BQN subscriber group the sync keeps for a client."""
+    return f"{GROUP_PREFIX}{id_servicio}"
+
+
+def is_own_group(name: str) -> bool:
+    """True for the groups the sync creates (and so may change or delete)."""
+    return name.startswith(GROUP_PREFIX) and name[len(GROUP_PREFIX) :].isdecimal()
+
+
+def map_client(row: Row, rules: MappingRules) -> Entries | Skip | None:
+    """One client's BQN entries; `None` when it should have none; `Skip` when unmappable.
+
+    A `Skip` with `kept` addresses names entries that must be left untouched, because the
+    client's state could not be known.
     """
     id_servicio = client_id(row)
     raw_ip = row.get("ip")
@@ -80,38 +108,64 @@ def map_client(row: Row, rules: MappingRules) -> Subscriber | Skip | None:
     estado = estado_raw.strip().lower() if isinstance(estado_raw, str) else ""
     if estado in REMOVED:
         return None
-    address = subscriber_address(raw_ip, rules.ipv6_prefix)
-    if address.key is None:
-        return Skip(id_servicio, shown_ip, address.problem or "no usable IP")
+    try:
+        addresses = read_addresses(raw_ip, rules.ipv6_prefix)
+    except AddressError as exc:
+        return Skip(id_servicio, shown_ip, str(exc))
     if estado in BLOCKED:
         policy = rules.block_policy
     elif estado in SHAPED:
         plan = row.get("plan_internet")
         plan_nombre = plan.get("nombre") if isinstance(plan, Mapping) else None
         if not isinstance(plan_nombre, str) or not plan_nombre.strip():
-            return Skip(id_servicio, address.key, "no internet plan", keep=True)
+            return Skip(id_servicio, shown_ip, "no internet plan", kept=_kept(addresses))
         policy = policy_name(plan_nombre)
     else:
-        return Skip(id_servicio, address.key, f"unknown estado {estado_raw!r}", keep=True)
-    return Subscriber(
-        ip=address.key,
-        subscriber_id=_subscriber_id(row, rules.subscriber_id_field, id_servicio),
-        policy_rate=policy,
-        id_servicio=id_servicio,
+        reason = f"unknown estado {estado_raw!r}"
+        return Skip(id_servicio, shown_ip, reason, kept=_kept(addresses))
+    template = Subscriber(
+        "", _subscriber_id(row, rules.subscriber_id_field, id_servicio), policy, id_servicio
     )
+    return _entries(template, addresses, rules, shown_ip)
+
+
+def _entries(
+    template: Subscriber, addresses: Addresses, rules: MappingRules, shown_ip: str
+) -> Entries | Skip:
+    """Subscribers for a single address; for several, what `MULTI_IP_MODE` says."""
+    id_servicio = template.id_servicio or 0
+    if addresses.single is None and rules.multi_ip_mode == "group":
+        name = group_name(id_servicio)
+        group = Group(name, addresses.members, addresses.ranges, template.policy_rate, id_servicio)
+        return Entries(group=group)
+    if addresses.single is None and rules.multi_ip_mode == "skip":
+        return Skip(id_servicio, shown_ip, "several addresses or a block (MULTI_IP_MODE=skip)")
+    try:
+        keys = expand(addresses, MAX_SUBSCRIBERS_PER_CLIENT)
+    except AddressError as exc:
+        return Skip(id_servicio, shown_ip, f"{exc} (MULTI_IP_MODE=subscribers)")
+    return Entries(tuple(replace(template, ip=key) for key in keys))
+
+
+def _kept(addresses: Addresses) -> tuple[str, ...]:
+    return (*addresses.members, *addresses.ranges)
 
 
 def desired_state(rows: Iterable[Row], rules: MappingRules) -> Desired:
     """The whole desired state from a complete WispHub pass."""
     claims: dict[str, list[tuple[tuple[datetime, int], Subscriber]]] = defaultdict(list)
+    groups: dict[str, Group] = {}
     skips: list[Skip] = []
     count = 0
     for row in rows:
         count += 1
         mapped = map_client(row, rules)
-        if isinstance(mapped, Subscriber):
-            rank = (last_change(row), mapped.id_servicio or 0)
-            claims[mapped.ip].append((rank, mapped))
+        if isinstance(mapped, Entries):
+            rank = (last_change(row), client_id(row) or 0)
+            for sub in mapped.subscribers:
+                claims[sub.ip].append((rank, sub))
+            if mapped.group is not None:
+                groups[mapped.group.name] = mapped.group
         elif isinstance(mapped, Skip):
             skips.append(mapped)
     subscribers: dict[str, Subscriber] = {}
@@ -127,8 +181,16 @@ def desired_state(rows: Iterable[Row], rules: MappingRules) -> Desired:
                 Skip(loser, ip, f"IP also claimed by client {winner.id_servicio}, changed later")
                 for loser in losers
             )
-    protected = frozenset(skip.ip for skip in skips if skip.keep)
-    return Desired(subscribers, tuple(skips), tuple(conflicts), protected, count)
+    kept = [skip for skip in skips if skip.kept]
+    return Desired(
+        subscribers=subscribers,
+        groups=groups,
+        skips=tuple(skips),
+        conflicts=tuple(conflicts),
+        protected=frozenset(ip for skip in kept for ip in skip.kept),
+        protected_groups=frozenset(group_name(skip.id_servicio or 0) for skip in kept),
+        clients=count,
+    )
 
 
 def last_change(row: Row) -> datetime:

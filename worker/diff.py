@@ -2,8 +2,9 @@
 
 Subscribers are keyed by IP and compared on `subscriberId` and `policyRate` only. A BQN
 subscriber the desired state lacks is deleted unless its policy was assigned by the BQN's own
-`rules` or its IP is protected. Policies are created or corrected, never deleted, and always
-come before the subscribers in the returned list.
+`rules` or its IP is protected. Only the sync's own groups (`wisphub-<id_servicio>`) are
+created, changed or deleted. Policies are created or corrected, never deleted, and always come
+before the subscribers and groups in the returned list.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from worker.desired import Desired, Row, desired_state
+from worker.desired import Desired, Row, desired_state, is_own_group
 from worker.model import (
     Action,
     Conflict,
+    Footprint,
+    Group,
     Kind,
     Operation,
     Policy,
@@ -67,6 +70,33 @@ def diff_subscribers(
     return operations, unchanged
 
 
+def diff_groups(
+    desired: Mapping[str, Group],
+    actual: Iterable[Group],
+    protected: frozenset[str] = frozenset(),
+) -> tuple[list[Operation], int]:
+    """Create/update/delete operations for the sync's own subscriber groups (named
+    `wisphub-<id_servicio>`); other groups, `all-subscribers` included, are never touched."""
+    held = {group.name: group for group in actual if is_own_group(group.name)}
+    operations: list[Operation] = []
+    unchanged = 0
+    for name, want in desired.items():
+        have = held.get(name)
+        fields = want.managed_fields()
+        if have is None:
+            operations.append(Operation(Action.CREATE, Kind.GROUP, name, fields, want.id_servicio))
+        elif not want.same_as(have):
+            operations.append(Operation(Action.UPDATE, Kind.GROUP, name, fields, want.id_servicio))
+        else:
+            unchanged += 1
+    operations.extend(
+        Operation(Action.DELETE, Kind.GROUP, name)
+        for name in held
+        if name not in desired and name not in protected
+    )
+    return operations, unchanged
+
+
 def diff_policies(desired: Iterable[Policy], actual: Iterable[Policy]) -> list[Operation]:
     """Create missing policies and correct the managed fields of differing ones (never delete).
 
@@ -89,15 +119,22 @@ def diff_policies(desired: Iterable[Policy], actual: Iterable[Policy]) -> list[O
 
 def unused_policies(
     actual_policies: Iterable[Policy],
-    desired: Mapping[str, Subscriber],
+    desired: Desired,
     actual_subscribers: Iterable[Subscriber],
     keep: Iterable[str],
 ) -> tuple[str, ...]:
-    """BQN policies no subscriber will use (listed for the operator, never deleted)."""
-    used = {sub.policy_rate for sub in desired.values()}
+    """BQN policies no subscriber or group will use (listed for the operator, never deleted)."""
+    used = used_policies(desired)
     used |= {sub.policy_rate for sub in actual_subscribers if sub.assigned_by == RULES}
     used |= set(keep)
     return tuple(sorted(p.name for p in actual_policies if p.name not in used))
+
+
+def used_policies(desired: Desired) -> set[str]:
+    """The policies the desired subscribers and groups name."""
+    return {sub.policy_rate for sub in desired.subscribers.values()} | {
+        group.policy_rate for group in desired.groups.values()
+    }
 
 
 def plan_full(
@@ -105,6 +142,7 @@ def plan_full(
     actual_subscribers: Iterable[Subscriber],
     actual_policies: Iterable[Policy],
     wanted_policies: Iterable[Policy],
+    actual_groups: Iterable[Group] = (),
 ) -> Changes:
     """Everything a full reconcile must do, policies first."""
     actual_subscribers, actual_policies = list(actual_subscribers), list(actual_policies)
@@ -113,17 +151,17 @@ def plan_full(
     subscriber_ops, unchanged = diff_subscribers(
         desired.subscribers, actual_subscribers, desired.protected
     )
+    group_ops, unchanged_groups = diff_groups(
+        desired.groups, actual_groups, desired.protected_groups
+    )
     return Changes(
-        operations=(*policy_ops, *subscriber_ops),
-        unchanged=unchanged,
+        operations=(*policy_ops, *subscriber_ops, *group_ops),
+        unchanged=unchanged + unchanged_groups,
         clients=desired.clients,
         skips=desired.skips,
         conflicts=desired.conflicts,
         unused_policies=unused_policies(
-            actual_policies,
-            desired.subscribers,
-            actual_subscribers,
-            (p.name for p in wanted_policies),
+            actual_policies, desired, actual_subscribers, (p.name for p in wanted_policies)
         ),
     )
 
@@ -133,36 +171,38 @@ def plan_client(
     held: Iterable[Subscriber],
     rules: MappingRules,
     *,
-    previous: Subscriber | None = None,
+    held_groups: Iterable[Group] = (),
+    previous: Footprint | None = None,
     wanted_policies: Iterable[Policy] = (),
     actual_policies: Iterable[Policy] = (),
 ) -> Changes:
     """What brings one client in line.
 
-    `row` is the client's current WispHub row (`None`: WispHub no longer has it); `held` is what
-    the BQN holds at the IPs the client has or last had; `previous` is the entry last applied
-    for it. An entry at another IP is deleted only when it is still the one last applied
-    (same IP and subscriberId): another client may have taken that IP since. The policy the
-    client's entry uses is put in place first, when it is among `wanted_policies`.
+    `row` is the client's current WispHub row (`None`: WispHub no longer has it); `held` and
+    `held_groups` are what the BQN holds at the IPs and group the client has or last had;
+    `previous` is what was last applied for it. An entry at an IP the client no longer has is
+    deleted only when it still carries the subscriberId last applied: another client may have
+    taken that IP since. The policies the client's entries use are put in place first, when
+    they are among `wanted_policies`.
     """
     desired = desired_state([row] if row is not None else [], rules)
-    wanted_ip = next(iter(desired.subscribers), None)
     relevant = [
         sub
         for sub in held
-        if sub.ip == wanted_ip
+        if sub.ip in desired.subscribers
         or (
             previous is not None
-            and sub.ip == previous.ip
+            and sub.ip in previous.ips
             and sub.subscriber_id == previous.subscriber_id
         )
     ]
     subscriber_ops, unchanged = diff_subscribers(desired.subscribers, relevant, desired.protected)
-    used = {sub.policy_rate for sub in desired.subscribers.values()}
+    group_ops, unchanged_groups = diff_groups(desired.groups, held_groups, desired.protected_groups)
+    used = used_policies(desired)
     policy_ops = diff_policies([p for p in wanted_policies if p.name in used], actual_policies)
     return Changes(
-        operations=(*policy_ops, *subscriber_ops),
-        unchanged=unchanged,
+        operations=(*policy_ops, *subscriber_ops, *group_ops),
+        unchanged=unchanged + unchanged_groups,
         clients=desired.clients,
         skips=desired.skips,
     )

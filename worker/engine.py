@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from worker.apply import apply_changes
 from worker.bqn import BqnClient
-from worker.desired import Desired, Row, as_id, desired_state, map_client
+from worker.desired import Desired, Entries, Row, as_id, desired_state, map_client
 from worker.diff import Changes, diff_policies, plan_client, plan_full
-from worker.model import Skip, Subscriber
+from worker.model import Footprint, Skip
 from worker.plans import Plan, Speeds, plan_from_wisphub, wanted_policies, with_overrides
 from worker.report import Report
 from worker.settings import MappingRules
 from worker.wisphub import WispHubClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Looks a client's plan up by WispHub plan id (the job's version refreshes on a miss).
 PlanLookup = Callable[[int], Plan | None]
@@ -33,16 +35,16 @@ class FullSync:
 
 @dataclass(frozen=True)
 class ClientSync:
-    """A one-client sync's report and the entry the client now has on the BQN.
+    """A one-client sync's report and the entries the client now has on the BQN.
 
-    `current` is what a caller should remember as "last applied" for the client: the new entry
-    when the sync went through, the previous one when it did not or when the client's state
-    could not be read, `None` when the client has no entry any more. `row` is the client as
+    `current` is what a caller should remember as "last applied" for the client: the new
+    entries when the sync went through, the previous ones when it did not or when the client's
+    state could not be read, `None` when the client has no entry any more. `row` is the client as
     WispHub answered (`None`: it has no such client).
     """
 
     report: Report
-    current: Subscriber | None
+    current: Footprint | None
     row: Row | None
 
 
@@ -74,7 +76,11 @@ def full_sync(
     rows = wisphub.list_clients()
     desired = desired_state(rows, rules)
     changes = plan_full(
-        desired, bqn.list_subscribers(), bqn.list_policies(), wanted_policies(plans, rules)
+        desired,
+        bqn.list_subscribers(),
+        bqn.list_policies(),
+        wanted_policies(plans, rules),
+        bqn.list_groups(),
     )
     log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
     report = apply_changes(changes, bqn, dry_run=dry_run)
@@ -109,38 +115,52 @@ def sync_client(
     rules: MappingRules,
     plan_of: PlanLookup,
     *,
-    previous: Subscriber | None = None,
+    previous: Footprint | None = None,
     dry_run: bool = False,
 ) -> ClientSync:
     """Bring one client in line: re-read it from WispHub and touch only its BQN entries.
 
-    `previous` is the entry last applied for this client, when the caller remembers it, so an
-    IP change or a removal also clears the old entry. The policy the client needs is put in
+    `previous` is what was last applied for this client, when the caller remembers it, so an
+    IP change or a removal also clears the old entries. The policy the client needs is put in
     place first.
     """
     row = wisphub.get_client(id_servicio)
     mapped = map_client(row, rules) if row is not None else None
-    wanted = mapped if isinstance(mapped, Subscriber) else None
-    ips = {sub.ip for sub in (wanted, previous) if sub is not None}
-    held = [sub for sub in map(bqn.get_subscriber, sorted(ips)) if sub is not None]
-    policies = wanted_policies(_client_plans(row, plan_of), rules)
-    actual_policies = []
-    if wanted is not None:
-        actual = bqn.get_policy(wanted.policy_rate)
-        actual_policies = [actual] if actual is not None else []
+    entries = mapped if isinstance(mapped, Entries) else Entries()
+    ips = {sub.ip for sub in entries.subscribers} | set(previous.ips if previous else ())
+    groups = {entries.group.name} if entries.group else set()
+    groups |= {previous.group} if previous and previous.group else set()
+    used = {sub.policy_rate for sub in entries.subscribers}
+    used |= {entries.group.policy_rate} if entries.group else set()
     changes = plan_client(
         row,
-        held,
+        _present(map(bqn.get_subscriber, sorted(ips))),
         rules,
+        held_groups=_present(map(bqn.get_group, sorted(groups))),
         previous=previous,
-        wanted_policies=policies,
-        actual_policies=actual_policies,
+        wanted_policies=wanted_policies(_client_plans(row, plan_of), rules),
+        actual_policies=_present(map(bqn.get_policy, sorted(used))),
     )
     report = apply_changes(changes, bqn, dry_run=dry_run)
-    unknowable = isinstance(mapped, Skip) and mapped.keep
+    unknowable = isinstance(mapped, Skip) and bool(mapped.kept)
     if dry_run or not report.ok or unknowable:
         return ClientSync(report, previous, row)
-    return ClientSync(report, wanted, row)
+    return ClientSync(report, footprint(entries), row)
+
+
+def footprint(entries: Entries) -> Footprint | None:
+    """What to remember as applied for a client with these entries."""
+    if not entries.subscribers and entries.group is None:
+        return None
+    return Footprint(
+        subscriber_id=entries.subscribers[0].subscriber_id if entries.subscribers else "",
+        ips=tuple(sub.ip for sub in entries.subscribers),
+        group=entries.group.name if entries.group else None,
+    )
+
+
+def _present(items: Iterable[T | None]) -> list[T]:
+    return [item for item in items if item is not None]
 
 
 def _client_plans(row: Row | None, plan_of: PlanLookup) -> list[Plan]:

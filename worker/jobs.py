@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -23,9 +24,9 @@ from rq.job import Job
 from worker import engine, queueing, store
 from worker.bqn import BqnClient
 from worker.changes import changed_clients, fingerprint, fingerprints
-from worker.desired import Desired
+from worker.desired import Desired, Entries
 from worker.errors import SyncError, TransientError
-from worker.model import Subscriber
+from worker.model import Footprint, Subscriber
 from worker.overrides import load_overrides
 from worker.plans import Plan
 from worker.report import Report
@@ -256,11 +257,20 @@ def _finish(job: Job, report: Report) -> dict[str, Any] | Retry:
     raise OperationsFailed(reason)
 
 
-def _remembered(desired: Desired, before: dict[int, Subscriber]) -> dict[int, Subscriber]:
-    """Last-applied entries after a full reconcile: the desired ones, plus the previous entry
-    of clients whose state could not be read (their BQN entry was left as it was)."""
-    entries = {sub.id_servicio: sub for sub in desired.subscribers.values() if sub.id_servicio}
+def _remembered(desired: Desired, before: dict[int, Footprint]) -> dict[int, Footprint]:
+    """What is applied after a full reconcile: the desired entries, plus the previous ones of
+    clients whose state could not be read (their BQN entries were left as they were)."""
+    subscribers: dict[int, list[Subscriber]] = defaultdict(list)
+    for sub in desired.subscribers.values():
+        if sub.id_servicio is not None:
+            subscribers[sub.id_servicio].append(sub)
+    groups = {g.id_servicio: g for g in desired.groups.values() if g.id_servicio is not None}
+    applied = {}
+    for key in subscribers.keys() | groups.keys():
+        entries = Entries(tuple(subscribers.get(key, ())), groups.get(key))
+        if (footprint := engine.footprint(entries)) is not None:
+            applied[key] = footprint
     for skip in desired.skips:
-        if skip.keep and skip.id_servicio in before:
-            entries[skip.id_servicio] = before[skip.id_servicio]
-    return entries
+        if skip.kept and skip.id_servicio in before:
+            applied[skip.id_servicio] = before[skip.id_servicio]
+    return applied

@@ -24,6 +24,7 @@ class Kind(StrEnum):
 
     POLICY = "policy"
     SUBSCRIBER = "subscriber"
+    GROUP = "group"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,46 @@ class Subscriber:
     def managed_fields(self) -> dict[str, str]:
         """The BQN fields the sync owns, as sent on the wire."""
         return {"subscriberId": self.subscriber_id, "policyRate": self.policy_rate}
+
+
+@dataclass(frozen=True)
+class Group:
+    """A BQN subscriber group: several addresses or blocks shaped as one, by one policy.
+
+    The sync names its groups `wisphub-<id_servicio>`; any other group is not its own.
+    """
+
+    name: str
+    members: tuple[str, ...] = ()
+    ranges: tuple[str, ...] = ()
+    policy_rate: str = ""
+    id_servicio: int | None = None
+
+    def managed_fields(self) -> dict[str, Any]:
+        """The BQN fields the sync owns, as sent on the wire."""
+        return {
+            "subscriberMembers": list(self.members),
+            "subscriberRanges": list(self.ranges),
+            "policyRate": self.policy_rate,
+        }
+
+    def same_as(self, other: Group) -> bool:
+        """Equal in the managed fields (member order does not matter)."""
+        return (
+            sorted(self.members) == sorted(other.members)
+            and sorted(self.ranges) == sorted(other.ranges)
+            and self.policy_rate == other.policy_rate
+        )
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What the sync last applied for one client: its subscriber entries (one subscriberId
+    at one or more IPs) and its group, if it has one."""
+
+    subscriber_id: str = ""
+    ips: tuple[str, ...] = ()
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +145,7 @@ class Operation:
     def describe(self) -> str:
         """A one-line, human-readable form for plans and logs (no personal data)."""
         text = f"{self.action} {self.kind} {self.key}"
-        if self.kind is Kind.SUBSCRIBER and "policyRate" in self.fields:
+        if self.kind is not Kind.POLICY and "policyRate" in self.fields:
             text += f" policy={self.fields['policyRate']}"
         if self.id_servicio is not None:
             text += f" (client {self.id_servicio})"
@@ -123,16 +164,16 @@ class Operation:
 
 @dataclass(frozen=True)
 class Skip:
-    """A WispHub client the sync could not turn into a BQN entry, and why.
+    """A WispHub client the sync could not turn into BQN entries, and why.
 
-    With `keep`, `ip` is a valid subscriber address whose BQN entry must be left as it is,
-    because the client's state could not be known.
+    `kept` lists the client's addresses when they were valid but its state could not be known:
+    the BQN entries there (and the client's group) must be left as they are.
     """
 
     id_servicio: int | None
     ip: str
     reason: str
-    keep: bool = False
+    kept: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -140,7 +181,7 @@ class Skip:
             "id_servicio": self.id_servicio,
             "ip": self.ip,
             "reason": self.reason,
-            "kept": self.keep,
+            "kept": list(self.kept),
         }
 
 

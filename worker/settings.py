@@ -16,6 +16,7 @@ from croniter import croniter
 from worker.errors import ConfigError
 
 SUBSCRIBER_ID_FIELDS = ("nombre", "usuario", "id_servicio")
+MULTI_IP_MODES = ("group", "subscribers", "skip")
 
 # Bequant's own client relaxes the cipher list because some BQN releases fail the TLS handshake
 # with OpenSSL's defaults (see docs/bqn-api.md, "Relaxed ciphers").
@@ -30,6 +31,7 @@ class MappingRules:
     subscriber_id_field: str = "nombre"
     block_policy: str = "Wisphub_block"
     ipv6_prefix: int = 64
+    multi_ip_mode: str = "group"
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class Settings:
             ),
             block_policy=read.text("BLOCK_POLICY", MappingRules.block_policy),
             ipv6_prefix=read.integer("IPV6_PREFIX", MappingRules.ipv6_prefix, 1, 128),
+            multi_ip_mode=read.choice("MULTI_IP_MODE", MappingRules.multi_ip_mode, MULTI_IP_MODES),
         )
         return cls(
             wisphub=wisphub,

@@ -1,6 +1,6 @@
 """What the service keeps in Redis besides RQ's own keys.
 
-- the entry last applied for each client (so an IP change or a removal clears the old entry);
+- what was last applied for each client (so an IP change or a removal clears the old entries);
 - the poller's snapshot of client fingerprints;
 - the last plan catalogue read completely (WispHub speeds with the operator's overrides);
 - per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from redis import Redis
 from redis.lock import Lock
 
-from worker.model import Subscriber
+from worker.model import Footprint
 from worker.plans import Plan
 
 PREFIX = "wisphub-bqn-sync:"
@@ -56,41 +56,42 @@ def singleton_lock(redis: Redis, name: str, seconds: int) -> Lock:
 # Last applied entries -------------------------------------------------------------------
 
 
-def last_applied(redis: Redis, id_servicio: int) -> Subscriber | None:
-    """The BQN entry last applied for a client, if any."""
+def last_applied(redis: Redis, id_servicio: int) -> Footprint | None:
+    """What was last applied for a client, if anything."""
     raw = redis.hget(APPLIED, str(id_servicio))
-    return None if raw is None else _entry(id_servicio, raw)
+    return None if raw is None else _decode(raw)
 
 
-def remember(redis: Redis, id_servicio: int, entry: Subscriber | None) -> None:
-    """Record (or, with `None`, forget) the entry applied for a client."""
-    if entry is None:
+def remember(redis: Redis, id_servicio: int, applied: Footprint | None) -> None:
+    """Record (or, with `None`, forget) what was applied for a client."""
+    if applied is None:
         redis.hdel(APPLIED, str(id_servicio))
     else:
-        redis.hset(APPLIED, str(id_servicio), _encode(entry))
+        redis.hset(APPLIED, str(id_servicio), _encode(applied))
 
 
-def all_applied(redis: Redis) -> dict[int, Subscriber]:
-    """Every remembered entry, by client."""
-    return {int(key): _entry(int(key), raw) for key, raw in redis.hgetall(APPLIED).items()}
+def all_applied(redis: Redis) -> dict[int, Footprint]:
+    """Everything remembered, by client."""
+    return {int(key): _decode(raw) for key, raw in redis.hgetall(APPLIED).items()}
 
 
-def replace_applied(redis: Redis, entries: Mapping[int, Subscriber]) -> None:
-    """Replace every remembered entry at once (after a full reconcile)."""
+def replace_applied(redis: Redis, applied: Mapping[int, Footprint]) -> None:
+    """Replace everything remembered at once (after a full reconcile)."""
     with redis.pipeline(transaction=True) as pipe:
         pipe.delete(APPLIED)
-        if entries:
-            pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in entries.items()})
+        if applied:
+            pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in applied.items()})
         pipe.execute()
 
 
-def _encode(entry: Subscriber) -> str:
-    return json.dumps({"ip": entry.ip, "subscriber_id": entry.subscriber_id}, ensure_ascii=False)
+def _encode(applied: Footprint) -> str:
+    data = {"subscriber_id": applied.subscriber_id, "ips": applied.ips, "group": applied.group}
+    return json.dumps(data, ensure_ascii=False)
 
 
-def _entry(id_servicio: int, raw: bytes | str) -> Subscriber:
+def _decode(raw: bytes | str) -> Footprint:
     data = json.loads(raw)
-    return Subscriber(data["ip"], data["subscriber_id"], "", id_servicio)
+    return Footprint(data["subscriber_id"], tuple(data["ips"]), data.get("group"))
 
 
 # Poller snapshot ------------------------------------------------------------------------

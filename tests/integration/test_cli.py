@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.seed import SENSITIVE_FIELDS
+from sandbox.seed import CIDR_IPS, SENSITIVE_FIELDS
 from tests.integration.conftest import (
     API_KEY,
     BQN_PASSWORD,
@@ -60,6 +60,12 @@ def test_two_thousand_clients_cold_warm_and_dry_run(wisphub_sim, bqn_sim, env, r
     }
     assert rules_after == rules_before
     assert bqn_sim.policies()["Wisphub_block"]["rateLimitDownlink"]["rate"] == 0
+    several = [r for r in rows if r["estado"] != "Cancelado" and r["ip"] in CIDR_IPS]
+    assert several
+    groups = bqn_sim.state.snapshot()["groups"]
+    assert {g["subscriberGroupName"] for g in groups} == {"all-subscribers"} | {
+        f"wisphub-{r['id_servicio']}" for r in several
+    }
 
     bqn_sim.state.stats.reset()
     warm = run_cli(*argv, environ=only_ca(env))
@@ -157,7 +163,7 @@ def test_bad_ips_and_conflicts_are_reported(wisphub_sim, run_cli):
     for client in [
         row(601, "N/A"),
         row(602, ""),
-        row(603, "200.1.2.0/29"),
+        row(603, "10.0.0.0/8"),
         row(604, "10.70.0.1", ultimo_cambio="01/02/2026 10:00:00"),
         row(605, "10.70.0.1", ultimo_cambio="01/03/2026 10:00:00"),
     ]:
@@ -167,7 +173,7 @@ def test_bad_ips_and_conflicts_are_reported(wisphub_sim, run_cli):
     reasons = {s["id_servicio"]: s["reason"] for s in report["skipped"]}
     assert reasons[601] == "malformed IP 'N/A'"
     assert reasons[602] == "empty IP"
-    assert "subnet" in reasons[603]
+    assert "too large" in reasons[603]
     assert "605" in reasons[604]
     assert report["conflicts"] == [{"ip": "10.70.0.1", "winner": 605, "losers": [604]}]
     assert report["counts"]["skipped"] == 4

@@ -1,8 +1,8 @@
-"""Reading WispHub's `ip` field into a BQN subscriber key."""
+"""Reading WispHub's `ip` field into subscriber keys and blocks."""
 
 import pytest
 
-from worker.addresses import normalise_key, subscriber_address
+from worker.addresses import AddressError, Addresses, expand, normalise_key, read_addresses
 
 
 @pytest.mark.parametrize(
@@ -16,10 +16,29 @@ from worker.addresses import normalise_key, subscriber_address
         ("2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
         ("2001:db8:1:2::/64", "2001:db8:1:2::"),
         ("2001:db8:1:2:3::/80", "2001:db8:1:2::"),
+        ("10.0.0.5, 10.0.0.5", "10.0.0.5"),  # the same address twice is one
     ],
 )
-def test_usable_addresses(raw, key):
-    assert subscriber_address(raw).key == key
+def test_single_addresses(raw, key):
+    assert read_addresses(raw).single == key
+
+
+@pytest.mark.parametrize(
+    ("raw", "members", "ranges"),
+    [
+        ("200.1.2.0/29", (), ("200.1.2.0/29",)),
+        ("200.1.2.5/29", (), ("200.1.2.0/29",)),  # written with a host address
+        ("10.1.1.1, 10.1.1.2", ("10.1.1.1", "10.1.1.2"), ()),
+        ("10.1.1.1 10.1.1.2;10.1.1.3", ("10.1.1.1", "10.1.1.2", "10.1.1.3"), ()),
+        ("10.1.1.1, 200.1.2.0/30", ("10.1.1.1",), ("200.1.2.0/30",)),
+        ("2001:db8::/48", (), ("2001:db8::/48",)),
+        ("2001:db8:0:1::5, 2001:db8:0:2::5", ("2001:db8:0:1::", "2001:db8:0:2::"), ()),
+    ],
+)
+def test_several_addresses_and_blocks(raw, members, ranges):
+    addresses = read_addresses(raw)
+    assert (addresses.members, addresses.ranges) == (members, ranges)
+    assert addresses.single is None
 
 
 @pytest.mark.parametrize(
@@ -32,13 +51,13 @@ def test_usable_addresses(raw, key):
         ("192.168.1.300", "malformed IP"),
         ("10.0.0", "malformed IP"),
         ("010.0.0.1", "malformed IP"),
-        ("10.1.1.1, 10.1.1.2", "several addresses"),
-        ("10.1.1.1 10.1.1.2", "several addresses"),
-        ("200.1.2.0/29", "subnet"),
-        ("2001:db8::/48", "subnet"),
+        ("10.1.1.1, N/A", "malformed IP 'N/A'"),
+        ("10.0.0.0/8", "too large"),
+        ("2001:db8::/32", "too large"),
         ("127.0.3.4", "placeholder"),
         ("169.254.9.9", "placeholder"),
         ("168.0.1.2", "placeholder"),
+        ("10.1.1.1, 127.0.0.9", "placeholder"),
         ("0.0.0.0", "not a subscriber address"),
         ("224.0.0.1", "not a subscriber address"),
         ("255.255.255.255", "not a subscriber address"),
@@ -46,14 +65,20 @@ def test_usable_addresses(raw, key):
         ("::1", "not a subscriber address"),
     ],
 )
-def test_unusable_addresses_say_why(raw, problem):
-    address = subscriber_address(raw)
-    assert address.key is None
-    assert problem in (address.problem or "")
+def test_unusable_values_say_why(raw, problem):
+    with pytest.raises(AddressError, match=problem):
+        read_addresses(raw)
 
 
 def test_ipv6_prefix_is_configurable():
-    assert subscriber_address("2001:db8:1:2:3:4::9", ipv6_prefix=56).key == "2001:db8:1::"
+    assert read_addresses("2001:db8:1:2:3:4::9", ipv6_prefix=56).single == "2001:db8:1::"
+
+
+def test_blocks_expand_to_every_address_within_a_limit():
+    addresses = Addresses(("10.9.9.9",), ("200.1.2.0/30",))
+    assert expand(addresses, 5) == ["10.9.9.9", "200.1.2.0", "200.1.2.1", "200.1.2.2", "200.1.2.3"]
+    with pytest.raises(AddressError, match="too many"):
+        expand(addresses, 4)
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.rows import row
-from worker.desired import desired_state, last_change, map_client, policy_name
-from worker.model import Skip, Subscriber
+from worker.desired import Entries, desired_state, last_change, map_client, policy_name
+from worker.model import Group, Skip, Subscriber
 from worker.settings import MappingRules
 
 RULES = MappingRules()
@@ -15,52 +15,58 @@ RULES = MappingRules()
     [
         (
             row(1, "10.0.0.1", "Activo", "Plan 10M", "José Pérez"),
-            Subscriber("10.0.0.1", "José Pérez", "Plan_10M", 1),
+            Entries((Subscriber("10.0.0.1", "José Pérez", "Plan_10M", 1),)),
         ),
         (
             row(2, "10.0.0.2", "Gratis", "Fibra Óptica 50M", "Ana"),
-            Subscriber("10.0.0.2", "Ana", "Fibra_Óptica_50M", 2),
+            Entries((Subscriber("10.0.0.2", "Ana", "Fibra_Óptica_50M", 2),)),
         ),
         (
             row(3, "10.0.0.3", "Suspendido", "Plan 10M", "Luis"),
-            Subscriber("10.0.0.3", "Luis", "Wisphub_block", 3),
+            Entries((Subscriber("10.0.0.3", "Luis", "Wisphub_block", 3),)),
         ),
         (
             row(4, "10.0.0.4", "Suspendido", None, "Sin plan"),
-            Subscriber("10.0.0.4", "Sin plan", "Wisphub_block", 4),
+            Entries((Subscriber("10.0.0.4", "Sin plan", "Wisphub_block", 4),)),
         ),
         (row(5, "10.0.0.5", "Cancelado"), None),
         (row(6, "127.0.0.6", "Cancelado"), None),
         (row(7, "", "Cancelado"), None),
         (
             row(8, "10.0.0.8", " activo ", "Plan 10M", "x"),
-            Subscriber("10.0.0.8", "x", "Plan_10M", 8),
+            Entries((Subscriber("10.0.0.8", "x", "Plan_10M", 8),)),
         ),
         (row(9, "N/A"), Skip(9, "N/A", "malformed IP 'N/A'")),
         (row(10, ""), Skip(10, "", "empty IP")),
         (
             row(11, "10.0.0.11", "Cortado"),
-            Skip(11, "10.0.0.11", "unknown estado 'Cortado'", keep=True),
+            Skip(11, "10.0.0.11", "unknown estado 'Cortado'", kept=("10.0.0.11",)),
         ),
         (
             row(12, "10.0.0.12", "Activo", None),
-            Skip(12, "10.0.0.12", "no internet plan", keep=True),
+            Skip(12, "10.0.0.12", "no internet plan", kept=("10.0.0.12",)),
         ),
         (
             row(13, "10.0.0.13", "Activo", "  "),
-            Skip(13, "10.0.0.13", "no internet plan", keep=True),
+            Skip(13, "10.0.0.13", "no internet plan", kept=("10.0.0.13",)),
         ),
         (
             row(14, "168.0.3.4", "Activo"),
             Skip(14, "168.0.3.4", "placeholder or loopback IP 168.0.3.4"),
         ),
-        (row(15, "2001:db8:0:7::99"), Subscriber("2001:db8:0:7::", "cliente", "Plan_10M", 15)),
+        (
+            row(15, "2001:db8:0:7::99"),
+            Entries((Subscriber("2001:db8:0:7::", "cliente", "Plan_10M", 15),)),
+        ),
         (
             {"ip": "10.0.0.16", "estado": "Activo"},
             Skip(None, "10.0.0.16", "row without a valid id_servicio"),
         ),
-        (row("17", "10.0.0.17"), Subscriber("10.0.0.17", "cliente", "Plan_10M", 17)),
-        (row(18, "10.0.0.18", nombre="  "), Subscriber("10.0.0.18", "18", "Plan_10M", 18)),
+        (row("17", "10.0.0.17"), Entries((Subscriber("10.0.0.17", "cliente", "Plan_10M", 17),))),
+        (
+            row(18, "10.0.0.18", nombre="  "),
+            Entries((Subscriber("10.0.0.18", "18", "Plan_10M", 18),)),
+        ),
     ],
 )
 def test_map_client(client, expected):
@@ -74,14 +80,12 @@ def test_map_client(client, expected):
 def test_subscriber_id_field_is_configurable(field, expected):
     rules = MappingRules(subscriber_id_field=field)
     mapped = map_client(row(21, nombre="María Godoy"), rules)
-    assert isinstance(mapped, Subscriber)
-    assert mapped.subscriber_id == expected
+    assert mapped.subscribers[0].subscriber_id == expected
 
 
 def test_block_policy_name_is_configurable():
     mapped = map_client(row(1, estado="Suspendido"), MappingRules(block_policy="Corte"))
-    assert isinstance(mapped, Subscriber)
-    assert mapped.policy_rate == "Corte"
+    assert mapped.subscribers[0].policy_rate == "Corte"
 
 
 @pytest.mark.parametrize(
@@ -117,10 +121,58 @@ def test_a_tie_on_change_time_goes_to_the_higher_id():
     assert desired.conflicts[0].losers == (7, 5)
 
 
-def test_unknowable_clients_protect_their_ip():
-    desired = desired_state([row(1, "10.0.0.1", "Moroso"), row(2, "N/A")], RULES)
+def test_unknowable_clients_protect_their_addresses_and_group():
+    rows = [row(1, "10.0.0.1", "Moroso"), row(2, "N/A"), row(3, "10.3.0.1, 10.3.0.2", plan=None)]
+    desired = desired_state(rows, RULES)
     assert desired.subscribers == {}
-    assert desired.protected == frozenset({"10.0.0.1"})
+    assert desired.protected == frozenset({"10.0.0.1", "10.3.0.1", "10.3.0.2"})
+    assert desired.protected_groups == frozenset({"wisphub-1", "wisphub-3"})
+
+
+MULTI = row(30, "10.3.0.1, 200.1.2.0/30", "Activo", "Plan 10M", "Empresa")
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (
+            "group",
+            Entries(group=Group("wisphub-30", ("10.3.0.1",), ("200.1.2.0/30",), "Plan_10M", 30)),
+        ),
+        (
+            "subscribers",
+            Entries(
+                tuple(
+                    Subscriber(ip, "Empresa", "Plan_10M", 30)
+                    for ip in ("10.3.0.1", "200.1.2.0", "200.1.2.1", "200.1.2.2", "200.1.2.3")
+                )
+            ),
+        ),
+        (
+            "skip",
+            Skip(30, "10.3.0.1, 200.1.2.0/30", "several addresses or a block (MULTI_IP_MODE=skip)"),
+        ),
+    ],
+)
+def test_several_addresses_in_each_mode(mode, expected):
+    assert map_client(MULTI, MappingRules(multi_ip_mode=mode)) == expected
+
+
+def test_a_suspended_group_gets_the_block_policy():
+    mapped = map_client({**MULTI, "estado": "Suspendido"}, RULES)
+    assert mapped.group.policy_rate == "Wisphub_block"
+
+
+def test_a_block_too_large_to_expand_is_skipped():
+    mapped = map_client(row(31, "10.4.0.0/22"), MappingRules(multi_ip_mode="subscribers"))
+    assert isinstance(mapped, Skip)
+    assert "too many addresses" in mapped.reason
+
+
+def test_groups_are_part_of_the_desired_state():
+    desired = desired_state([MULTI, row(32, "10.5.0.1")], RULES)
+    assert set(desired.groups) == {"wisphub-30"}
+    assert set(desired.subscribers) == {"10.5.0.1"}
 
 
 @pytest.mark.parametrize(

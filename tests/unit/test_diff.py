@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from tests.bqn_model import apply_to_state
 from tests.rows import row
 from worker.desired import block_policy, desired_state
-from worker.diff import diff_policies, diff_subscribers, plan_client, plan_full
-from worker.model import Action, Kind, Operation, Policy, Subscriber
+from worker.diff import diff_groups, diff_policies, diff_subscribers, plan_client, plan_full
+from worker.model import Action, Footprint, Group, Kind, Operation, Policy, Subscriber
 from worker.settings import MappingRules
 
 RULES = MappingRules()
@@ -146,6 +146,7 @@ def test_full_plan_puts_policies_first():
 
 CLIENT = row(7, "10.0.0.7", "Activo", "Plan 10M", "Ana")
 ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
+WAS = Footprint("Ana", ("10.0.0.7",))
 
 
 @pytest.mark.parametrize(
@@ -166,23 +167,23 @@ ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
         pytest.param(
             row(7, "10.0.0.8", nombre="Ana"),
             [ANA],
-            ANA,
+            WAS,
             [create("10.0.0.8", "Ana", "Plan_10M", 7), delete("10.0.0.7")],
             id="ip-change-clears-old",
         ),
         pytest.param(
             row(7, "10.0.0.8", nombre="Ana"),
             [sub("10.0.0.7", "Someone else")],
-            ANA,
+            WAS,
             [create("10.0.0.8", "Ana", "Plan_10M", 7)],
             id="old-ip-taken-by-another-is-kept",
         ),
         pytest.param(
-            row(7, "10.0.0.7", "Cancelado"), [ANA], ANA, [delete("10.0.0.7")], id="cancelled"
+            row(7, "10.0.0.7", "Cancelado"), [ANA], WAS, [delete("10.0.0.7")], id="cancelled"
         ),
-        pytest.param(None, [ANA], ANA, [delete("10.0.0.7")], id="gone-from-wisphub"),
+        pytest.param(None, [ANA], WAS, [delete("10.0.0.7")], id="gone-from-wisphub"),
         pytest.param(None, [ANA], None, [], id="gone-unknown-previous-touches-nothing"),
-        pytest.param(row(7, "10.0.0.7", "Cortado"), [ANA], ANA, [], id="unknown-estado-kept"),
+        pytest.param(row(7, "10.0.0.7", "Cortado"), [ANA], WAS, [], id="unknown-estado-kept"),
         pytest.param(
             row(7, "10.0.0.7", "Activo"),
             [sub("10.0.0.7", policy="rate-default", assigned_by="rules")],
@@ -264,3 +265,76 @@ def test_every_ip_gets_at_most_one_operation(rows, actual):
     plan = plan_full(desired, actual, [], [BLOCK])
     keys = [op.key for op in plan.operations if op.kind is Kind.SUBSCRIBER]
     assert len(keys) == len(set(keys))
+
+
+# Groups --------------------------------------------------------------------------------
+
+OURS = Group("wisphub-30", ("10.3.0.1",), ("200.1.2.0/30",), "Plan_10M", 30)
+
+
+def group_op(action, group, fields=True):
+    body = group.managed_fields() if fields else {}
+    return Operation(action, Kind.GROUP, group.name, body, group.id_servicio if fields else None)
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "protected", "operations", "unchanged"),
+    [
+        pytest.param([OURS], [], set(), [group_op(Action.CREATE, OURS)], 0, id="created"),
+        pytest.param([OURS], [OURS], set(), [], 1, id="equal"),
+        pytest.param(
+            [OURS],
+            [Group("wisphub-30", ("10.3.0.1",), ("200.1.2.0/30",), "Plan_10M")],
+            set(),
+            [],
+            1,
+            id="id-is-not-compared",
+        ),
+        pytest.param(
+            [OURS],
+            [Group("wisphub-30", ("10.3.0.9",), ("200.1.2.0/30",), "Plan_10M")],
+            set(),
+            [group_op(Action.UPDATE, OURS)],
+            0,
+            id="members-changed",
+        ),
+        pytest.param(
+            [OURS],
+            [Group("wisphub-30", ("10.3.0.1",), ("200.1.2.0/30",), "Wisphub_block")],
+            set(),
+            [group_op(Action.UPDATE, OURS)],
+            0,
+            id="policy-changed",
+        ),
+        pytest.param(
+            [], [OURS], set(), [Operation(Action.DELETE, Kind.GROUP, "wisphub-30")], 0, id="removed"
+        ),
+        pytest.param([], [OURS], {"wisphub-30"}, [], 0, id="protected"),
+        pytest.param(
+            [],
+            [Group("all-subscribers"), Group("tower-3", ("10.0.0.1",)), Group("wisphub-x")],
+            set(),
+            [],
+            0,
+            id="foreign-groups-never-touched",
+        ),
+    ],
+)
+def test_diff_groups(desired, actual, protected, operations, unchanged):
+    wanted = {g.name: g for g in desired}
+    assert diff_groups(wanted, actual, frozenset(protected)) == (operations, unchanged)
+
+
+def test_a_cancelled_client_loses_its_group():
+    cancelled = row(30, "10.3.0.1, 200.1.2.0/30", "Cancelado")
+    plan = plan_client(
+        cancelled, [], RULES, held_groups=[OURS], previous=Footprint(group="wisphub-30")
+    )
+    assert list(plan.operations) == [Operation(Action.DELETE, Kind.GROUP, "wisphub-30")]
+
+
+def test_a_client_moving_to_several_addresses_trades_its_subscriber_for_a_group():
+    now = row(7, "10.0.0.7, 10.0.0.8", nombre="Ana")
+    plan = plan_client(now, [ANA], RULES, previous=WAS, wanted_policies=[BLOCK])
+    group = Group("wisphub-7", ("10.0.0.7", "10.0.0.8"), (), "Plan_10M", 7)
+    assert list(plan.operations) == [delete("10.0.0.7"), group_op(Action.CREATE, group)]
