@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 # Seconds before each retry: 5 s, growing to 20 min; 57 minutes over 10 retries.
 RETRY_INTERVALS = [5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200]
-PLAN_MISS_REFRESH_SECONDS = 60
 
 
 class OperationsFailed(SyncError):
@@ -158,13 +157,13 @@ def current_plans(redis: Redis, rt: Runtime, *, refresh: bool) -> list[Plan]:
 
 
 def plan_lookup(redis: Redis, rt: Runtime) -> engine.PlanLookup:
-    """Plans by id from the kept catalogue, read again when a client names an unknown plan
-    (at most once a minute, so a plan missing from WispHub does not cost a read per job)."""
+    """Plans by id from the kept catalogue, read again when a client names a plan it lacks.
+    A plan still missing after that is not looked for again for a minute, so a plan WispHub
+    does not list costs one catalogue read a minute, not one per job."""
     plans = {plan.id: plan for plan in current_plans(redis, rt, refresh=False)}
 
     def lookup(plan_id: int) -> Plan | None:
-        age = store.plans_age(redis)
-        if plan_id not in plans and (age is None or age > PLAN_MISS_REFRESH_SECONDS):
+        if plan_id not in plans and store.may_look_for_plan(redis, plan_id):
             plans.update({plan.id: plan for plan in current_plans(redis, rt, refresh=True)})
         return plans.get(plan_id)
 

@@ -32,6 +32,7 @@ RECONCILING = PREFIX + "reconcile:running"
 CLIENT_LOCK_SECONDS = 660
 CLIENT_LOCK_WAIT_SECONDS = 60
 RECONCILE_LOCK_SECONDS = 2 * 3600
+PLAN_LOOKUP_SECONDS = 60
 
 
 def pending_key(id_servicio: int) -> str:
@@ -147,6 +148,13 @@ def save_plans(redis: Redis, plans: Iterable[Plan]) -> None:
         pipe.set(PLANS, encoded)
         pipe.set(PLANS_READ, time.time())
         pipe.execute()
+
+
+def may_look_for_plan(redis: Redis, plan_id: int) -> bool:
+    """True unless the catalogue was read for this unknown plan in the last minute."""
+    return bool(
+        redis.set(f"{PREFIX}plans:looked-for:{plan_id}", 1, nx=True, ex=PLAN_LOOKUP_SECONDS)
+    )
 
 
 def plans_age(redis: Redis) -> float | None:

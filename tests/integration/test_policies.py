@@ -217,3 +217,19 @@ def test_the_plans_endpoint_shows_speeds_source_and_bqn_state(web, work, wisphub
     assert listing["Comunitario PCQ"]["bqn"] == "left for the operator"
     assert listing["Comunitario PCQ"]["problem"] == "PCQ plans have no speeds in WispHub"
     assert web.get("/api/v1/plans").status_code == 401
+
+
+def test_a_plan_created_after_the_last_refresh_is_read_when_a_client_names_it(
+    web, work, wisphub_sim, bqn_sim
+):
+    web.post("/api/v1/plans/sync", headers=API)
+    work()
+    wisphub_sim.state.set_plan(
+        id=778, nombre="Nuevo 200M", tipo="Simple Queue", bajada="200M", subida="100M", precio="2"
+    )
+    wisphub_sim.state.upsert_client(row(5, "10.4.0.5", plan=None, nombre="Ulises"))
+    wisphub_sim.state.update_client(5, plan_internet=778)
+    web.post("/webhooks/wisphub", json={"id_servicio": 5}, headers=HOOK)
+    work()
+    assert rates(bqn_sim.policies()["Nuevo_200M"]) == ("778", 200_000, 100_000)
+    assert managed_state(bqn_sim) == {"10.4.0.5": ("Ulises", "Nuevo_200M")}
