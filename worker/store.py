@@ -31,7 +31,8 @@ RECONCILING = PREFIX + "reconcile:running"
 # The lock outlives the client job's timeout (queueing.CLIENT_JOB_TIMEOUT).
 CLIENT_LOCK_SECONDS = 660
 CLIENT_LOCK_WAIT_SECONDS = 60
-RECONCILE_LOCK_SECONDS = 2 * 3600
+# Outlives the reconcile job's own timeout (queueing.RECONCILE_JOB_TIMEOUT, 3 hours).
+RECONCILE_LOCK_SECONDS = 3 * 3600 + 600
 PLAN_LOOKUP_SECONDS = 60
 
 
