@@ -91,11 +91,15 @@ def sync_plans() -> tuple[Response, int]:
 
 @blueprint.post("/reconcile")
 def reconcile() -> tuple[Response, int]:
-    """Queue a full reconcile; `{"dry_run": true}` only computes the plan."""
-    dry_run = _options().get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise PayloadError('"dry_run" must be true or false')
-    return jsonify({"job_id": enqueue_reconcile(context().queue, dry_run=dry_run)}), 202
+    """Queue a full reconcile; `{"dry_run": true}` only computes the plan, `{"force": true}`
+    lets through the deletions the guard would hold back."""
+    options = _options()
+    flags = {name: options.get(name, False) for name in ("dry_run", "force")}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise PayloadError(f'"{name}" must be true or false')
+    job_id = enqueue_reconcile(context().queue, dry_run=flags["dry_run"], force=flags["force"])
+    return jsonify({"job_id": job_id}), 202
 
 
 @blueprint.get("/jobs/<job_id>")

@@ -3,8 +3,9 @@
     wisphub-bqn-sync [-w WISPHUB_HOST] -b BQN_IP BQN_USER BQN_PASSWORD API_KEY [-v|-vv]
 
 Every argument may instead come from its environment variable, so that with all of them set
-`wisphub-bqn-sync` alone runs the sync. Exit status: 0 all went well, 1 some operations failed
-or an API stayed unreachable, 2 usage or configuration error (with a one-line reason).
+`wisphub-bqn-sync` alone runs the sync. Exit status: 0 all went well, 1 some operations failed,
+the deletion guard held deletions back, or an API stayed unreachable, 2 usage or configuration
+error (with a one-line reason).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
             "pass, then exit. Arguments override the matching environment variables."
         ),
         epilog=(
-            "Exit status: 0 all applied, 1 some operations failed or an API was unreachable, "
-            "2 usage or configuration error."
+            "Exit status: 0 all applied, 1 some operations failed, deletions were held back or "
+            "an API was unreachable, 2 usage or configuration error."
         ),
     )
     parser.add_argument(
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="let through deletions the guard would hold back (MAX_DELETE_FRACTION)",
+    )
     parser.add_argument(
         "--client",
         type=_positive_int,
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     configure_logging(args.verbose)
     try:
         settings = settings_from(args, os.environ if env is None else env)
-        report = run(settings, client=args.client, dry_run=args.dry_run)
+        report = run(settings, client=args.client, dry_run=args.dry_run, force=args.force)
     except ConfigError as exc:
         print(f"wisphub-bqn-sync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -111,7 +117,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def run(settings: Settings, *, client: int | None, dry_run: bool) -> Report:
+def run(settings: Settings, *, client: int | None, dry_run: bool, force: bool = False) -> Report:
     """One full sync (or one client's) with fresh API clients."""
     overrides = load_overrides(settings.plan_speeds_file)
     wisphub = WispHubClient(settings.wisphub)
@@ -122,7 +128,10 @@ def run(settings: Settings, *, client: int | None, dry_run: bool) -> Report:
             by_id = {plan.id: plan for plan in plans}
             outcome = sync_client(client, wisphub, bqn, settings.rules, by_id.get, dry_run=dry_run)
             return outcome.report
-        return full_sync(wisphub, bqn, settings.rules, plans, dry_run=dry_run).report
+        outcome = full_sync(
+            wisphub, bqn, settings.rules, plans, guard=settings.guard, force=force, dry_run=dry_run
+        )
+        return outcome.report
     finally:
         wisphub.close()
         bqn.close()
@@ -153,6 +162,8 @@ def print_report(report: Report, out: TextIO) -> None:
         print(f"note: {note}", file=out)
     for failure in report.failures:
         print(f"failed: {failure.operation.describe()}: {failure.error}", file=out)
+    if report.guard:
+        print(f"GUARD: {report.guard}", file=out)
     print(report.summary(), file=out)
 
 

@@ -9,12 +9,13 @@ from typing import TypeVar
 
 from worker.apply import apply_changes
 from worker.bqn import BqnClient
-from worker.desired import Desired, Entries, Row, as_id, desired_state, map_client
-from worker.diff import Changes, diff_policies, plan_client, plan_full
+from worker.desired import Desired, Entries, Row, as_id, desired_state, is_own_group, map_client
+from worker.diff import RULES, Changes, diff_policies, plan_client, plan_full
+from worker.guard import guard_deletions
 from worker.model import Footprint, Skip
 from worker.plans import Plan, Speeds, plan_from_wisphub, wanted_policies, with_overrides
 from worker.report import Report
-from worker.settings import MappingRules
+from worker.settings import GuardLimits, MappingRules
 from worker.wisphub import WispHubClient
 
 log = logging.getLogger(__name__)
@@ -66,24 +67,34 @@ def full_sync(
     rules: MappingRules,
     plans: Sequence[Plan],
     *,
+    guard: GuardLimits,
+    last_pass: int | None = None,
+    force: bool = False,
     dry_run: bool = False,
 ) -> FullSync:
     """Bring the whole BQN in line with a complete WispHub pass.
 
     The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
-    nothing is written); then the BQN is read once and the plan applied, policies first.
+    nothing is written); then the BQN is read once and the plan applied, policies first. The
+    deletion guard may hold deletions back (see `worker.guard`); `last_pass` is the size of
+    the last complete pass, when the caller knows it.
     """
     rows = wisphub.list_clients()
     desired = desired_state(rows, rules)
+    subscribers, groups = bqn.list_subscribers(), bqn.list_groups()
     changes = plan_full(
-        desired,
-        bqn.list_subscribers(),
-        bqn.list_policies(),
-        wanted_policies(plans, rules),
-        bqn.list_groups(),
+        desired, subscribers, bqn.list_policies(), wanted_policies(plans, rules), groups
     )
+    managed = sum(sub.assigned_by != RULES for sub in subscribers)
+    managed += sum(is_own_group(group.name) for group in groups)
+    changes, tripped = guard_deletions(
+        changes, managed=managed, last_pass=last_pass, limits=guard, force=force
+    )
+    if tripped:
+        log.warning("deletion guard: %s", tripped)
     log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
     report = apply_changes(changes, bqn, dry_run=dry_run)
+    report.guard = tripped
     report.plans_without_speeds = plans_without_speeds(plans)
     return FullSync(report, desired, list(plans))
 

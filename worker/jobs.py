@@ -30,7 +30,7 @@ from worker.model import Footprint, Subscriber
 from worker.overrides import load_overrides
 from worker.plans import Plan
 from worker.report import Report
-from worker.settings import MappingRules, ServiceSettings, Settings
+from worker.settings import GuardLimits, MappingRules, ServiceSettings, Settings
 from worker.wisphub import WispHubClient
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ RETRY_INTERVALS = [5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200]
 
 
 class OperationsFailed(SyncError):
-    """Some BQN operations were refused for good (a 4xx); retrying would not help."""
+    """Some BQN operations were refused for good (a 4xx), or the deletion guard held
+    deletions back: retrying would not help, a person should look."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Runtime:
     wisphub: WispHubClient
     bqn: BqnClient
     plan_speeds_file: str | None
+    guard: GuardLimits
 
 
 @cache
@@ -64,6 +66,7 @@ def runtime() -> Runtime:
         wisphub=WispHubClient(settings.wisphub),
         bqn=BqnClient(settings.bqn),
         plan_speeds_file=settings.plan_speeds_file,
+        guard=settings.guard,
     )
 
 
@@ -96,8 +99,11 @@ def sync_client(id_servicio: int) -> dict[str, Any] | Retry:
     return _finish(job, outcome.report)
 
 
-def reconcile(dry_run: bool = False) -> dict[str, Any] | Retry:
-    """The full sync: every client from a complete WispHub pass against the whole BQN."""
+def reconcile(dry_run: bool = False, force: bool = False) -> dict[str, Any] | Retry:
+    """The full sync: every client from a complete WispHub pass against the whole BQN.
+
+    `force` lets through the deletions the guard would hold back.
+    """
     job = _current_job()
     redis = job.connection
     rt = runtime()
@@ -109,7 +115,17 @@ def reconcile(dry_run: bool = False) -> dict[str, Any] | Retry:
             store.begin_reconcile(redis)
         try:
             plans = current_plans(redis, rt, refresh=True)
-            outcome = engine.full_sync(rt.wisphub, rt.bqn, rt.rules, plans, dry_run=dry_run)
+            outcome = engine.full_sync(
+                rt.wisphub,
+                rt.bqn,
+                rt.rules,
+                plans,
+                guard=rt.guard,
+                last_pass=store.pass_size(redis),
+                force=force,
+                dry_run=dry_run,
+            )
+            store.save_pass_size(redis, outcome.report.clients)
         finally:
             touched = [] if dry_run else store.end_reconcile(redis)
         if not dry_run:
@@ -193,6 +209,7 @@ def poll_changes() -> dict[str, Any]:
             log.warning("poll: WispHub pass failed, snapshot kept: %s", exc)
             return {"ok": False, "error": str(exc)}
         current = fingerprints(rows, rt.rules)
+        store.save_pass_size(redis, len(rows))
         before = store.snapshot(redis)
         changed = [] if before is None else changed_clients(before, current)
         queue = Queue(job.origin, connection=redis)
@@ -248,6 +265,8 @@ def _finish(job: Job, report: Report) -> dict[str, Any] | Retry:
         return data
     job.meta["report"] = data
     job.save_meta()
+    if not report.failures:
+        raise OperationsFailed(f"deletion guard: {report.guard}")
     first = report.failures[0]
     reason = f"{len(report.failures)} of {len(report.planned)} operations failed, first: "
     reason += f"{first.operation.describe()}: {first.error}"

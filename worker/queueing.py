@@ -96,12 +96,14 @@ def enqueue_client_sync(queue: Queue, id_servicio: int) -> Queued:
     return Queued(waiting.decode(), coalesced=True)
 
 
-def enqueue_reconcile(queue: Queue, *, dry_run: bool) -> str:
+def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> str:
     """Queue a full reconcile; return its job id."""
     job = queue.enqueue(
         RECONCILE,
-        dry_run=dry_run,
-        description=f"full reconcile{' (dry run)' if dry_run else ''}",
+        kwargs={"dry_run": dry_run, "force": force},
+        description="full reconcile"
+        + (" (dry run)" if dry_run else "")
+        + (" (forced)" if force else ""),
         job_timeout=RECONCILE_JOB_TIMEOUT,
         result_ttl=RECONCILE_RESULT_TTL,
         failure_ttl=FAILURE_TTL,

@@ -41,6 +41,7 @@ class Report:
     unused_policies: tuple[str, ...] = ()
     plans_without_speeds: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    guard: str | None = None
 
     @classmethod
     def of(cls, changes: Changes, *, dry_run: bool) -> Report:
@@ -57,8 +58,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when no operation failed."""
-        return not self.failures
+        """True when every operation went through and the deletion guard did not trip."""
+        return not self.failures and self.guard is None
 
     def record_success(self, op: Operation) -> None:
         """Count an operation the BQN accepted."""
@@ -101,6 +102,8 @@ class Report:
         )
         if self.conflicts:
             text += f"; {len(self.conflicts)} IP conflicts"
+        if self.guard:
+            text += f"; GUARD: {self.guard}"
         if self.policies:
             text += f"; policies: {', '.join(self.policies)}"
         return text
@@ -119,6 +122,7 @@ class Report:
             "plans_without_speeds": self.plans_without_speeds,
             "unused_policies": list(self.unused_policies),
             "notes": self.notes,
+            "guard": self.guard,
         }
         if self.dry_run:
             data["operations"] = [op.to_dict() for op in self.planned]

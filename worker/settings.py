@@ -35,6 +35,16 @@ class MappingRules:
 
 
 @dataclass(frozen=True)
+class GuardLimits:
+    """The deletion guard's limits: up to `floor` deletions always pass; beyond, at most
+    `max_fraction` of the managed entries, and a WispHub pass may be at most `max_fraction`
+    shorter than the last complete one."""
+
+    max_fraction: float = 0.10
+    floor: int = 10
+
+
+@dataclass(frozen=True)
 class WispHubSettings:
     """Where and how to read WispHub."""
 
@@ -72,6 +82,7 @@ class Settings:
     bqn: BqnSettings
     rules: MappingRules = MappingRules()
     plan_speeds_file: str | None = None
+    guard: GuardLimits = GuardLimits()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -110,6 +121,10 @@ class Settings:
             bqn=bqn,
             rules=rules,
             plan_speeds_file=read.optional("PLAN_SPEEDS_FILE"),
+            guard=GuardLimits(
+                max_fraction=read.fraction("MAX_DELETE_FRACTION", GuardLimits.max_fraction),
+                floor=read.integer("DELETE_GUARD_FLOOR", GuardLimits.floor, 0, 1_000_000),
+            ),
         )
 
 
@@ -197,6 +212,18 @@ class _Reader:
             raise ConfigError(f"{name} must be a number, not {raw!r}") from None
         if value <= 0:
             raise ConfigError(f"{name} must be more than 0, not {raw}")
+        return value
+
+    def fraction(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a fraction such as 0.1, not {raw!r}") from None
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{name} must be between 0 and 1, not {raw}")
         return value
 
     def flag(self, name: str, *, default: bool) -> bool:

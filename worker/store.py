@@ -23,6 +23,7 @@ PREFIX = "wisphub-bqn-sync:"
 APPLIED = PREFIX + "applied"
 SNAPSHOT = PREFIX + "poll:snapshot"
 SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
+PASS_SIZE = PREFIX + "pass:clients"
 PLANS = PREFIX + "plans"
 PLANS_READ = PREFIX + "plans:read-at"
 TOUCHED = PREFIX + "reconcile:touched"
@@ -125,6 +126,17 @@ def record_fingerprint(redis: Redis, id_servicio: int, value: str | None) -> Non
         redis.hdel(SNAPSHOT, str(id_servicio))
     else:
         redis.hset(SNAPSHOT, str(id_servicio), value)
+
+
+def save_pass_size(redis: Redis, clients: int) -> None:
+    """Remember how many clients the last complete WispHub pass had (for the deletion guard)."""
+    redis.set(PASS_SIZE, clients)
+
+
+def pass_size(redis: Redis) -> int | None:
+    """How many clients the last complete WispHub pass had."""
+    raw = redis.get(PASS_SIZE)
+    return None if raw is None else int(raw)
 
 
 def snapshot_age(redis: Redis) -> float | None:

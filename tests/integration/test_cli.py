@@ -143,6 +143,7 @@ def test_an_ip_change_moves_the_subscriber(wisphub_sim, bqn_sim, run_cli):
 
 
 def test_rules_subscribers_are_left_alone_and_stale_ones_removed(wisphub_sim, bqn_sim, run_cli):
+    wisphub_sim.state.upsert_client(row(100, "10.60.0.9"))
     before = {ip: s for ip, s in bqn_sim.subscribers().items() if s["policyAssignedBy"] == "rules"}
     assert before
     with bqn_sim.state.lock:
@@ -277,3 +278,37 @@ def test_a_failed_block_policy_holds_back_the_subscribers_that_need_it(
     assert errors["10.91.0.3"] == "not sent: policy Wisphub_block could not be put in place"
     assert "10.91.0.3" not in bqn_sim.subscribers()
     assert managed_state(bqn_sim) == {"10.91.0.4": ("Di", "Online_basico")}
+
+
+def test_the_deletion_guard_holds_back_a_mass_delete(wisphub_sim, bqn_sim, run_cli):
+    rows = wisphub_sim.load(300)
+    assert run_cli().code == 0
+    before = managed_state(bqn_sim)
+    for client in rows[: len(rows) // 2]:  # WispHub answers a half list
+        wisphub_sim.state.remove_client(client["id_servicio"])
+    survivor = next(
+        r for r in rows[len(rows) // 2 :] if r["estado"] == "Activo" and r["ip"] in before
+    )
+    wisphub_sim.state.update_client(survivor["id_servicio"], estado="Suspendido")
+    result = run_cli()
+    assert result.code == 1
+    assert "GUARD:" in result.out
+    assert "deletions held back" in result.out
+    after = managed_state(bqn_sim)
+    assert set(after) == set(before), "nothing was deleted"
+    assert after[survivor["ip"]][1] == "Wisphub_block", "the rest was applied"
+    forced = run_cli("--force")
+    assert forced.code == 0, forced.out
+    assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())
+
+
+def test_an_empty_wisphub_pass_never_deletes(wisphub_sim, bqn_sim, run_cli):
+    rows = wisphub_sim.load(50)
+    assert run_cli().code == 0
+    before = managed_state(bqn_sim)
+    for client in rows:
+        wisphub_sim.state.remove_client(client["id_servicio"])
+    result = run_cli("--force")
+    assert result.code == 1
+    assert "WispHub returned no clients" in result.out
+    assert managed_state(bqn_sim) == before

@@ -79,6 +79,7 @@ def test_a_group_follows_changes_and_goes_on_cancel(web, work, wisphub_sim, bqn_
 
 
 def test_groups_the_sync_did_not_create_are_never_touched(wisphub_sim, bqn_sim, run_cli):
+    wisphub_sim.state.upsert_client(row(41, "10.6.1.1"))
     with bqn_sim.state.lock:
         bqn_sim.state.groups["tower-3"] = {
             "subscriberGroupName": "tower-3",

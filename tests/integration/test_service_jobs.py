@@ -218,3 +218,23 @@ def test_the_poller_compares_with_what_jobs_applied(web, queue, work, wisphub_si
     work()
     assert Job.fetch(job.id, connection=redis).return_value()["changed"] == [21]
     assert managed_state(bqn_sim) == {"10.3.0.1": ("Río", "Online_basico")}
+
+
+def test_a_guarded_reconcile_fails_visibly_and_force_goes_ahead(web, work, wisphub_sim, bqn_sim):
+    rows = wisphub_sim.load(300)
+    web.post("/api/v1/reconcile", headers=API)
+    work()
+    before = managed_state(bqn_sim)
+    for client in rows[:200]:
+        wisphub_sim.state.remove_client(client["id_servicio"])
+    job_id = web.post("/api/v1/reconcile", headers=API).json["job_id"]
+    work()
+    view = job_view(web, job_id)
+    assert view["status"] == "failed"
+    assert "deletion guard" in view["error"]
+    assert "held back" in view["report"]["guard"]
+    assert managed_state(bqn_sim) == before
+    job_id = web.post("/api/v1/reconcile", json={"force": True}, headers=API).json["job_id"]
+    work()
+    assert job_view(web, job_id)["status"] == "finished"
+    assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())

@@ -1,0 +1,49 @@
+"""The deletion guard: when a full sync may delete, and when it holds deletions back."""
+
+import pytest
+
+from worker.diff import Changes
+from worker.guard import guard_deletions
+from worker.model import Action, Kind, Operation
+from worker.settings import GuardLimits
+
+LIMITS = GuardLimits(max_fraction=0.10, floor=3)
+UPDATE = Operation(Action.UPDATE, Kind.SUBSCRIBER, "10.0.0.1", {"policyRate": "P"})
+
+
+def changes(deletions: int, clients: int = 1000) -> Changes:
+    deletes = tuple(
+        Operation(Action.DELETE, Kind.SUBSCRIBER, f"10.1.0.{n}") for n in range(deletions)
+    )
+    return Changes((UPDATE, *deletes), clients=clients)
+
+
+@pytest.mark.parametrize(
+    ("deletions", "managed", "clients", "last_pass", "force", "held", "reason"),
+    [
+        pytest.param(0, 1000, 0, None, False, False, None, id="nothing-to-delete"),
+        pytest.param(3, 5, 1000, None, False, False, None, id="within-the-floor"),
+        pytest.param(100, 1000, 1000, None, False, False, None, id="at-the-fraction"),
+        pytest.param(101, 1000, 1000, None, False, True, "more than 10%", id="over-the-fraction"),
+        pytest.param(101, 1000, 1000, None, True, False, None, id="forced"),
+        pytest.param(4, 10, 1000, None, False, True, "at most 3", id="small-tenant-over-floor"),
+        pytest.param(
+            50, 1000, 800, 1000, False, True, "far fewer than the 1000", id="pass-far-shorter"
+        ),
+        pytest.param(50, 1000, 950, 1000, False, False, None, id="pass-a-little-shorter"),
+        pytest.param(2, 1000, 0, None, False, True, "no clients", id="empty-pass"),
+        pytest.param(2, 1000, 0, None, True, True, "no clients", id="empty-pass-even-forced"),
+    ],
+)
+def test_guard(deletions, managed, clients, last_pass, force, held, reason):
+    planned = changes(deletions, clients)
+    result, tripped = guard_deletions(
+        planned, managed=managed, last_pass=last_pass, limits=LIMITS, force=force
+    )
+    if held:
+        assert result.operations == (UPDATE,), "every other operation is kept"
+        assert tripped.startswith(f"{deletions} deletions held back")
+        assert reason in tripped
+    else:
+        assert result == planned
+        assert tripped is None
