@@ -9,13 +9,20 @@ from flask import Blueprint, Response, abort, jsonify, request
 from service.auth import require_api_token
 from service.context import context
 from service.errors import error_response
-from service.payloads import PayloadError, parse_id
+from service.payloads import MAX_IDS, PayloadError, parse_id
 from worker import engine, store
 from worker.bqn import BqnClient
 from worker.errors import ConfigError, SyncError, TransientError
 from worker.overrides import load_overrides
 from worker.plans import Plan, policy_state
-from worker.queueing import describe, enqueue_client_sync, enqueue_plan_sync, enqueue_reconcile
+from worker.queueing import (
+    describe,
+    enqueue_client_sync,
+    enqueue_plan_sync,
+    enqueue_reconcile,
+    failures,
+    requeue_failures,
+)
 from worker.wisphub import WispHubClient
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -100,6 +107,30 @@ def reconcile() -> tuple[Response, int]:
             raise PayloadError(f'"{name}" must be true or false')
     job_id = enqueue_reconcile(context().queue, dry_run=flags["dry_run"], force=flags["force"])
     return jsonify({"job_id": job_id}), 202
+
+
+@blueprint.get("/failures")
+def list_failures() -> Response:
+    """Failed jobs, newest first (`?limit=`, default 100): client, error, attempts, last try."""
+    limit = request.args.get("limit", "100")
+    if not limit.isdecimal() or not 1 <= int(limit) <= 1000:
+        raise PayloadError("limit must be a whole number from 1 to 1000")
+    count, views = failures(context().queue, int(limit))
+    return jsonify({"count": count, "failures": views})
+
+
+@blueprint.post("/failures/requeue")
+def requeue() -> tuple[Response, int]:
+    """Try failed jobs again: `{"job_ids": [...]}`, or every failed job without a body."""
+    job_ids = _options().get("job_ids")
+    if job_ids is not None and (
+        not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids)
+    ):
+        raise PayloadError('"job_ids" must be a list of job ids')
+    if job_ids is not None and len(job_ids) > MAX_IDS:
+        raise PayloadError(f"at most {MAX_IDS} job ids per request")
+    queued, missing = requeue_failures(context().queue, job_ids)
+    return jsonify({"requeued": queued, "not_failed": missing}), 202
 
 
 @blueprint.get("/jobs/<job_id>")

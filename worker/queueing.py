@@ -123,6 +123,64 @@ def enqueue_plan_sync(queue: Queue) -> str:
     return job.id
 
 
+def failures(queue: Queue, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
+    """The failed jobs, newest first: how many in all, and the first `limit` of them."""
+    registry = queue.failed_job_registry
+    views = []
+    for job_id in registry.get_job_ids(0, limit - 1, desc=True):
+        try:
+            job = Job.fetch(job_id, connection=queue.connection)
+        except NoSuchJobError:
+            continue
+        views.append(
+            {
+                "job_id": job.id,
+                "description": job.description,
+                "id_servicio": job.args[0] if job.func_name == SYNC_CLIENT and job.args else None,
+                "error": _failure(job),
+                "attempts": (job.number_of_retries or 0) + 1,
+                "last_try": _iso(job.ended_at),
+            }
+        )
+    return registry.count, views
+
+
+def requeue_failures(
+    queue: Queue, job_ids: list[str] | None
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Try failed jobs again (all of them without `job_ids`): as fresh jobs, so each gets its
+    full set of retries and client syncs still coalesce. Returns what was queued (failed job
+    -> new job) and the ids that are not failed jobs."""
+    registry = queue.failed_job_registry
+    wanted = job_ids if job_ids is not None else registry.get_job_ids()
+    queued, missing = [], []
+    for job_id in wanted:
+        try:
+            job = Job.fetch(job_id, connection=queue.connection)
+        except NoSuchJobError:
+            job = None
+        if job is None or job_id not in registry:
+            missing.append(job_id)
+            continue
+        queued.append({"failed_job_id": job_id, "job_id": _again(queue, job)})
+        registry.remove(job)
+    return queued, missing
+
+
+def _again(queue: Queue, job: Job) -> str:
+    """A fresh job doing what `job` did."""
+    if job.func_name == SYNC_CLIENT and job.args:
+        return enqueue_client_sync(queue, int(job.args[0])).job_id
+    if job.func_name == RECONCILE:
+        options = job.kwargs
+        return enqueue_reconcile(
+            queue, dry_run=bool(options.get("dry_run")), force=bool(options.get("force"))
+        )
+    if job.func_name == SYNC_PLANS:
+        return enqueue_plan_sync(queue)
+    return queue.enqueue(job.func_name, *job.args, **job.kwargs).id
+
+
 def _is_waiting(redis: Redis, job_id: str) -> bool:
     try:
         return Job.fetch(job_id, connection=redis).get_status() == JobStatus.QUEUED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from tests.integration.conftest import API, HOOK, expected_subscribers, managed_state
+from tests.integration.conftest import API, API_KEY, HOOK, expected_subscribers, managed_state
 from tests.rows import row
 from worker import queueing, store
 
@@ -238,3 +238,42 @@ def test_a_guarded_reconcile_fails_visibly_and_force_goes_ahead(web, work, wisph
     work()
     assert job_view(web, job_id)["status"] == "finished"
     assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())
+
+
+def test_failures_are_listed_and_can_be_requeued(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(50, "10.8.0.1", nombre="Flor", plan="Online_basico"))
+    wisphub_sim.state.upsert_client(row(51, "10.8.0.2", nombre="Gil", plan="Online_basico"))
+    wisphub_sim.state.api_key = "rotated"  # every job fails for good
+    failed = notify(web, 50, 51)
+    work()
+    listing = web.get("/api/v1/failures", headers=API).json
+    assert listing["count"] == 2
+    by_client = {f["id_servicio"]: f for f in listing["failures"]}
+    assert set(by_client) == {50, 51}
+    assert "wrong API key" in by_client[50]["error"]
+    assert by_client[50]["attempts"] == 1
+    assert by_client[50]["last_try"]
+
+    wisphub_sim.state.api_key = API_KEY  # the operator fixed the key
+    one = web.post("/api/v1/failures/requeue", json={"job_ids": [failed[0], "nope"]}, headers=API)
+    assert one.status_code == 202
+    assert one.json["not_failed"] == ["nope"]
+    assert [r["failed_job_id"] for r in one.json["requeued"]] == [failed[0]]
+    rest = web.post("/api/v1/failures/requeue", headers=API).json
+    assert [r["failed_job_id"] for r in rest["requeued"]] == [failed[1]]
+    work()
+    assert managed_state(bqn_sim) == {
+        "10.8.0.1": ("Flor", "Online_basico"),
+        "10.8.0.2": ("Gil", "Online_basico"),
+    }
+    assert web.get("/api/v1/failures", headers=API).json["count"] == 0
+
+
+@pytest.mark.parametrize("limit", ["0", "x", "1001"])
+def test_failure_listing_checks_its_limit(web, limit):
+    assert web.get(f"/api/v1/failures?limit={limit}", headers=API).status_code == 400
+
+
+@pytest.mark.parametrize("body", [{"job_ids": "abc"}, {"job_ids": [1, 2]}, [1]])
+def test_requeue_checks_its_body(web, body):
+    assert web.post("/api/v1/failures/requeue", json=body, headers=API).status_code == 400
