@@ -156,7 +156,8 @@ def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphu
 
 def test_a_burst_for_one_client_makes_at_most_two_jobs(running, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(row(2, "10.7.0.2", "Activo", "Online_basico", "Paz"))
-    wisphub_sim.state.faults.update(latency_ms=300)  # the job runs long enough to overlap
+    # each WispHub read takes 1.5 s, so the first job outlasts the whole burst
+    wisphub_sim.state.faults.update(latency_ms=1500)
     session = requests.Session()
     job_ids = set()
     for _ in range(100):
