@@ -156,9 +156,19 @@ def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphu
 
 def test_a_burst_for_one_client_makes_at_most_two_jobs(running, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(row(2, "10.7.0.2", "Activo", "Online_basico", "Paz"))
-    # each WispHub read takes 1.5 s, so the first job outlasts the whole burst
-    wisphub_sim.state.faults.update(latency_ms=1500)
     session = requests.Session()
+    warm_up = session.post(f"{running.url}/api/v1/plans/sync", headers=API, timeout=5).json()
+    eventually(
+        lambda: (
+            session.get(
+                f"{running.url}/api/v1/jobs/{warm_up['job_id']}", headers=API, timeout=5
+            ).json()["status"]
+            == "finished"
+        ),
+        "the plan catalogue to be read",
+    )
+    # each WispHub read now takes 1.5 s, so the first job outlasts the whole burst
+    wisphub_sim.state.faults.update(latency_ms=1500)
     job_ids = set()
     for _ in range(100):
         response = session.post(
