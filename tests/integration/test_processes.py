@@ -90,22 +90,32 @@ class Processes:
                 child.wait()
 
 
-@pytest.fixture
-def running(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
-    processes = Processes(
-        {
-            **service_env,
-            "POLL_INTERVAL": "1",
-            "PLAN_REFRESH_INTERVAL": "2",
-            "RECONCILE_ON_START": "0",
-        },
-        ["web", "worker", "scheduler"],
-    )
+def start(env: dict[str, str]) -> Processes:
+    processes = Processes(env, ["web", "worker", "scheduler"])
     try:
         eventually(processes.ready, "the web process to be ready")
-        yield processes
-    finally:
+    except AssertionError:
         processes.stop()
+        raise
+    return processes
+
+
+@pytest.fixture
+def running(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
+    """The three processes, polling every second and reading plans every two."""
+    env = {**service_env, "POLL_INTERVAL": "1", "PLAN_REFRESH_INTERVAL": "2"}
+    processes = start({**env, "RECONCILE_ON_START": "0"})
+    yield processes
+    processes.stop()
+
+
+@pytest.fixture
+def running_quietly(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
+    """The three processes with no scheduled work to compete with the test's jobs."""
+    env = {**service_env, "POLL_INTERVAL": "0", "PLAN_REFRESH_INTERVAL": "0"}
+    processes = start({**env, "RECONCILE_ON_START": "0"})
+    yield processes
+    processes.stop()
 
 
 def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphub_sim, bqn_sim):
@@ -154,8 +164,10 @@ def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphu
     assert managed_state(bqn_sim) == expected_subscribers(rows)
 
 
-def test_a_burst_for_one_client_makes_at_most_two_jobs(running, wisphub_sim, bqn_sim):
+def test_a_burst_for_one_client_makes_at_most_two_jobs(running_quietly, wisphub_sim, bqn_sim):
+    running = running_quietly
     wisphub_sim.state.upsert_client(row(2, "10.7.0.2", "Activo", "Online_basico", "Paz"))
+    wisphub_sim.state.update_client(2, plan_internet=439219)  # a plan the catalogue has
     session = requests.Session()
     warm_up = session.post(f"{running.url}/api/v1/plans/sync", headers=API, timeout=5).json()
     eventually(
