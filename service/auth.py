@@ -8,23 +8,34 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 
 from flask import request
 from werkzeug.exceptions import Unauthorized
 
 SIGNATURE_HEADER = "X-Signature-256"
+TIMESTAMP_HEADER = "X-Webhook-Timestamp"
+# A signed notification carrying a timestamp is refused when older (or newer) than this.
+MAX_SIGNATURE_AGE_SECONDS = 300
 TOKEN_HEADER = "X-Webhook-Token"  # noqa: S105 - a header name, not a secret
 
 
 def require_webhook_secret(secret: str | None) -> None:
     """Accept the secret as `X-Webhook-Token`, `Authorization: Bearer`, a `token` query
     parameter (for senders that can only call a URL), or an HMAC-SHA256 of the raw body in
-    `X-Signature-256: sha256=<hex>`."""
+    `X-Signature-256: sha256=<hex>`. With an `X-Webhook-Timestamp` (Unix seconds) the HMAC
+    covers `<timestamp>.<body>` and the notification must be at most 5 minutes old, so a
+    captured one cannot be replayed later."""
     if secret is None:
         return
     signature = request.headers.get(SIGNATURE_HEADER)
     if signature is not None:
-        if _signed(signature, secret, request.get_data(cache=True)):
+        signed = request.get_data(cache=True)
+        stamp = request.headers.get(TIMESTAMP_HEADER)
+        if stamp is not None:
+            _check_fresh(stamp)
+            signed = stamp.strip().encode() + b"." + signed
+        if _signed(signature, secret, signed):
             return
         raise _unauthorized("the X-Signature-256 signature does not match the body")
     offered = [request.headers.get(TOKEN_HEADER), _bearer(), request.args.get("token")]
@@ -43,6 +54,15 @@ def require_api_token(token: str | None) -> None:
     given = _bearer()
     if given is None or not _same(given, token):
         raise _unauthorized("missing or wrong API token (Authorization: Bearer <API_TOKEN>)")
+
+
+def _check_fresh(stamp: str) -> None:
+    try:
+        age = abs(time.time() - int(stamp.strip()))
+    except ValueError:
+        raise _unauthorized("X-Webhook-Timestamp must be Unix seconds") from None
+    if age > MAX_SIGNATURE_AGE_SECONDS:
+        raise _unauthorized("the signed notification is more than 5 minutes old (or ahead)")
 
 
 def _bearer() -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 
@@ -235,3 +236,36 @@ def test_the_app_refuses_to_start_open_unless_told(service_env, missing, now_ope
     client = create_app({**env, "ALLOW_UNAUTHENTICATED": "1"}).test_client()
     assert client.post(now_open).status_code == 202
     assert client.post(still_closed).status_code == 401
+
+
+def stamped(body: bytes, stamp: int, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    message = f"{stamp}.".encode() + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return {
+        "X-Signature-256": f"sha256={digest}",
+        "X-Webhook-Timestamp": str(stamp),
+        "Content-Type": "application/json",
+    }
+
+
+@pytest.mark.parametrize(
+    ("offset", "status"),
+    [(0, 202), (-290, 202), (-301, 401), (301, 401)],
+    ids=["now", "almost-five-minutes-old", "too-old", "from-the-future"],
+)
+def test_a_timestamped_signature_must_be_fresh(web, offset, status):
+    body = json.dumps({"id_servicio": 4}).encode()
+    headers = stamped(body, int(time.time()) + offset)
+    assert web.post("/webhooks/wisphub", data=body, headers=headers).status_code == status
+
+
+def test_a_timestamp_is_part_of_what_is_signed(web):
+    body = json.dumps({"id_servicio": 4}).encode()
+    headers = stamped(body, int(time.time()) - 100)
+    headers["X-Webhook-Timestamp"] = str(int(time.time()))  # replayed with a new stamp
+    response = web.post("/webhooks/wisphub", data=body, headers=headers)
+    assert response.status_code == 401
+    headers["X-Webhook-Timestamp"] = "yesterday"
+    assert (
+        "Unix seconds" in web.post("/webhooks/wisphub", data=body, headers=headers).json["message"]
+    )
