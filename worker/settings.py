@@ -141,6 +141,8 @@ class ServiceSettings:
     reconcile_cron: str = "0 3 * * *"
     reconcile_on_start: bool = True
     queue_name: str = "wisphub-bqn-sync"
+    webhook_rate_limit: str | None = None
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServiceSettings:
@@ -158,6 +160,8 @@ class ServiceSettings:
             reconcile_cron=read.text("RECONCILE_CRON", cls.reconcile_cron),
             reconcile_on_start=read.flag("RECONCILE_ON_START", default=True),
             queue_name=read.text("QUEUE_NAME", cls.queue_name),
+            webhook_rate_limit=read.optional("WEBHOOK_RATE_LIMIT"),
+            trusted_proxies=read.integer("TRUSTED_PROXIES", cls.trusted_proxies, 0, 10),
         )
         if not _is_cron(settings.reconcile_cron):
             raise ConfigError(

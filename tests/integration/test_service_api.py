@@ -269,3 +269,30 @@ def test_a_timestamp_is_part_of_what_is_signed(web):
     assert (
         "Unix seconds" in web.post("/webhooks/wisphub", data=body, headers=headers).json["message"]
     )
+
+
+def test_the_notification_rate_limit_is_per_source(service_env, redis):
+    app = create_app({**service_env, "WEBHOOK_RATE_LIMIT": "3/minute", "TRUSTED_PROXIES": "1"})
+    client = app.test_client()
+
+    def notify(source: str) -> int:
+        headers = {**HOOK, "X-Forwarded-For": source}
+        return client.post(
+            "/webhooks/wisphub", json={"id_servicio": 1}, headers=headers
+        ).status_code
+
+    assert [notify("198.51.100.7") for _ in range(4)] == [202, 202, 202, 429]
+    assert notify("198.51.100.8") == 202  # another sender has its own allowance
+    limited = client.post(
+        "/webhooks/wisphub",
+        json={"id_servicio": 1},
+        headers={**HOOK, "X-Forwarded-For": "198.51.100.7"},
+    )
+    assert limited.json["error"] == "too_many_requests"
+    assert "Retry-After" in limited.headers
+    assert client.post("/api/v1/clients/1/sync", headers=API).status_code == 202  # API unlimited
+
+
+def test_a_bad_rate_limit_is_a_configuration_error(service_env):
+    with pytest.raises(ConfigError, match="WEBHOOK_RATE_LIMIT"):
+        create_app({**service_env, "WEBHOOK_RATE_LIMIT": "lots"})
