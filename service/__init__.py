@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from flask import Flask
 from redis import Redis
 
-from service import api, errors, health, limits, webhooks
+from service import api, docs, errors, health, limits, webhooks
 from service.context import Context
 from worker.errors import ConfigError
 from worker.queueing import make_queue
@@ -46,6 +46,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     errors.register(app)
     limits.install(app, service)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(docs.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(api.blueprint)
     if service.allow_unauthenticated:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 from service.auth import require_api_token
 from service.context import context
 from service.errors import error_response
-from service.payloads import MAX_IDS, PayloadError, parse_id
+from service.payloads import MAX_IDS, PayloadError, parse_id, parse_job_id
 from worker import engine, store
 from worker.bqn import BqnClient
 from worker.errors import ConfigError, SyncError, TransientError
@@ -123,12 +123,12 @@ def list_failures() -> Response:
 def requeue() -> tuple[Response, int]:
     """Try failed jobs again: `{"job_ids": [...]}`, or every failed job without a body."""
     job_ids = _options().get("job_ids")
-    if job_ids is not None and (
-        not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids)
-    ):
-        raise PayloadError('"job_ids" must be a list of job ids')
-    if job_ids is not None and len(job_ids) > MAX_IDS:
-        raise PayloadError(f"at most {MAX_IDS} job ids per request")
+    if job_ids is not None:
+        if not isinstance(job_ids, list):
+            raise PayloadError('"job_ids" must be a list of job ids')
+        if len(job_ids) > MAX_IDS:
+            raise PayloadError(f"at most {MAX_IDS} job ids per request")
+        job_ids = [parse_job_id(job_id) for job_id in job_ids]
     queued, missing = requeue_failures(context().queue, job_ids)
     return jsonify({"requeued": queued, "not_failed": missing}), 202
 
@@ -136,7 +136,7 @@ def requeue() -> tuple[Response, int]:
 @blueprint.get("/jobs/<job_id>")
 def job(job_id: str) -> Response:
     """A job's status and, when done, its report."""
-    view = describe(context().redis, job_id)
+    view = describe(context().redis, parse_job_id(job_id))
     if view is None:
         abort(404, description=f"no job {job_id!r} (unknown, or its result has expired)")
     return jsonify(view)

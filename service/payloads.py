@@ -8,11 +8,13 @@ parameters (repeated, or comma-separated). Ids are positive whole numbers, at mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 MAX_IDS = 1000
 FIELD = "id_servicio"
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class PayloadError(ValueError):
@@ -49,6 +51,13 @@ def parse_id(value: Any) -> int:
     if number <= 0 or number >= 2**63:
         raise PayloadError(f"{FIELD} must be a positive whole number, not {number}")
     return number
+
+
+def parse_job_id(value: Any) -> str:
+    """A job id as RQ makes them (letters, digits, `_` and `-`); `PayloadError` otherwise."""
+    if not isinstance(value, str) or not JOB_ID.fullmatch(value):
+        raise PayloadError(f"not a job id: {_shown(value)}")
+    return value
 
 
 def _from_json(body: Any) -> list[Any]:

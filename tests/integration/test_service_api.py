@@ -296,3 +296,14 @@ def test_the_notification_rate_limit_is_per_source(service_env, redis):
 def test_a_bad_rate_limit_is_a_configuration_error(service_env):
     with pytest.raises(ConfigError, match="WEBHOOK_RATE_LIMIT"):
         create_app({**service_env, "WEBHOOK_RATE_LIMIT": "lots"})
+
+
+@pytest.mark.parametrize("job_id", ["a.b", "\x02\xf1", "x" * 129])
+def test_malformed_job_ids_are_400(web, job_id):
+    from urllib.parse import quote
+
+    response = web.get(f"/api/v1/jobs/{quote(job_id)}", headers=API)
+    assert response.status_code == 400
+    assert "not a job id" in response.json["message"]
+    requeue = web.post("/api/v1/failures/requeue", json={"job_ids": [job_id]}, headers=API)
+    assert requeue.status_code == 400
