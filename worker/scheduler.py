@@ -68,7 +68,7 @@ class LeaderCronScheduler(CronScheduler):
 
 
 def build(settings: ServiceSettings, redis: Redis) -> LeaderCronScheduler:
-    """A scheduler with the poll and reconcile jobs registered."""
+    """A scheduler with the reconcile, plan refresh and poll jobs registered."""
     leader = store.singleton_lock(redis, "scheduler", LEADER_LOCK_SECONDS)
     scheduler = LeaderCronScheduler(redis, leader, settings)
     scheduler.register(
@@ -80,24 +80,20 @@ def build(settings: ServiceSettings, redis: Redis) -> LeaderCronScheduler:
         result_ttl=queueing.RECONCILE_RESULT_TTL,
         failure_ttl=queueing.FAILURE_TTL,
     )
-    if settings.plan_refresh_interval:
-        scheduler.register(
-            jobs.sync_plans,
-            queue_name=settings.queue_name,
-            interval=settings.plan_refresh_interval,
-            job_timeout=queueing.PLANS_JOB_TIMEOUT,
-            result_ttl=queueing.CLIENT_RESULT_TTL,
-            failure_ttl=queueing.FAILURE_TTL,
-        )
-    if settings.poll_interval:
-        scheduler.register(
-            jobs.poll_changes,
-            queue_name=settings.queue_name,
-            interval=settings.poll_interval,
-            job_timeout=queueing.POLL_JOB_TIMEOUT,
-            result_ttl=queueing.POLL_RESULT_TTL,
-            failure_ttl=queueing.POLL_RESULT_TTL,
-        )
+    every = [
+        (jobs.sync_plans, settings.plan_refresh_interval, queueing.PLANS_JOB_TIMEOUT),
+        (jobs.poll_changes, settings.poll_interval, queueing.POLL_JOB_TIMEOUT),
+    ]
+    for function, interval, timeout in every:
+        if interval:
+            scheduler.register(
+                function,
+                queue_name=settings.queue_name,
+                interval=interval,
+                job_timeout=timeout,
+                result_ttl=queueing.POLL_RESULT_TTL,
+                failure_ttl=queueing.FAILURE_TTL,
+            )
     return scheduler
 
 

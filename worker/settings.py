@@ -207,28 +207,27 @@ class _Reader:
         return value
 
     def number(self, name: str, default: float) -> float:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        """A positive number (seconds, backoff factors)."""
+        value = self._float(name, default, "a number")
         if value <= 0:
-            raise ConfigError(f"{name} must be more than 0, not {raw}")
+            raise ConfigError(f"{name} must be more than 0, not {value}")
         return value
 
     def fraction(self, name: str, default: float) -> float:
+        """A number from 0 to 1."""
+        value = self._float(name, default, "a fraction such as 0.1")
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{name} must be between 0 and 1, not {value}")
+        return value
+
+    def _float(self, name: str, default: float, what: str) -> float:
         raw = self.optional(name)
         if raw is None:
             return default
         try:
-            value = float(raw)
+            return float(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a fraction such as 0.1, not {raw!r}") from None
-        if not 0 <= value <= 1:
-            raise ConfigError(f"{name} must be between 0 and 1, not {raw}")
-        return value
+            raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
 
     def flag(self, name: str, *, default: bool) -> bool:
         raw = self.optional(name)

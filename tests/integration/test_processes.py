@@ -103,17 +103,18 @@ def start(env: dict[str, str]) -> Processes:
 @pytest.fixture
 def running(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
     """The three processes, polling every second and reading plans every two."""
-    env = {**service_env, "POLL_INTERVAL": "1", "PLAN_REFRESH_INTERVAL": "2"}
-    processes = start({**env, "RECONCILE_ON_START": "0"})
-    yield processes
-    processes.stop()
+    yield from run_processes(service_env, poll="1", plans="2")
 
 
 @pytest.fixture
 def running_quietly(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
     """The three processes with no scheduled work to compete with the test's jobs."""
-    env = {**service_env, "POLL_INTERVAL": "0", "PLAN_REFRESH_INTERVAL": "0"}
-    processes = start({**env, "RECONCILE_ON_START": "0"})
+    yield from run_processes(service_env, poll="0", plans="0")
+
+
+def run_processes(env: dict[str, str], *, poll: str, plans: str) -> Iterator[Processes]:
+    settings = {"POLL_INTERVAL": poll, "PLAN_REFRESH_INTERVAL": plans, "RECONCILE_ON_START": "0"}
+    processes = start({**env, **settings})
     yield processes
     processes.stop()
 
