@@ -250,6 +250,17 @@ def policy_view(policy: Record) -> Record:
     return shown
 
 
+def _replace(state: BqnState, table: dict[str, Record], key: str, record: Record) -> Response:
+    """POST semantics: create (201) or replace whole (200); a named policy that does not exist
+    gets its "undefined" placeholder."""
+    with state.lock:
+        created = key not in table
+        table[key] = record
+        if "policyRate" in record:
+            state.reference_policy(record["policyRate"])
+        return json_response(record, 201 if created else 200)
+
+
 def create_app(state: BqnState) -> Flask:
     """The BQN REST API under `/api/v1` plus the `/_sim/` control endpoints."""
     app = Flask("sandbox.bqn")
@@ -291,12 +302,7 @@ def _subscriber_routes(app: Flask, state: BqnState) -> None:
         record |= {k: v for k, v in body.items() if k not in record}
         if "policyRate" in body:
             record["policyAssignedBy"] = "rest"
-        with state.lock:
-            created = key not in state.subscribers
-            state.subscribers[key] = record
-            if "policyRate" in body:
-                state.reference_policy(body["policyRate"])
-            return json_response(record, 201 if created else 200)
+        return _replace(state, state.subscribers, key, record)
 
     @app.put(f"{API}/subscribers/<path:ip>")
     def put_subscriber(ip: str) -> Response:
@@ -383,12 +389,7 @@ def _group_routes(app: Flask, state: BqnState) -> None:
             "subscriberRanges": [],
         }
         group |= body
-        with state.lock:
-            created = name not in state.groups
-            state.groups[name] = group
-            if "policyRate" in body:
-                state.reference_policy(body["policyRate"])
-            return json_response(group, 201 if created else 200)
+        return _replace(state, state.groups, name, group)
 
     @app.put(f"{API}/subscriberGroups/<path:name>")
     def put_group(name: str) -> Response:

@@ -60,6 +60,18 @@ class BqnSim:
     def writes(self) -> int:
         return self.state.stats.writes()
 
+    def add_rest_subscriber(self, ip: str, subscriber_id: str, policy_rate: str) -> None:
+        """A subscriber as a REST client (the original script, say) left it on the BQN."""
+        with self.state.lock:
+            self.state.subscribers[ip] = {
+                "subscriberIp": ip,
+                "subscriberId": subscriber_id,
+                "policyRate": policy_rate,
+                "policyAssignedBy": "rest",
+                "subscriberGroups": [],
+            }
+            self.state.reference_policy(policy_rate)
+
 
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:

@@ -146,14 +146,7 @@ def test_rules_subscribers_are_left_alone_and_stale_ones_removed(wisphub_sim, bq
     wisphub_sim.state.upsert_client(row(100, "10.60.0.9"))
     before = {ip: s for ip, s in bqn_sim.subscribers().items() if s["policyAssignedBy"] == "rules"}
     assert before
-    with bqn_sim.state.lock:
-        bqn_sim.state.subscribers["10.60.0.1"] = {
-            "subscriberIp": "10.60.0.1",
-            "subscriberId": "gone",
-            "policyRate": "Online_basico",
-            "policyAssignedBy": "rest",
-            "subscriberGroups": [],
-        }
+    bqn_sim.add_rest_subscriber("10.60.0.1", "gone", "Online_basico")
     assert run_cli().code == 0
     after = bqn_sim.subscribers()
     assert "10.60.0.1" not in after

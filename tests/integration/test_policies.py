@@ -114,15 +114,7 @@ def test_corrections_keep_what_was_set_by_hand(wisphub_sim, bqn_sim, run_cli):
 
 def test_an_undefined_policy_is_completed(wisphub_sim, bqn_sim, run_cli):
     # the original script left subscribers on policies the BQN created as "undefined"
-    with bqn_sim.state.lock:
-        bqn_sim.state.subscribers["10.4.0.2"] = {
-            "subscriberIp": "10.4.0.2",
-            "subscriberId": "Ana",
-            "policyRate": "Básico_5M",
-            "policyAssignedBy": "rest",
-            "subscriberGroups": [],
-        }
-        bqn_sim.state.reference_policy("Básico_5M")
+    bqn_sim.add_rest_subscriber("10.4.0.2", "Ana", "Básico_5M")
     assert bqn_sim.policies()["Básico_5M"] == {"policyName": "Básico_5M"}
     wisphub_sim.state.upsert_client(row(2, "10.4.0.2", plan="Básico 5M", nombre="Ana"))
     assert run_cli().code == 0
@@ -158,12 +150,20 @@ def test_unused_policies_are_listed_not_deleted(bqn_sim, run_cli):
     assert "Viejo_Plan" in bqn_sim.policies()
 
 
-def test_a_client_job_puts_its_policy_in_place_first(web, work, wisphub_sim, bqn_sim):
+def on_a_new_plan(wisphub_sim, client, plan_id, nombre, tipo):
+    """A plan created in WispHub (its speed is in its name: `Nuevo 100M` is 100M/50M) and a
+    client put on it."""
+    down = nombre.split()[-1]
+    up = f"{int(down[:-1]) // 2}M"
     wisphub_sim.state.set_plan(
-        id=777, nombre="Nuevo 100M", tipo="PPPoE", bajada="100M", subida="50M", precio="1.00"
+        id=plan_id, nombre=nombre, tipo=tipo, bajada=down, subida=up, precio="1.00"
     )
-    wisphub_sim.state.upsert_client(row(4, "10.4.0.4", plan=None, nombre="Teo"))
-    wisphub_sim.state.update_client(4, plan_internet=777)
+    wisphub_sim.state.upsert_client(client)
+    wisphub_sim.state.update_client(client["id_servicio"], plan_internet=plan_id)
+
+
+def test_a_client_job_puts_its_policy_in_place_first(web, work, wisphub_sim, bqn_sim):
+    on_a_new_plan(wisphub_sim, row(4, "10.4.0.4", nombre="Teo"), 777, "Nuevo 100M", "PPPoE")
     web.post("/webhooks/wisphub", json={"id_servicio": 4}, headers=HOOK)
     work()
     assert rates(bqn_sim.policies()["Nuevo_100M"]) == ("777", 100_000, 50_000)
@@ -224,11 +224,9 @@ def test_a_plan_created_after_the_last_refresh_is_read_when_a_client_names_it(
 ):
     web.post("/api/v1/plans/sync", headers=API)
     work()
-    wisphub_sim.state.set_plan(
-        id=778, nombre="Nuevo 200M", tipo="Simple Queue", bajada="200M", subida="100M", precio="2"
+    on_a_new_plan(
+        wisphub_sim, row(5, "10.4.0.5", nombre="Ulises"), 778, "Nuevo 200M", "Simple Queue"
     )
-    wisphub_sim.state.upsert_client(row(5, "10.4.0.5", plan=None, nombre="Ulises"))
-    wisphub_sim.state.update_client(5, plan_internet=778)
     web.post("/webhooks/wisphub", json={"id_servicio": 5}, headers=HOOK)
     work()
     assert rates(bqn_sim.policies()["Nuevo_200M"]) == ("778", 200_000, 100_000)
