@@ -32,6 +32,8 @@ class Faults:
     - `fail_every`: every Nth API request answers `fail_status` (0 = off).
     - `html_errors`: injected failures carry an HTML page (WispHub) instead of plain text.
     - `writes_only`: stalls and failures hit POST/PUT/PATCH/DELETE only (reads go through).
+    - `hide_rows`: the fraction (0 to 1) of its rows a list endpoint leaves out, with a `count`
+      that agrees: WispHub's empty or half lists (a restricted key, a half-restored database).
     """
 
     latency_ms: int = 0
@@ -42,6 +44,7 @@ class Faults:
     fail_status: int = 500
     html_errors: bool = False
     writes_only: bool = False
+    hide_rows: float = 0.0
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -88,6 +91,12 @@ class Faults:
                 failure = self.fail_status
             return delay, failure
 
+    def visible(self, rows: list[Any]) -> list[Any]:
+        """`rows` less the fraction `hide_rows` hides (the last ones)."""
+        with self._lock:
+            hidden = round(len(rows) * self.hide_rows)
+        return rows[: len(rows) - hidden]
+
 
 def _setting_types() -> dict[str, type]:
     """Public settings and their types, taken from the dataclass defaults."""
@@ -102,6 +111,8 @@ def _check_setting(name: str, value: Any, kind: type) -> None:
     numeric = (int, float) if kind is float else (int,)
     if isinstance(value, bool) or not isinstance(value, numeric) or value < 0:
         raise ValueError(f"{name} must be a non-negative {kind.__name__}")
+    if name == "hide_rows" and value > 1:
+        raise ValueError("hide_rows must be a fraction from 0 to 1")
     if name == "fail_status" and not 400 <= value <= 599:
         raise ValueError("fail_status must be an HTTP error status (400-599)")
 

@@ -31,7 +31,8 @@ def executable() -> str:
 
 
 def arguments(port: int, directory: Path, *, persistent: bool) -> list[str]:
-    """Command line for a loopback-only server keeping its files in `directory`."""
+    """Command line for a loopback-only server keeping its files in `directory`; when
+    `persistent`, every write is in the append-only file before Redis answers it."""
     return [
         executable(),
         "--port",
@@ -43,7 +44,7 @@ def arguments(port: int, directory: Path, *, persistent: bool) -> list[str]:
         "--appendonly",
         "yes" if persistent else "no",
         "--appendfsync",
-        "everysec",
+        "always",
         "--save",
         "",
         "--daemonize",
@@ -85,6 +86,11 @@ class RedisServer:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash or power cut would."""
+        self.process.kill()
+        self.process.wait(timeout=10)
 
     def __enter__(self) -> RedisServer:
         return self

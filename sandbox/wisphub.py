@@ -161,7 +161,7 @@ def create_app(state: WispHubState) -> Flask:
     def list_clients() -> Response:
         with state.lock:
             match = _client_filter(request.args, state.ignored_filters)
-            rows = [r for r in state.clients.values() if match(r)]
+            rows = state.faults.visible([r for r in state.clients.values() if match(r)])
             return _page(rows, state.max_limit, lambda r: _list_row(r, state.plans))
 
     @app.get("/api/clientes/<int:id_servicio>/")

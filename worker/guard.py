@@ -9,6 +9,7 @@ an empty pass never deletes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from worker.diff import Changes
@@ -35,10 +36,33 @@ def guard_deletions(
     return replace(changes, operations=kept), f"{deletions} deletions held back: {reason}"
 
 
+def allowed_deletions(limits: GuardLimits, managed: int) -> int:
+    """How many deletions may go through at once out of `managed` entries."""
+    return max(limits.floor, int(limits.max_fraction * managed))
+
+
+def hold_vanished(
+    before: Mapping[int, str], current: Mapping[int, str], limits: GuardLimits
+) -> tuple[dict[int, str], str | None]:
+    """The poller's side of the guard: when a pass lost more clients than may be deleted at
+    once (or all of them), the vanished clients are kept as they were last seen, so no sync is
+    queued that would delete them. Returns the snapshot to keep and the reason, if held."""
+    vanished = before.keys() - current.keys()
+    if not vanished or (current and len(vanished) <= allowed_deletions(limits, len(before))):
+        return dict(current), None
+    kept = {**current, **{key: before[key] for key in vanished}}
+    what = "no clients" if not current else f"{len(current)} clients"
+    reason = (
+        f"WispHub returned {what} where the last pass had {len(before)}: the "
+        f"{len(vanished)} missing clients are left as they were until a reconcile confirms it"
+    )
+    return kept, reason
+
+
 def _reason(
     clients: int, deletions: int, managed: int, last_pass: int | None, limits: GuardLimits
 ) -> str | None:
-    allowed = max(limits.floor, int(limits.max_fraction * managed))
+    allowed = allowed_deletions(limits, managed)
     if clients == 0:
         return "WispHub returned no clients"
     if deletions > allowed:
@@ -47,7 +71,7 @@ def _reason(
             f'(at most {allowed} at once; --force or "force": true to go ahead)'
         )
     shrink = (last_pass or 0) - clients
-    if last_pass and shrink > max(limits.floor, limits.max_fraction * last_pass):
+    if last_pass and shrink > allowed_deletions(limits, last_pass):
         return (
             f"WispHub returned {clients} clients, far fewer than the {last_pass} of the last "
             'complete pass (--force or "force": true to go ahead)'

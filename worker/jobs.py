@@ -1,8 +1,11 @@
 """The RQ jobs: sync one client, reconcile everything, poll WispHub for changes.
 
 Transient failures (timeouts, connection errors, 5xx, 429) make a job return an RQ `Retry`, so
-it runs again later with growing intervals, about an hour in all; permanent ones (credentials,
-refused requests) raise at once and leave the job in RQ's failed registry with the reason.
+it runs again later at the `RETRY_INTERVALS` delays, about an hour in all by default; permanent
+ones (credentials, refused requests) raise at once and leave the job in RQ's failed registry with
+the reason. Jobs are queued with a few RQ retries of their own, spent only when a worker dies in
+the middle of a job (RQ's abandoned-job handling) or on an unexpected error, never on a
+permanent one. Every job is idempotent, so running it again is harmless.
 Settings and API clients are built once per worker process and reused by every job it runs.
 """
 
@@ -12,9 +15,10 @@ import logging
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from functools import cache, wraps
+from typing import Any, Concatenate, ParamSpec
 
 from redis import Redis, WatchError
 from redis.exceptions import LockError
@@ -26,6 +30,7 @@ from worker.bqn import BqnClient
 from worker.changes import changed_clients, fingerprint, fingerprints
 from worker.desired import Desired, Entries
 from worker.errors import SyncError, TransientError
+from worker.guard import hold_vanished
 from worker.model import Footprint, Subscriber
 from worker.overrides import load_overrides
 from worker.plans import Plan
@@ -35,8 +40,8 @@ from worker.wisphub import WispHubClient
 
 log = logging.getLogger(__name__)
 
-# Seconds before each retry: 5 s, growing to 20 min; 57 minutes over 10 retries.
-RETRY_INTERVALS = [5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200]
+P = ParamSpec("P")
+Outcome = dict[str, Any] | Retry
 
 
 class OperationsFailed(SyncError):
@@ -70,9 +75,30 @@ def runtime() -> Runtime:
     )
 
 
-def sync_client(id_servicio: int) -> dict[str, Any] | Retry:
+def rq_job(func: Callable[Concatenate[Job, P], Outcome]) -> Callable[P, Outcome]:
+    """Run `func(job, ...)` as an RQ job: count the attempt, turn a transient error into a
+    retry later, and make a permanent one fail at once (the RQ retries queued with the job are
+    kept for a worker that dies mid-job)."""
+
+    @wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> Outcome:
+        job = _current_job()
+        job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+        job.save_meta()
+        try:
+            return func(job, *args, **kwargs)
+        except TransientError as exc:
+            return _retry(job, str(exc))
+        except SyncError:
+            job.retries_left = 0
+            raise
+
+    return run
+
+
+@rq_job
+def sync_client(job: Job, id_servicio: int) -> Outcome:
     """Re-read one client from WispHub and bring its BQN entries in line."""
-    job = _current_job()
     redis = job.connection
     _release_claim(redis, id_servicio, job.id)
     rt = runtime()
@@ -94,17 +120,15 @@ def sync_client(id_servicio: int) -> dict[str, Any] | Retry:
                 store.record_fingerprint(redis, id_servicio, seen)
     except LockError:
         return _retry(job, f"client {id_servicio} stayed locked by another job")
-    except TransientError as exc:
-        return _retry(job, str(exc))
     return _finish(job, outcome.report)
 
 
-def reconcile(dry_run: bool = False, force: bool = False) -> dict[str, Any] | Retry:
+@rq_job
+def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> Outcome:
     """The full sync: every client from a complete WispHub pass against the whole BQN.
 
     `force` lets through the deletions the guard would hold back.
     """
-    job = _current_job()
     redis = job.connection
     rt = runtime()
     lock = store.singleton_lock(redis, "reconcile", store.RECONCILE_LOCK_SECONDS)
@@ -130,8 +154,6 @@ def reconcile(dry_run: bool = False, force: bool = False) -> dict[str, Any] | Re
             touched = [] if dry_run else store.end_reconcile(redis)
         if not dry_run:
             store.replace_applied(redis, _remembered(outcome.desired, store.all_applied(redis)))
-    except TransientError as exc:
-        return _retry(job, str(exc))
     finally:
         lock.release()
     queue = Queue(job.origin, connection=redis)
@@ -140,16 +162,12 @@ def reconcile(dry_run: bool = False, force: bool = False) -> dict[str, Any] | Re
     return _finish(job, outcome.report)
 
 
-def sync_plans() -> dict[str, Any] | Retry:
+@rq_job
+def sync_plans(job: Job) -> Outcome:
     """Read the plan catalogue again and put every plan's rate policy in place on the BQN."""
-    job = _current_job()
     rt = runtime()
-    try:
-        plans = current_plans(job.connection, rt, refresh=True)
-        report = engine.sync_policies(rt.bqn, rt.rules, plans)
-    except TransientError as exc:
-        return _retry(job, str(exc))
-    return _finish(job, report)
+    plans = current_plans(job.connection, rt, refresh=True)
+    return _finish(job, engine.sync_policies(rt.bqn, rt.rules, plans))
 
 
 def current_plans(redis: Redis, rt: Runtime, *, refresh: bool) -> list[Plan]:
@@ -186,13 +204,13 @@ def plan_lookup(redis: Redis, rt: Runtime) -> engine.PlanLookup:
     return lookup
 
 
-def poll_changes() -> dict[str, Any]:
+@rq_job
+def poll_changes(job: Job) -> Outcome:
     """Read the whole client list and queue a sync for every client that changed.
 
     The first pass only records the snapshot; a failed or partial pass changes nothing. Polls
     that pile up behind busy workers are skipped when a recent pass exists.
     """
-    job = _current_job()
     redis = job.connection
     rt = runtime()
     age = store.snapshot_age(redis)
@@ -208,22 +226,27 @@ def poll_changes() -> dict[str, Any]:
         except SyncError as exc:
             log.warning("poll: WispHub pass failed, snapshot kept: %s", exc)
             return {"ok": False, "error": str(exc)}
-        current = fingerprints(rows, rt.rules)
-        store.save_pass_size(redis, len(rows))
+        seen = fingerprints(rows, rt.rules)
         before = store.snapshot(redis)
+        current, held = (seen, None) if before is None else hold_vanished(before, seen, rt.guard)
+        if held:
+            log.warning("poll: %s", held)
+        else:
+            store.save_pass_size(redis, len(rows))
         changed = [] if before is None else changed_clients(before, current)
         queue = Queue(job.origin, connection=redis)
         queued = [queueing.enqueue_client_sync(queue, key).job_id for key in changed]
         store.save_snapshot(redis, current)
     finally:
         lock.release()
-    log.info("poll: %d clients, %d changed", len(current), len(changed))
+    log.info("poll: %d clients, %d changed", len(seen), len(changed))
     return {
         "ok": True,
-        "clients": len(current),
+        "clients": len(seen),
         "first_pass": before is None,
         "changed": changed,
         "jobs": queued,
+        "held_back": held,
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -254,10 +277,11 @@ def _retry(job: Job, error: str) -> Retry:
     log.warning("job %s will be retried: %s", job.id, error)
     job.meta["last_error"] = error
     job.save_meta()
-    return Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS)
+    intervals = list(runtime().service.retry_intervals)
+    return Retry(max=len(intervals), interval=intervals)
 
 
-def _finish(job: Job, report: Report) -> dict[str, Any] | Retry:
+def _finish(job: Job, report: Report) -> Outcome:
     """The job's result; a retry when some operation failed transiently; an error when some
     were refused for good."""
     data = report.to_dict()

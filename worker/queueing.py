@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis, WatchError
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -35,6 +35,9 @@ FAILURE_TTL = 30 * 24 * 3600
 # A claim outlives any reasonable queue wait; a stale one is replaced anyway.
 PENDING_TTL = 24 * 3600
 CLAIM_ATTEMPTS = 5
+# RQ's own retries, spent when a worker dies mid-job (or on an unexpected error): the job runs
+# again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.
+RESTARTS = Retry(max=3, interval=[5, 60, 300])
 
 STATES = {
     JobStatus.QUEUED: "queued",
@@ -84,6 +87,7 @@ def enqueue_client_sync(queue: Queue, id_servicio: int) -> Queued:
                     job_timeout=CLIENT_JOB_TIMEOUT,
                     result_ttl=CLIENT_RESULT_TTL,
                     failure_ttl=FAILURE_TTL,
+                    retry=RESTARTS,
                     pipeline=pipe,
                 )
                 pipe.execute()
@@ -107,6 +111,7 @@ def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> st
         job_timeout=RECONCILE_JOB_TIMEOUT,
         result_ttl=RECONCILE_RESULT_TTL,
         failure_ttl=FAILURE_TTL,
+        retry=RESTARTS,
     )
     return job.id
 
@@ -119,6 +124,7 @@ def enqueue_plan_sync(queue: Queue) -> str:
         job_timeout=PLANS_JOB_TIMEOUT,
         result_ttl=CLIENT_RESULT_TTL,
         failure_ttl=FAILURE_TTL,
+        retry=RESTARTS,
     )
     return job.id
 
@@ -138,7 +144,7 @@ def failures(queue: Queue, limit: int = 100) -> tuple[int, list[dict[str, Any]]]
                 "description": job.description,
                 "id_servicio": job.args[0] if job.func_name == SYNC_CLIENT and job.args else None,
                 "error": _failure(job),
-                "attempts": (job.number_of_retries or 0) + 1,
+                "attempts": attempts(job),
                 "last_try": _iso(job.ended_at),
             }
         )
@@ -196,14 +202,14 @@ def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:
         return None
     status = job.get_status(refresh=False)
     if status == JobStatus.SCHEDULED:
-        state = "retrying" if job.number_of_retries else "scheduled"
+        state = "retrying" if attempts(job) else "scheduled"
     else:
         state = STATES.get(status, str(status))
     view: dict[str, Any] = {
         "job_id": job.id,
         "status": state,
         "description": job.description,
-        "attempts": (job.number_of_retries or 0) + (state in ("started", "finished", "failed")),
+        "attempts": attempts(job),
         "enqueued_at": _iso(job.enqueued_at),
         "started_at": _iso(job.started_at),
         "ended_at": _iso(job.ended_at),
@@ -217,6 +223,11 @@ def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:
     if state == "failed":
         view["error"] = _failure(job)
     return view
+
+
+def attempts(job: Job) -> int:
+    """How many times the job has started (a run cut short by a dead worker counts)."""
+    return int(job.meta.get("attempts", 0))
 
 
 def _failure(job: Job) -> str:

@@ -143,6 +143,8 @@ class ServiceSettings:
     queue_name: str = "wisphub-bqn-sync"
     webhook_rate_limit: str | None = None
     trusted_proxies: int = 0
+    # Seconds before each retry of a job that failed transiently: 57 minutes over 10 retries.
+    retry_intervals: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServiceSettings:
@@ -162,6 +164,7 @@ class ServiceSettings:
             queue_name=read.text("QUEUE_NAME", cls.queue_name),
             webhook_rate_limit=read.optional("WEBHOOK_RATE_LIMIT"),
             trusted_proxies=read.integer("TRUSTED_PROXIES", cls.trusted_proxies, 0, 10),
+            retry_intervals=read.seconds_list("RETRY_INTERVALS", cls.retry_intervals),
         )
         if not _is_cron(settings.reconcile_cron):
             raise ConfigError(
@@ -238,6 +241,19 @@ class _Reader:
         if raw.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, not {raw!r}")
+
+    def seconds_list(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        """Comma-separated whole seconds, 1 to 20 of them (`5,30,300`); empty keeps `default`."""
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            values = tuple(int(part) for part in raw.split(","))
+        except ValueError:
+            raise ConfigError(f"{name} must be seconds separated by commas, not {raw!r}") from None
+        if not 1 <= len(values) <= 20 or not all(0 <= v <= 86400 for v in values):
+            raise ConfigError(f"{name} must list 1 to 20 delays of 0 to 86400 seconds, not {raw!r}")
+        return values
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,9 +35,28 @@ BQN_PASSWORD = "Pa55-wörd"
 
 
 @dataclass
-class WispHubSim:
-    state: wisphub.WispHubState
+class Simulator:
+    """A simulator served on 127.0.0.1 that a test can take down and bring back."""
+
+    app: Flask
+    tls: TlsFiles
     server: RunningServer
+
+    @contextmanager
+    def outage(self) -> Iterator[None]:
+        """Stop listening (connections are refused) until the block ends, then serve again on
+        the same port."""
+        port = self.server.port
+        self.server.close()
+        try:
+            yield
+        finally:
+            self.server = serve(self.app, port=port, tls=self.tls)
+
+
+@dataclass
+class WispHubSim(Simulator):
+    state: wisphub.WispHubState
 
     def load(self, count: int, seed_value: int = 1) -> list[dict[str, Any]]:
         seed.load_wisphub(self.state, count, seed=seed_value)
@@ -47,9 +68,8 @@ class WispHubSim:
 
 
 @dataclass
-class BqnSim:
+class BqnSim(Simulator):
     state: bqn.BqnState
-    server: RunningServer
 
     def subscribers(self) -> dict[str, dict[str, Any]]:
         return {item["subscriberIp"]: item for item in self.state.snapshot()["subscribers"]}
@@ -83,16 +103,20 @@ def wisphub_sim(tls: TlsFiles) -> Iterator[WispHubSim]:
     state = wisphub.WispHubState(api_key=API_KEY)
     for plan in seed.wisphub_plans():
         state.set_plan(**plan)
-    with serve(wisphub.create_app(state), tls=tls) as server:
-        yield WispHubSim(state, server)
+    app = wisphub.create_app(state)
+    sim = WispHubSim(app, tls, serve(app, tls=tls), state)
+    yield sim
+    sim.server.close()
 
 
 @pytest.fixture
 def bqn_sim(tls: TlsFiles) -> Iterator[BqnSim]:
     state = bqn.BqnState(user=BQN_USER, password=BQN_PASSWORD)
     seed.load_bqn(state, seed=1)
-    with serve(bqn.create_app(state), tls=tls) as server:
-        yield BqnSim(state, server)
+    app = bqn.create_app(state)
+    sim = BqnSim(app, tls, serve(app, tls=tls), state)
+    yield sim
+    sim.server.close()
 
 
 @pytest.fixture
@@ -244,11 +268,30 @@ def work(
         monkeypatch.setenv(name, value)
     jobs.runtime.cache_clear()
 
-    def run() -> None:
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    def run(*, scheduler: bool = False) -> None:
+        worker = SimpleWorker([queue], connection=queue.connection)
+        worker.work(burst=True, with_scheduler=scheduler)
 
     yield run
     jobs.runtime.cache_clear()
+
+
+@pytest.fixture
+def settle(work: Callable[..., None], queue: Queue) -> Callable[..., None]:
+    """Run workers, and their scheduler for the retries, until no job is queued or waiting to
+    be retried (or `timeout` seconds pass)."""
+
+    def run(timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            work(scheduler=True)
+            if not queue.count and not queue.scheduled_job_registry.count:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs still waiting after {timeout} s")
+            time.sleep(0.2)
+
+    return run
 
 
 API = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -274,3 +274,18 @@ def test_server_errors_are_html_pages(wh: Api, wisphub_state) -> None:
     response = wh.get("/api/clientes/5/")
     assert response.status_code == 500
     assert response.text.startswith("<!DOCTYPE html>")
+
+
+def test_hidden_rows_make_a_short_list_that_agrees_with_its_count(wh: Api) -> None:
+    total = wh.get("/api/clientes/?limit=1").json()["count"]
+    wh.request("PUT", "/_sim/faults", json={"hide_rows": 0.5})
+    page = wh.get("/api/clientes/?limit=1").json()
+    assert page["count"] == total - round(total * 0.5)
+    wh.request("PUT", "/_sim/faults", json={"hide_rows": 1})
+    assert wh.get("/api/clientes/").json() == {
+        "count": 0,
+        "next": None,
+        "previous": None,
+        "results": [],
+    }
+    assert wh.request("PUT", "/_sim/faults", json={"hide_rows": 1.5}).status_code == 400

@@ -3,7 +3,7 @@
 import pytest
 
 from worker.diff import Changes
-from worker.guard import guard_deletions
+from worker.guard import guard_deletions, hold_vanished
 from worker.model import Action, Kind, Operation
 from worker.settings import GuardLimits
 
@@ -47,3 +47,37 @@ def test_guard(deletions, managed, clients, last_pass, force, held, reason):
     else:
         assert result == planned
         assert tripped is None
+
+
+def snapshot(ids) -> dict[int, str]:
+    return {key: f"fp{key}" for key in ids}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "held", "reason"),
+    [
+        pytest.param(range(100), range(100), False, None, id="same-clients"),
+        pytest.param(range(100), range(97), False, None, id="within-the-floor"),
+        pytest.param(range(1000), range(900), False, None, id="at-the-fraction"),
+        pytest.param(range(1000), range(899), True, "899 clients", id="over-the-fraction"),
+        pytest.param(
+            range(1000),
+            range(500),
+            True,
+            "returned 500 clients where the last pass had 1000",
+            id="half-a-list",
+        ),
+        pytest.param(range(2), [], True, "no clients", id="empty-pass-small-tenant"),
+        pytest.param(range(100), range(200), False, None, id="new-clients-only"),
+    ],
+)
+def test_the_poller_holds_back_a_pass_that_lost_too_many(before, after, held, reason):
+    before, current = snapshot(before), snapshot(after)
+    current = {**current, 0: "changed"} if current else current
+    kept, tripped = hold_vanished(before, current, LIMITS)
+    if held:
+        assert reason in tripped
+        assert kept == {**before, **current}, "vanished clients keep their old fingerprints"
+    else:
+        assert tripped is None
+        assert kept == current
