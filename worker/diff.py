@@ -10,7 +10,7 @@ before the subscribers and groups in the returned list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from worker.desired import Desired, Row, desired_state, is_own_group
 from worker.model import (
@@ -175,6 +175,7 @@ def plan_client(
     previous: Footprint | None = None,
     wanted_policies: Iterable[Policy] = (),
     actual_policies: Iterable[Policy] = (),
+    rivals: Iterable[Row] = (),
 ) -> Changes:
     """What brings one client in line.
 
@@ -183,9 +184,14 @@ def plan_client(
     `previous` is what was last applied for it. An entry at an IP the client no longer has is
     deleted only when it still carries the subscriberId last applied: another client may have
     taken that IP since. The policies the client's entries use are put in place first, when
-    they are among `wanted_policies`.
+    they are among `wanted_policies`. `rivals` are the rows of other clients claiming the same
+    IPs: at each shared IP the entry the full sync would choose (the latest change) is written.
     """
-    desired = desired_state([row] if row is not None else [], rules)
+    own = [row] if row is not None else []
+    desired = desired_state(own, rules)
+    if rivals:
+        winners = desired_state([*own, *rivals], rules).subscribers
+        desired = replace(desired, subscribers={ip: winners[ip] for ip in desired.subscribers})
     relevant = [
         sub
         for sub in held

@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 # Looks a client's plan up by WispHub plan id (the job's version refreshes on a miss).
 PlanLookup = Callable[[int], Plan | None]
+# The client whose entry was last applied at each of some IPs.
+OwnerLookup = Callable[[Sequence[str]], Mapping[str, int]]
 
 
 @dataclass(frozen=True)
@@ -127,17 +129,20 @@ def sync_client(
     plan_of: PlanLookup,
     *,
     previous: Footprint | None = None,
+    owners: OwnerLookup | None = None,
     dry_run: bool = False,
 ) -> ClientSync:
     """Bring one client in line: re-read it from WispHub and touch only its BQN entries.
 
     `previous` is what was last applied for this client, when the caller remembers it, so an
-    IP change or a removal also clears the old entries. The policy the client needs is put in
-    place first.
+    IP change or a removal also clears the old entries. `owners` tells which other client
+    holds an IP this one wants; those clients are re-read too, and the latest change wins the
+    IP, as in a full sync. The policy the client needs is put in place first.
     """
     row = wisphub.get_client(id_servicio)
     mapped = map_client(row, rules) if row is not None else None
     entries = mapped if isinstance(mapped, Entries) else Entries()
+    rivals = _rivals(id_servicio, entries, wisphub, owners)
     ips = {sub.ip for sub in entries.subscribers} | set(previous.ips if previous else ())
     groups = {entries.group.name} if entries.group else set()
     groups |= {previous.group} if previous and previous.group else set()
@@ -151,12 +156,28 @@ def sync_client(
         previous=previous,
         wanted_policies=wanted_policies(_client_plans(row, plan_of), rules),
         actual_policies=_present(map(bqn.get_policy, sorted(used))),
+        rivals=rivals,
     )
     report = apply_changes(changes, bqn, dry_run=dry_run)
     unknowable = isinstance(mapped, Skip) and bool(mapped.kept)
     if dry_run or not report.ok or unknowable:
         return ClientSync(report, previous, row)
+    if rivals:  # remember only the IPs this client won
+        won = desired_state([row, *rivals], rules).subscribers
+        kept = tuple(sub for sub in entries.subscribers if won[sub.ip].id_servicio == id_servicio)
+        entries = Entries(kept, entries.group)
     return ClientSync(report, footprint(entries), row)
+
+
+def _rivals(
+    id_servicio: int, entries: Entries, wisphub: WispHubClient, owners: OwnerLookup | None
+) -> list[Row]:
+    """The current rows of the other clients last applied at the IPs this client wants."""
+    if owners is None or not entries.subscribers:
+        return []
+    held_by = owners(sorted(sub.ip for sub in entries.subscribers))
+    others = sorted({owner for owner in held_by.values() if owner != id_servicio})
+    return _present(map(wisphub.get_client, others))
 
 
 def footprint(entries: Entries) -> Footprint | None:

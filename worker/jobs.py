@@ -112,6 +112,7 @@ def sync_client(job: Job, id_servicio: int) -> Outcome:
                 rt.rules,
                 plan_lookup(redis, rt),
                 previous=previous,
+                owners=lambda ips: store.ip_owners(redis, ips),
             )
             store.remember(redis, id_servicio, outcome.current)
             store.note_touched(redis, id_servicio)

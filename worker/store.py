@@ -1,6 +1,7 @@
 """What the service keeps in Redis besides RQ's own keys.
 
-- what was last applied for each client (so an IP change or a removal clears the old entries);
+- what was last applied for each client (so an IP change or a removal clears the old entries),
+  and which client each applied IP belongs to (so a job can see a client sharing its IP);
 - the poller's snapshot of client fingerprints;
 - the last plan catalogue read completely (WispHub speeds with the operator's overrides);
 - per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
@@ -21,6 +22,7 @@ from worker.plans import Plan
 
 PREFIX = "wisphub-bqn-sync:"
 APPLIED = PREFIX + "applied"
+IP_OWNERS = PREFIX + "applied:ip-owners"
 SNAPSHOT = PREFIX + "poll:snapshot"
 SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
 PASS_SIZE = PREFIX + "pass:clients"
@@ -66,11 +68,29 @@ def last_applied(redis: Redis, id_servicio: int) -> Footprint | None:
 
 
 def remember(redis: Redis, id_servicio: int, applied: Footprint | None) -> None:
-    """Record (or, with `None`, forget) what was applied for a client."""
-    if applied is None:
-        redis.hdel(APPLIED, str(id_servicio))
-    else:
-        redis.hset(APPLIED, str(id_servicio), _encode(applied))
+    """Record (or, with `None`, forget) what was applied for a client, and own its IPs."""
+    before = last_applied(redis, id_servicio)
+    released = set(before.ips if before else ()) - set(applied.ips if applied else ())
+    owners = ip_owners(redis, sorted(released))
+    with redis.pipeline(transaction=True) as pipe:
+        if applied is None:
+            pipe.hdel(APPLIED, str(id_servicio))
+        else:
+            pipe.hset(APPLIED, str(id_servicio), _encode(applied))
+            for ip in applied.ips:
+                pipe.hset(IP_OWNERS, ip, id_servicio)
+        for ip in (ip for ip, owner in owners.items() if owner == id_servicio):
+            pipe.hdel(IP_OWNERS, ip)
+        pipe.execute()
+
+
+def ip_owners(redis: Redis, ips: Iterable[str]) -> dict[str, int]:
+    """The client whose entry was last applied at each of `ips` (IPs nobody holds are left out)."""
+    wanted = list(ips)
+    if not wanted:
+        return {}
+    found = redis.hmget(IP_OWNERS, wanted)
+    return {ip: int(owner) for ip, owner in zip(wanted, found, strict=True) if owner is not None}
 
 
 def all_applied(redis: Redis) -> dict[int, Footprint]:
@@ -80,10 +100,13 @@ def all_applied(redis: Redis) -> dict[int, Footprint]:
 
 def replace_applied(redis: Redis, applied: Mapping[int, Footprint]) -> None:
     """Replace everything remembered at once (after a full reconcile)."""
+    owners = {ip: key for key, footprint in applied.items() for ip in footprint.ips}
     with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(APPLIED)
+        pipe.delete(APPLIED, IP_OWNERS)
         if applied:
             pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in applied.items()})
+        if owners:
+            pipe.hset(IP_OWNERS, mapping=owners)
         pipe.execute()
 
 

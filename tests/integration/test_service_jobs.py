@@ -277,3 +277,20 @@ def test_failure_listing_checks_its_limit(web, limit):
 @pytest.mark.parametrize("body", [{"job_ids": "abc"}, {"job_ids": [1, 2]}, [1]])
 def test_requeue_checks_its_body(web, body):
     assert web.post("/api/v1/failures/requeue", json=body, headers=API).status_code == 400
+
+
+def test_a_shared_ip_goes_to_the_latest_change_as_in_a_full_sync(web, work, wisphub_sim, bqn_sim):
+    older = row(60, "10.9.0.1", nombre="Antes", plan="Online_basico")
+    newer = row(61, "10.9.0.1", nombre="Luego", plan="Online_basico")
+    wisphub_sim.state.upsert_client({**older, "ultimo_cambio": "01/01/2026 00:00:00"})
+    wisphub_sim.state.upsert_client({**newer, "ultimo_cambio": "02/01/2026 00:00:00"})
+    notify(web, 61)
+    work()
+    notify(web, 60)  # changed earlier: the IP stays with client 61
+    work()
+    assert managed_state(bqn_sim) == {"10.9.0.1": ("Luego", "Online_basico")}
+    wisphub_sim.state.update_client(60, estado="Suspendido")  # now 60 changed last
+    notify(web, 60)
+    work()
+    assert managed_state(bqn_sim) == {"10.9.0.1": ("Antes", "Wisphub_block")}
+    assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())

@@ -338,3 +338,33 @@ def test_a_client_moving_to_several_addresses_trades_its_subscriber_for_a_group(
     plan = plan_client(now, [ANA], RULES, previous=WAS, wanted_policies=[BLOCK])
     group = Group("wisphub-7", ("10.0.0.7", "10.0.0.8"), (), "Plan_10M", 7)
     assert list(plan.operations) == [delete("10.0.0.7"), group_op(Action.CREATE, group)]
+
+
+@pytest.mark.parametrize(
+    ("own_stamp", "held", "operations"),
+    [
+        pytest.param(
+            "03/01/2026 00:00:00",
+            [],
+            [create("10.0.0.7", "Ana", "Plan_10M", 7)],
+            id="changed-later-wins",
+        ),
+        pytest.param(
+            "01/01/2026 00:00:00",
+            [sub("10.0.0.7", "Beto", "Plan_10M")],
+            [],
+            id="changed-earlier-leaves-the-rival",
+        ),
+        pytest.param(
+            "01/01/2026 00:00:00",
+            [ANA],
+            [update("10.0.0.7", "Beto", "Plan_10M", 8)],
+            id="changed-earlier-hands-the-ip-over",
+        ),
+    ],
+)
+def test_a_shared_ip_goes_to_the_latest_change(own_stamp, held, operations):
+    own = row(7, "10.0.0.7", nombre="Ana", ultimo_cambio=own_stamp)
+    rival = row(8, "10.0.0.7", nombre="Beto", ultimo_cambio="02/01/2026 00:00:00")
+    plan = plan_client(own, held, RULES, rivals=[rival])
+    assert list(plan.operations) == operations
