@@ -21,7 +21,6 @@ from functools import cache, wraps
 from typing import Any, Concatenate, ParamSpec
 
 from redis import Redis, WatchError
-from redis.exceptions import LockError
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
@@ -102,25 +101,27 @@ def sync_client(job: Job, id_servicio: int) -> Outcome:
     redis = job.connection
     _release_claim(redis, id_servicio, job.id)
     rt = runtime()
-    try:
-        with store.client_lock(redis, id_servicio):
-            previous = store.last_applied(redis, id_servicio)
-            outcome = engine.sync_client(
-                id_servicio,
-                rt.wisphub,
-                rt.bqn,
-                rt.rules,
-                plan_lookup(redis, rt),
-                previous=previous,
-                owners=lambda ips: store.ip_owners(redis, ips),
-            )
-            store.remember(redis, id_servicio, outcome.current)
-            store.note_touched(redis, id_servicio)
-            if outcome.report.ok:
-                seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
-                store.record_fingerprint(redis, id_servicio, seen)
-    except LockError:
+    lock = store.client_lock(redis, id_servicio)
+    if not store.take(lock, job.id):
         return _retry(job, f"client {id_servicio} stayed locked by another job")
+    try:
+        previous = store.last_applied(redis, id_servicio)
+        outcome = engine.sync_client(
+            id_servicio,
+            rt.wisphub,
+            rt.bqn,
+            rt.rules,
+            plan_lookup(redis, rt),
+            previous=previous,
+            owners=lambda ips: store.ip_owners(redis, ips),
+        )
+        store.remember(redis, id_servicio, outcome.current)
+        store.note_touched(redis, id_servicio)
+        if outcome.report.ok:
+            seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
+            store.record_fingerprint(redis, id_servicio, seen)
+    finally:
+        lock.release()
     return _finish(job, outcome.report)
 
 
@@ -133,7 +134,7 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> Outcome:
     redis = job.connection
     rt = runtime()
     lock = store.singleton_lock(redis, "reconcile", store.RECONCILE_LOCK_SECONDS)
-    if not lock.acquire():
+    if not store.take(lock, job.id):
         return {"skipped": "another reconcile is running"}
     try:
         if not dry_run:
@@ -218,7 +219,7 @@ def poll_changes(job: Job) -> Outcome:
     if age is not None and age < rt.service.poll_interval / 2:
         return {"skipped": f"a pass completed {age:.0f} s ago"}
     lock = store.singleton_lock(redis, "poll", queueing.POLL_JOB_TIMEOUT)
-    if not lock.acquire():
+    if not store.take(lock, job.id):
         return {"skipped": "another poll is running"}
     try:
         started = time.monotonic()

@@ -3,101 +3,22 @@ processes, against the simulators and a real Redis."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC
-from pathlib import Path
 
 import pytest
 import requests
 from redis import Redis
 
 from sandbox import seed
-from sandbox.demo import procfile
-from sandbox.redis_server import free_port
 from tests.integration.conftest import API, HOOK, expected_subscribers, managed_state
+from tests.integration.processes import Processes, eventually, start
 from tests.rows import row
 from worker.scheduler import build
 from worker.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-WAIT_SECONDS = 60
-
-
-def eventually(check: Callable[[], bool], what: str) -> float:
-    """Wait until `check()` holds; return the seconds it took (no speed is asserted here)."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > WAIT_SECONDS:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-class Processes:
-    """The Procfile's processes, started with one environment."""
-
-    def __init__(self, env: dict[str, str], names: list[str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        bin_dir = str(Path(sys.executable).parent)
-        self.env = {
-            **env,
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": "1",
-            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-        }
-        commands = procfile()
-        self.children = {
-            name: subprocess.Popen(
-                ["bash", "-c", f"exec {commands[name]}"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-            for name in names
-        }
-
-    def ready(self) -> bool:
-        self.check_alive()
-        try:
-            return requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def check_alive(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                raise AssertionError(f"{name} exited: {child.stderr.read().decode()[-2000:]}")
-
-    def stop(self) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in self.children.values():
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-
-
-def start(env: dict[str, str]) -> Processes:
-    processes = Processes(env, ["web", "worker", "scheduler"])
-    try:
-        eventually(processes.ready, "the web process to be ready")
-    except AssertionError:
-        processes.stop()
-        raise
-    return processes
 
 
 @pytest.fixture

@@ -115,7 +115,9 @@ def churn(wisphub_sim: WispHubSim, ids: Iterable[int], seed: int = 7) -> list[in
         elif rng.random() < 0.5:
             wisphub_sim.state.update_client(id_servicio, estado="Suspendido")
         else:
-            wisphub_sim.state.update_client(id_servicio, plan_internet=rng.choice(plan_ids))
+            plan = (current.get("plan_internet") or {}).get("id")
+            others = [p for p in plan_ids if p != plan]
+            wisphub_sim.state.update_client(id_servicio, plan_internet=rng.choice(others))
         changed.append(id_servicio)
     return changed
 
