@@ -188,10 +188,9 @@ def _again(queue: Queue, job: Job) -> str:
 
 
 def _is_waiting(redis: Redis, job_id: str) -> bool:
-    try:
-        return Job.fetch(job_id, connection=redis).get_status() == JobStatus.QUEUED
-    except NoSuchJobError:
-        return False
+    """Whether the job sits in the queue, not started yet (one field read, not the whole job)."""
+    status = redis.hget(Job.key_for(job_id), "status")
+    return status is not None and status.decode() == JobStatus.QUEUED
 
 
 def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:
