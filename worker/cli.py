@@ -23,7 +23,7 @@ from worker.engine import full_sync, read_plans, sync_client
 from worker.errors import ConfigError, SyncError
 from worker.overrides import load_overrides
 from worker.report import Report
-from worker.settings import Settings
+from worker.settings import ServiceSettings, Settings, redacted
 from worker.wisphub import WispHubClient
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="more detail on standard error (-v progress, -vv every request)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the settings in effect as JSON, secrets redacted, and exit",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--force",
@@ -101,7 +106,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     try:
-        settings = settings_from(args, os.environ if env is None else env)
+        environ = os.environ if env is None else env
+        settings = settings_from(args, environ)
+        if args.show_config:
+            show_config(settings, environ)
+            return EXIT_OK
         report = run(settings, client=args.client, dry_run=args.dry_run, force=args.force)
     except ConfigError as exc:
         print(f"wisphub-bqn-sync: {exc}", file=sys.stderr)
@@ -115,6 +124,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     else:
         print_report(report, sys.stdout)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def show_config(settings: Settings, env: Mapping[str, str]) -> None:
+    """The engine's and the service's settings as JSON on standard output, secrets redacted."""
+    config = {"sync": redacted(settings), "service": redacted(ServiceSettings.from_env(env))}
+    json.dump(config, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
 
 
 def run(settings: Settings, *, client: int | None, dry_run: bool, force: bool = False) -> Report:

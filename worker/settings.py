@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from croniter import croniter
@@ -132,7 +133,7 @@ class Settings:
 class ServiceSettings:
     """What the web, worker and scheduler processes need besides the engine's settings."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     webhook_secret: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     allow_unauthenticated: bool = False
@@ -171,6 +172,35 @@ class ServiceSettings:
                 f"RECONCILE_CRON is not a cron expression: {settings.reconcile_cron!r}"
             )
         return settings
+
+
+REDACTED = "***"
+
+
+def redacted(settings: Any) -> dict[str, Any]:
+    """A settings dataclass as a JSON-ready dict for debugging: every secret (the fields kept
+    out of `repr`) is replaced by `***`, or for a URL (`REDIS_URL`) its password only."""
+    result: dict[str, Any] = {}
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        if is_dataclass(value):
+            result[item.name] = redacted(value)
+        elif not item.repr and isinstance(value, str) and "://" in value:
+            result[item.name] = _without_password(value)
+        elif not item.repr:
+            result[item.name] = REDACTED if value else value
+        else:
+            result[item.name] = list(value) if isinstance(value, tuple) else value
+    return result
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return parts._replace(netloc=f"{user}{REDACTED}@{host}").geturl()
 
 
 def _is_cron(expression: str) -> bool:
