@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo clean
+.PHONY: test test-faults lint demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Only the fault-injection suite (also part of `make test`).
+test-faults: $(STAMP)
+	$(BIN)/pytest -m faults
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo
