@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 
 import pytest
@@ -307,3 +308,27 @@ def test_malformed_job_ids_are_400(web, job_id):
     assert "not a job id" in response.json["message"]
     requeue = web.post("/api/v1/failures/requeue", json={"job_ids": [job_id]}, headers=API)
     assert requeue.status_code == 400
+
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-credentials"),
+        pytest.param({"Authorization": "Bearer wrong", "X-Webhook-Token": "wrong"}, id="wrong"),
+        pytest.param({"Authorization": f"Basic {API_TOKEN}"}, id="wrong-scheme"),
+    ],
+)
+def test_every_mutating_route_refuses_a_request_without_credentials(app, web, queue, headers):
+    routes = [
+        (re.sub(r"<[^>]+>", "7", rule.rule), method)
+        for rule in app.url_map.iter_rules()
+        for method in sorted(rule.methods & MUTATING)
+    ]
+    assert len(routes) == 5, routes
+    for path, method in routes:
+        response = web.open(path, method=method, json={"id_servicio": 7}, headers=headers)
+        assert response.status_code == 401, (method, path, response.status_code)
+    assert queue.count == 0, "nothing was queued"
