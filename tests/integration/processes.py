@@ -59,7 +59,7 @@ class Processes:
         self.check_alive()
         try:
             return requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still starting
             return False
 
     def check_alive(self) -> None:
