@@ -1,19 +1,28 @@
-"""Send the operations of a set of changes to the BQN, one by one, and report each outcome.
+"""Send the operations of a set of changes to the BQN and report each outcome.
 
-Policies go first; a subscriber whose policy could not be put in place is not written (it would
-otherwise get an unlimited "undefined" policy, which for the block policy means a suspended
-client browsing free). After several transient failures in a row the BQN is taken to be down
-and the rest is reported as not attempted. Credential errors (`ConfigError`) stop everything.
+Operations go in phases, one per kind in the order the diff lists them (policies, subscribers,
+groups); a phase starts once the one before has ended, so every policy is in place before the
+subscribers that use it. Within a phase up to `BQN_CONCURRENCY` operations are in flight at
+once, over the client's pooled keep-alive connections. A subscriber whose policy could not be
+put in place is not written (it would otherwise get an unlimited "undefined" policy, which for
+the block policy means a suspended client browsing free). After several transient failures in
+a row the BQN is taken to be down and the rest is reported as not attempted. Credential errors
+(`ConfigError`) stop everything.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import groupby
 
 from worker.bqn import BqnClient
 from worker.diff import Changes
 from worker.errors import ApiError, TransientError
 from worker.model import Action, Kind, Operation, covers
+from worker.parallel import run_all
 from worker.report import Report
 
 log = logging.getLogger(__name__)
@@ -22,48 +31,96 @@ log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 5
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one operation went: `error` is None on success; `note` is for the report."""
+
+    op: Operation
+    error: str | None = None
+    transient: bool = False
+    note: str | None = None
+
+
+@dataclass
+class Breaker:
+    """Counts transient failures in a row, across the threads sending operations."""
+
+    limit: int
+    in_a_row: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tripped(self) -> bool:
+        with self.lock:
+            return self.in_a_row >= self.limit
+
+    def record(self, *, transient_failure: bool) -> None:
+        with self.lock:
+            self.in_a_row = self.in_a_row + 1 if transient_failure else 0
+
+
 def apply_changes(changes: Changes, bqn: BqnClient, *, dry_run: bool = False) -> Report:
     """Apply `changes` (or, with `dry_run`, only count them) and return the report."""
     report = Report.of(changes, dry_run=dry_run)
-    failed_policies: set[str] = set()
-    transient_in_a_row = 0
-    for op in changes.operations:
-        if dry_run:
+    if dry_run:
+        for op in changes.operations:
             report.record_success(op)
-            continue
-        policy = op.fields.get("policyRate")
-        if op.kind is not Kind.POLICY and policy in failed_policies:
-            report.record_failure(op, f"not sent: policy {policy} could not be put in place")
-            continue
-        if transient_in_a_row >= GIVE_UP_AFTER:
-            report.record_failure(op, "not attempted: the BQN kept failing")
-            continue
-        try:
-            send(bqn, op)
-            if op.kind is Kind.POLICY:
-                _check_taken(bqn, op, report)
-        except (TransientError, ApiError) as exc:
-            transient_in_a_row = transient_in_a_row + 1 if isinstance(exc, TransientError) else 0
-            log.warning("failed: %s: %s", op.describe(), exc)
-            report.record_failure(op, str(exc), transient=isinstance(exc, TransientError))
-            if op.kind is Kind.POLICY:
-                failed_policies.add(op.key)
-            continue
-        transient_in_a_row = 0
-        log.info("done: %s", op.describe())
-        report.record_success(op)
+        return report
+    breaker = Breaker(GIVE_UP_AFTER)
+    failed_policies: set[str] = set()
+    for kind, ops in phases(changes.operations):
+        ready = []
+        for op in ops:
+            policy = op.fields.get("policyRate")
+            if kind is not Kind.POLICY and policy in failed_policies:
+                report.record_failure(op, f"not sent: policy {policy} could not be put in place")
+            else:
+                ready.append(op)
+        for outcome in run_all(lambda op: attempt(bqn, op, breaker), ready, bqn.concurrency):
+            if outcome.note:
+                report.notes.append(outcome.note)
+            if outcome.error is None:
+                report.record_success(outcome.op)
+                continue
+            report.record_failure(outcome.op, outcome.error, transient=outcome.transient)
+            if kind is Kind.POLICY:
+                failed_policies.add(outcome.op.key)
     return report
 
 
-def _check_taken(bqn: BqnClient, op: Operation, report: Report) -> None:
+def phases(operations: Iterable[Operation]) -> Iterator[tuple[Kind, list[Operation]]]:
+    """Runs of operations of the same kind, in order."""
+    for kind, ops in groupby(operations, key=lambda op: op.kind):
+        yield kind, list(ops)
+
+
+def attempt(bqn: BqnClient, op: Operation, breaker: Breaker) -> Outcome:
+    """Send one operation unless the BQN is taken to be down; never raises but for
+    `ConfigError` (credentials), which stops the whole run."""
+    if breaker.tripped():
+        return Outcome(op, "not attempted: the BQN kept failing", transient=True)
+    try:
+        send(bqn, op)
+        note = _check_taken(bqn, op) if op.kind is Kind.POLICY else None
+    except (TransientError, ApiError) as exc:
+        transient = isinstance(exc, TransientError)
+        breaker.record(transient_failure=transient)
+        log.warning("failed: %s: %s", op.describe(), exc)
+        return Outcome(op, str(exc), transient=transient)
+    breaker.record(transient_failure=False)
+    log.info("done: %s", op.describe())
+    return Outcome(op, note=note)
+
+
+def _check_taken(bqn: BqnClient, op: Operation) -> str | None:
     """Read a written policy back: a static policy (configured on the BQN itself) ignores REST
     writes. Its subscribers still use it, with the rates set on the BQN; the report says so."""
     held = bqn.get_policy(op.key)
     if held is None or not covers(held.fields, op.fields):
-        report.notes.append(
+        return (
             f"policy {op.key}: the BQN kept its own settings (a static policy configured on "
             "the BQN?); WispHub's speeds were not applied to it"
         )
+    return None
 
 
 def send(bqn: BqnClient, op: Operation) -> None:

@@ -59,13 +59,13 @@ class BqnTlsAdapter(HTTPAdapter):
 class BqnClient:
     """Talks to one BQN's REST API."""
 
-    def __init__(self, settings: BqnSettings, *, pool_size: int = 4) -> None:
+    def __init__(self, settings: BqnSettings) -> None:
         self.settings = settings
         adapter = BqnTlsAdapter(
             ciphers=settings.ciphers,
             check_hostname=settings.check_hostname,
             pool_connections=1,
-            pool_maxsize=pool_size,
+            pool_maxsize=settings.concurrency,
             max_retries=http.retry_policy(settings.retries, settings.backoff),
         )
         self.session = http.make_session(adapter)
@@ -75,6 +75,11 @@ class BqnClient:
         self.verify: bool | str = settings.ca_bundle or False
         if not settings.ca_bundle:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    @property
+    def concurrency(self) -> int:
+        """How many writes may be in flight at once (the connection pool is this big)."""
+        return self.settings.concurrency
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -57,6 +57,7 @@ class WispHubSettings:
     read_timeout: float = 8.0
     retries: int = 4
     backoff: float = 0.5
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class BqnSettings:
     read_timeout: float = 20.0
     retries: int = 3
     backoff: float = 0.5
+    concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Settings:
             read_timeout=read.number("WISPHUB_TIMEOUT", WispHubSettings.read_timeout),
             retries=read.integer("WISPHUB_RETRIES", WispHubSettings.retries, 0, 10),
             backoff=read.number("WISPHUB_BACKOFF", WispHubSettings.backoff),
+            concurrency=read.integer("WISPHUB_CONCURRENCY", WispHubSettings.concurrency, 1, 16),
         )
         bqn = BqnSettings(
             url=bqn_base_url(read.required("BQN_URL", "the BQN address")),
@@ -108,6 +111,7 @@ class Settings:
             read_timeout=read.number("BQN_TIMEOUT", BqnSettings.read_timeout),
             retries=read.integer("BQN_RETRIES", BqnSettings.retries, 0, 10),
             backoff=read.number("BQN_BACKOFF", BqnSettings.backoff),
+            concurrency=read.integer("BQN_CONCURRENCY", BqnSettings.concurrency, 1, 64),
         )
         rules = MappingRules(
             subscriber_id_field=read.choice(

@@ -17,6 +17,7 @@ from requests.adapters import HTTPAdapter
 from worker import http
 from worker.desired import as_id, client_id
 from worker.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
+from worker.parallel import run_all
 from worker.plans import detail_kinds
 from worker.settings import WispHubSettings
 
@@ -35,11 +36,11 @@ Row = dict[str, Any]
 class WispHubClient:
     """Reads WispHub over one keep-alive session."""
 
-    def __init__(self, settings: WispHubSettings, *, pool_size: int = 4) -> None:
+    def __init__(self, settings: WispHubSettings) -> None:
         self.settings = settings
         adapter = HTTPAdapter(
             pool_connections=1,
-            pool_maxsize=pool_size,
+            pool_maxsize=settings.concurrency,
             max_retries=http.retry_policy(settings.retries, settings.backoff),
         )
         self.session = http.make_session(adapter)
@@ -111,25 +112,28 @@ class WispHubClient:
         )
 
     def _one_pass(self, path: str, key_of: Callable[[Row], int | None]) -> tuple[list[Row], int]:
-        """One limit/offset walk of a list: unique rows and the last `count` seen."""
+        """One limit/offset walk of a list: unique rows and the last `count` seen. The first page
+        tells `count` and the page size the server allows; the other pages are then read with up
+        to `WISPHUB_CONCURRENCY` requests in flight."""
+        first = self._page(path, {"limit": self.settings.page_size, "offset": 0})
+        count, pages = first["count"], [first["results"]]
+        step = len(first["results"])  # the server may cap `limit` below what was asked
+        if step and step < count:
+
+            def page_at(offset: int) -> dict[str, Any]:
+                return self._page(path, {"limit": step, "offset": offset})
+
+            rest = run_all(page_at, range(step, count, step), self.settings.concurrency)
+            count = rest[-1]["count"]
+            pages += [page["results"] for page in rest]
         by_id: dict[int, Row] = {}
         without_id: list[Row] = []
-        offset, count = 0, None
-        while count is None or offset < count:
-            page = self._page(path, {"limit": self.settings.page_size, "offset": offset})
-            count, results = page["count"], page["results"]
-            if not results:
-                break
-            for row in results:
-                key = key_of(row)
-                if key is None:
-                    without_id.append(row)
-                else:
-                    by_id[key] = row
-            # Advance by what came back: the server may cap `limit` below what was asked.
-            offset += len(results)
-        if count is None:
-            raise IncompletePass("WispHub answered no page")
+        for row in (row for page in pages for row in page):
+            key = key_of(row)
+            if key is None:
+                without_id.append(row)
+            else:
+                by_id[key] = row
         return [*by_id.values(), *without_id], count
 
     def _page(self, path: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.bqn import is_placeholder
 from sandbox.seed import CIDR_IPS, SENSITIVE_FIELDS
 from tests.integration.conftest import (
     API_KEY,
@@ -238,11 +239,11 @@ def test_an_unreachable_bqn_exits_1(env, run_cli):
     assert "BQN unreachable" in result.err
 
 
-def test_failed_writes_exit_1_and_are_listed(wisphub_sim, bqn_sim, run_cli):
+def test_failed_writes_exit_1_and_are_listed(wisphub_sim, bqn_sim, env, run_cli):
     wisphub_sim.state.upsert_client(row(901, "10.91.0.1", nombre="Ada"))
     wisphub_sim.state.upsert_client(row(902, "10.91.0.2", nombre="Bo"))
     bqn_sim.state.faults.update(fail_every=1, fail_status=500, writes_only=True)
-    result = run_cli("--json")
+    result = run_cli("--json", environ={**env, "BQN_CONCURRENCY": "1"})
     assert result.code == 1
     report = json.loads(result.out)
     assert report["ok"] is False
@@ -256,14 +257,26 @@ def test_failed_writes_exit_1_and_are_listed(wisphub_sim, bqn_sim, run_cli):
     assert bqn_sim.state.stats.count("POST") == 5 * (1 + 3)
 
 
+def test_with_writes_in_flight_a_failing_bqn_is_still_given_up_on(wisphub_sim, bqn_sim, run_cli):
+    wisphub_sim.load(200)
+    bqn_sim.state.faults.update(fail_every=1, fail_status=500, writes_only=True)
+    report = json.loads(run_cli("--json").out)
+    errors = [f["error"] for f in report["failures"]]
+    tried = sum(error.startswith("BQN answered 500") for error in errors)
+    # the five failures in a row, plus what was already in flight (8 at most)
+    assert 5 <= tried <= 5 + 7
+    assert len(errors) - tried > 100, "the rest was not attempted"
+    assert bqn_sim.writes() <= tried * (1 + 3)
+
+
 def test_a_failed_block_policy_holds_back_the_subscribers_that_need_it(
-    wisphub_sim, bqn_sim, run_cli
+    wisphub_sim, bqn_sim, env, run_cli
 ):
     wisphub_sim.state.upsert_client(row(903, "10.91.0.3", "Suspendido", nombre="Cy"))
     wisphub_sim.state.upsert_client(row(904, "10.91.0.4", "Activo", "Online_basico", "Di"))
-    # the block policy POST and its 3 retries fail; later writes go through
+    # the block policy POST and its 3 retries fail (one write at a time); later writes go through
     bqn_sim.state.faults.update(fail_next=4, fail_status=503, writes_only=True)
-    result = run_cli("--json")
+    result = run_cli("--json", environ={**env, "BQN_CONCURRENCY": "1"})
     report = json.loads(result.out)
     assert result.code == 1
     errors = {f["key"]: f["error"] for f in report["failures"]}
@@ -305,3 +318,15 @@ def test_an_empty_wisphub_pass_never_deletes(wisphub_sim, bqn_sim, run_cli):
     assert result.code == 1
     assert "WispHub returned no clients" in result.out
     assert managed_state(bqn_sim) == before
+
+
+def test_writes_in_flight_never_get_ahead_of_their_policies(wisphub_sim, bqn_sim, run_cli):
+    rows = wisphub_sim.load(400)
+    before = {name for name, p in bqn_sim.state.policies.items() if is_placeholder(p)}
+    bqn_sim.state.faults.update(latency_ms=5)  # keep several writes in flight at once
+    result = run_cli("--json")
+    assert result.code == 0
+    left_to_the_operator = {p["policy"] for p in json.loads(result.out)["plans_without_speeds"]}
+    made_up = {name for name, p in bqn_sim.state.policies.items() if is_placeholder(p)}
+    assert made_up - left_to_the_operator <= before, "no subscriber got ahead of its policy"
+    assert managed_state(bqn_sim) == expected_subscribers(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 import requests
@@ -120,8 +121,22 @@ def test_requests_ca_bundle_is_honoured(settings, tls, monkeypatch):
 def test_the_key_is_sent_as_api_key_and_one_connection_is_reused(wisphub_sim, settings):
     wisphub_sim.load(50)
     before = wisphub_sim.server.connections_accepted
-    client = client_with(settings, page_size=10)
+    client = client_with(settings, page_size=10, concurrency=1)
     client.list_clients()
     client.get_client(1)
     assert wisphub_sim.server.connections_accepted - before == 1
     assert isinstance(client.session, requests.Session)
+
+
+def test_pages_are_read_concurrently_over_a_bounded_pool(wisphub_sim, settings):
+    rows = wisphub_sim.load(400)
+    wisphub_sim.state.faults.update(latency_ms=50)
+    before = wisphub_sim.server.connections_accepted
+    client = client_with(settings, page_size=10, concurrency=4)
+    started = time.monotonic()
+    listed = client.list_clients()
+    took = time.monotonic() - started
+    assert sorted(r["id_servicio"] for r in listed) == sorted(r["id_servicio"] for r in rows)
+    assert wisphub_sim.server.connections_accepted - before <= 4
+    # 40 pages at 50 ms each: one at a time would take 2 s
+    print(f"40 pages in {took:.2f} s with 4 in flight")
