@@ -330,11 +330,12 @@ def _page_url(limit: int, offset: int | None) -> str:
 
 
 def _list_row(row: Row, plans: dict[int, dict[str, Any]]) -> Row:
-    shown = copy.deepcopy(row)
-    plan_ref = shown.get("plan_internet")
+    """The row as the list shows it, with its plan's current name (rendered at once, under
+    the state lock, so a shallow copy is enough)."""
+    plan_ref = row.get("plan_internet")
     if isinstance(plan_ref, dict) and plan_ref.get("id") in plans:
-        plan_ref["nombre"] = plans[plan_ref["id"]]["nombre"]
-    return shown
+        return {**row, "plan_internet": {**plan_ref, "nombre": plans[plan_ref["id"]]["nombre"]}}
+    return row
 
 
 def _detail_row(row: Row, plans: dict[int, dict[str, Any]]) -> Row:

@@ -1,0 +1,1 @@
+"""Benchmarks: each module starts what it needs and prints one table (`make bench`)."""
