@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-faults lint demo clean
+.PHONY: test test-faults lint demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 # Only the fault-injection suite (also part of `make test`).
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults
+
+# The benchmarks (bench/README.md): each prints one table; about half an hour in all.
+bench: $(STAMP)
+	$(BIN)/python -m bench.reconcile
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.ingest
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo

@@ -23,6 +23,7 @@ from worker.diff import Changes
 from worker.errors import ApiError, TransientError
 from worker.model import Action, Kind, Operation, covers
 from worker.parallel import run_all
+from worker.progress import Progress, Ticker, silent
 from worker.report import Report
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,18 @@ class Breaker:
             self.in_a_row = self.in_a_row + 1 if transient_failure else 0
 
 
-def apply_changes(changes: Changes, bqn: BqnClient, *, dry_run: bool = False) -> Report:
-    """Apply `changes` (or, with `dry_run`, only count them) and return the report."""
+def apply_changes(
+    changes: Changes, bqn: BqnClient, *, dry_run: bool = False, progress: Progress = silent
+) -> Report:
+    """Apply `changes` (or, with `dry_run`, only count them) and return the report;
+    `progress` hears of each operation done."""
     report = Report.of(changes, dry_run=dry_run)
     if dry_run:
         for op in changes.operations:
             report.record_success(op)
         return report
     breaker = Breaker(GIVE_UP_AFTER)
+    applied = Ticker(progress, "operations applied", len(changes.operations))
     failed_policies: set[str] = set()
     for kind, ops in phases(changes.operations):
         ready = []
@@ -73,9 +78,16 @@ def apply_changes(changes: Changes, bqn: BqnClient, *, dry_run: bool = False) ->
             policy = op.fields.get("policyRate")
             if kind is not Kind.POLICY and policy in failed_policies:
                 report.record_failure(op, f"not sent: policy {policy} could not be put in place")
+                applied.tick()
             else:
                 ready.append(op)
-        for outcome in run_all(lambda op: attempt(bqn, op, breaker), ready, bqn.concurrency):
+
+        def work(op: Operation) -> Outcome:
+            outcome = attempt(bqn, op, breaker)
+            applied.tick()
+            return outcome
+
+        for outcome in run_all(work, ready, bqn.concurrency):
             if outcome.note:
                 report.notes.append(outcome.note)
             if outcome.error is None:

@@ -22,6 +22,7 @@ from worker.bqn import BqnClient
 from worker.engine import full_sync, read_plans, sync_client
 from worker.errors import ConfigError, SyncError
 from worker.overrides import load_overrides
+from worker.progress import Progress, TerminalProgress, silent
 from worker.report import Report
 from worker.settings import ServiceSettings, Settings, redacted
 from worker.wisphub import WispHubClient
@@ -111,7 +112,18 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.show_config:
             show_config(settings, environ)
             return EXIT_OK
-        report = run(settings, client=args.client, dry_run=args.dry_run, force=args.force)
+        display = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+        try:
+            report = run(
+                settings,
+                client=args.client,
+                dry_run=args.dry_run,
+                force=args.force,
+                progress=display or silent,
+            )
+        finally:
+            if display is not None:
+                display.close()
     except ConfigError as exc:
         print(f"wisphub-bqn-sync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -133,7 +145,14 @@ def show_config(settings: Settings, env: Mapping[str, str]) -> None:
     sys.stdout.write("\n")
 
 
-def run(settings: Settings, *, client: int | None, dry_run: bool, force: bool = False) -> Report:
+def run(
+    settings: Settings,
+    *,
+    client: int | None,
+    dry_run: bool,
+    force: bool = False,
+    progress: Progress = silent,
+) -> Report:
     """One full sync (or one client's) with fresh API clients."""
     overrides = load_overrides(settings.plan_speeds_file)
     wisphub = WispHubClient(settings.wisphub)
@@ -145,7 +164,14 @@ def run(settings: Settings, *, client: int | None, dry_run: bool, force: bool = 
             outcome = sync_client(client, wisphub, bqn, settings.rules, by_id.get, dry_run=dry_run)
             return outcome.report
         outcome = full_sync(
-            wisphub, bqn, settings.rules, plans, guard=settings.guard, force=force, dry_run=dry_run
+            wisphub,
+            bqn,
+            settings.rules,
+            plans,
+            guard=settings.guard,
+            force=force,
+            dry_run=dry_run,
+            progress=progress,
         )
         return outcome.report
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from worker.apply import apply_changes
@@ -12,8 +12,11 @@ from worker.bqn import BqnClient
 from worker.desired import Desired, Entries, Row, as_id, desired_state, is_own_group, map_client
 from worker.diff import RULES, Changes, diff_policies, plan_client, plan_full
 from worker.guard import guard_deletions
-from worker.model import Footprint, Skip
+from worker.model import Footprint, Group, Kind, Policy, Skip, Subscriber
+from worker.parallel import run_all
 from worker.plans import Plan, Speeds, plan_from_wisphub, wanted_policies, with_overrides
+from worker.policy_cache import PolicyCache
+from worker.progress import Progress, silent
 from worker.report import Report
 from worker.settings import GuardLimits, MappingRules
 from worker.wisphub import WispHubClient
@@ -73,15 +76,17 @@ def full_sync(
     last_pass: int | None = None,
     force: bool = False,
     dry_run: bool = False,
+    progress: Progress = silent,
 ) -> FullSync:
     """Bring the whole BQN in line with a complete WispHub pass.
 
     The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
     nothing is written); then the BQN is read once and the plan applied, policies first. The
     deletion guard may hold deletions back (see `worker.guard`); `last_pass` is the size of
-    the last complete pass, when the caller knows it.
+    the last complete pass, when the caller knows it. `progress` hears how the WispHub pass
+    and the operations advance.
     """
-    rows = wisphub.list_clients()
+    rows = wisphub.list_clients(progress)
     desired = desired_state(rows, rules)
     subscribers, groups = bqn.list_subscribers(), bqn.list_groups()
     changes = plan_full(
@@ -95,7 +100,7 @@ def full_sync(
     if tripped:
         log.warning("deletion guard: %s", tripped)
     log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
-    report = apply_changes(changes, bqn, dry_run=dry_run)
+    report = apply_changes(changes, bqn, dry_run=dry_run, progress=progress)
     report.guard = tripped
     report.plans_without_speeds = plans_without_speeds(plans)
     return FullSync(report, desired, list(plans))
@@ -130,6 +135,7 @@ def sync_client(
     *,
     previous: Footprint | None = None,
     owners: OwnerLookup | None = None,
+    policies: PolicyCache | None = None,
     dry_run: bool = False,
 ) -> ClientSync:
     """Bring one client in line: re-read it from WispHub and touch only its BQN entries.
@@ -137,28 +143,36 @@ def sync_client(
     `previous` is what was last applied for this client, when the caller remembers it, so an
     IP change or a removal also clears the old entries. `owners` tells which other client
     holds an IP this one wants; those clients are re-read too, and the latest change wins the
-    IP, as in a full sync. The policy the client needs is put in place first.
+    IP, as in a full sync. The policy the client needs is put in place first; with a
+    `policies` cache, a policy seen or written lately is not read again.
     """
-    row = wisphub.get_client(id_servicio)
+    # the client, and what the BQN holds where it was last applied, are read at once
+    known = Held()
+    row, _ = run_all(
+        lambda read: read(),
+        [lambda: wisphub.get_client(id_servicio), lambda: known.read(bqn, previous=previous)],
+        2,
+    )
     mapped = map_client(row, rules) if row is not None else None
     entries = mapped if isinstance(mapped, Entries) else Entries()
     rivals = _rivals(id_servicio, entries, wisphub, owners)
-    ips = {sub.ip for sub in entries.subscribers} | set(previous.ips if previous else ())
-    groups = {entries.group.name} if entries.group else set()
-    groups |= {previous.group} if previous and previous.group else set()
     used = {sub.policy_rate for sub in entries.subscribers}
     used |= {entries.group.policy_rate} if entries.group else set()
+    cached = {name: policy for name in used if policies and (policy := policies.get(name))}
+    known.read(bqn, entries=entries, policies=used - cached.keys())
     changes = plan_client(
         row,
-        _present(map(bqn.get_subscriber, sorted(ips))),
+        _present(known.subscribers.values()),
         rules,
-        held_groups=_present(map(bqn.get_group, sorted(groups))),
+        held_groups=_present(known.groups.values()),
         previous=previous,
         wanted_policies=wanted_policies(_client_plans(row, plan_of), rules),
-        actual_policies=_present(map(bqn.get_policy, sorted(used))),
+        actual_policies=[*_present(known.policies.values()), *cached.values()],
         rivals=rivals,
     )
     report = apply_changes(changes, bqn, dry_run=dry_run)
+    if policies is not None and not dry_run:
+        _remember_policies(policies, known.policies.values(), changes, report)
     unknowable = isinstance(mapped, Skip) and bool(mapped.kept)
     if dry_run or not report.ok or unknowable:
         return ClientSync(report, previous, row)
@@ -167,6 +181,57 @@ def sync_client(
         kept = tuple(sub for sub in entries.subscribers if won[sub.ip].id_servicio == id_servicio)
         entries = Entries(kept, entries.group)
     return ClientSync(report, footprint(entries), row)
+
+
+@dataclass
+class Held:
+    """What the BQN holds at the keys a client job looks at (`None`: nothing there)."""
+
+    subscribers: dict[str, Subscriber | None] = field(default_factory=dict)
+    groups: dict[str, Group | None] = field(default_factory=dict)
+    policies: dict[str, Policy | None] = field(default_factory=dict)
+
+    def read(
+        self,
+        bqn: BqnClient,
+        *,
+        previous: Footprint | None = None,
+        entries: Entries | None = None,
+        policies: Iterable[str] = (),
+    ) -> None:
+        """Read, all at once, the keys of `previous` and `entries` and the `policies` not
+        read yet."""
+        ips = set(previous.ips) if previous else set()
+        groups = {previous.group} if previous and previous.group else set()
+        if entries is not None:
+            ips |= {sub.ip for sub in entries.subscribers}
+            groups |= {entries.group.name} if entries.group else set()
+        reads = [
+            *(
+                (self.subscribers, ip, bqn.get_subscriber)
+                for ip in sorted(ips - self.subscribers.keys())
+            ),
+            *((self.groups, name, bqn.get_group) for name in sorted(groups - self.groups.keys())),
+            *(
+                (self.policies, name, bqn.get_policy)
+                for name in sorted(set(policies) - self.policies.keys())
+            ),
+        ]
+        found = run_all(lambda read: read[2](read[1]), reads, bqn.concurrency)
+        for (into, key, _), value in zip(reads, found, strict=True):
+            into[key] = value
+
+
+def _remember_policies(
+    cache: PolicyCache, read: Iterable[Policy | None], changes: Changes, report: Report
+) -> None:
+    """Keep the policies read, and those written (as written), for the next jobs."""
+    for policy in _present(read):
+        cache.put(policy)
+    failed = {failure.operation.key for failure in report.failures}
+    for op in changes.operations:
+        if op.kind is Kind.POLICY and op.key not in failed:
+            cache.put(Policy(op.key, dict(op.fields)))
 
 
 def _rivals(

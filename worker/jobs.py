@@ -33,6 +33,7 @@ from worker.guard import hold_vanished
 from worker.model import Footprint, Subscriber
 from worker.overrides import load_overrides
 from worker.plans import Plan
+from worker.policy_cache import PolicyCache
 from worker.report import Report
 from worker.settings import GuardLimits, MappingRules, ServiceSettings, Settings
 from worker.wisphub import WispHubClient
@@ -58,6 +59,7 @@ class Runtime:
     bqn: BqnClient
     plan_speeds_file: str | None
     guard: GuardLimits
+    policies: PolicyCache
 
 
 @cache
@@ -71,6 +73,7 @@ def runtime() -> Runtime:
         bqn=BqnClient(settings.bqn),
         plan_speeds_file=settings.plan_speeds_file,
         guard=settings.guard,
+        policies=PolicyCache(),
     )
 
 
@@ -114,6 +117,7 @@ def sync_client(job: Job, id_servicio: int) -> Outcome:
             plan_lookup(redis, rt),
             previous=previous,
             owners=lambda ips: store.ip_owners(redis, ips),
+            policies=rt.policies,
         )
         store.remember(redis, id_servicio, outcome.current)
         store.note_touched(redis, id_servicio)

@@ -19,6 +19,7 @@ from worker.desired import as_id, client_id
 from worker.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
 from worker.parallel import run_all
 from worker.plans import detail_kinds
+from worker.progress import Progress, Ticker, silent
 from worker.settings import WispHubSettings
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,10 @@ class WispHubClient:
         """Release pooled connections."""
         self.session.close()
 
-    def list_clients(self) -> list[Row]:
-        """Every client row, deduplicated by `id_servicio`; raises unless the pass is complete."""
-        return self._complete_list(CLIENTS_PATH, client_id, "clients")
+    def list_clients(self, progress: Progress = silent) -> list[Row]:
+        """Every client row, deduplicated by `id_servicio`; raises unless the pass is complete.
+        `progress` hears of the rows read as pages arrive."""
+        return self._complete_list(CLIENTS_PATH, client_id, "clients", progress)
 
     def list_plans(self) -> list[Row]:
         """Every internet plan (`id`, `nombre`, `tipo`); raises unless the pass is complete."""
@@ -91,10 +93,14 @@ class WispHubClient:
         return None
 
     def _complete_list(
-        self, path: str, key_of: Callable[[Row], int | None], what: str
+        self,
+        path: str,
+        key_of: Callable[[Row], int | None],
+        what: str,
+        progress: Progress = silent,
     ) -> list[Row]:
         for attempt in range(1, PASS_ATTEMPTS + 1):
-            rows, count = self._one_pass(path, key_of)
+            rows, count = self._one_pass(path, key_of, progress)
             if len(rows) == count:
                 log.info("WispHub pass complete: %d %s", count, what)
                 return rows
@@ -111,17 +117,23 @@ class WispHubClient:
             f"({len(rows)} unique {what}, count {count}); nothing was changed"
         )
 
-    def _one_pass(self, path: str, key_of: Callable[[Row], int | None]) -> tuple[list[Row], int]:
+    def _one_pass(
+        self, path: str, key_of: Callable[[Row], int | None], progress: Progress = silent
+    ) -> tuple[list[Row], int]:
         """One limit/offset walk of a list: unique rows and the last `count` seen. The first page
         tells `count` and the page size the server allows; the other pages are then read with up
         to `WISPHUB_CONCURRENCY` requests in flight."""
         first = self._page(path, {"limit": self.settings.page_size, "offset": 0})
         count, pages = first["count"], [first["results"]]
         step = len(first["results"])  # the server may cap `limit` below what was asked
+        read = Ticker(progress, "clients read", count)
+        read.tick(step)
         if step and step < count:
 
             def page_at(offset: int) -> dict[str, Any]:
-                return self._page(path, {"limit": step, "offset": offset})
+                page = self._page(path, {"limit": step, "offset": offset})
+                read.tick(len(page["results"]))
+                return page
 
             rest = run_all(page_at, range(step, count, step), self.settings.concurrency)
             count = rest[-1]["count"]

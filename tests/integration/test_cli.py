@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,37 @@ def test_the_console_script_takes_the_original_command_line(wisphub_sim, bqn_sim
     assert result.returncode == 0, result.stderr
     assert "clients read" in result.stdout
     assert managed_state(bqn_sim) == expected_subscribers(rows)
+
+
+def test_a_terminal_sees_progress_and_a_pipe_does_not(wisphub_sim, bqn_sim, env):
+    wisphub_sim.load(1500)
+    script = Path(sys.executable).with_name("wisphub-bqn-sync")
+    environ = {**env, "WISPHUB_PAGE_SIZE": "100", "PATH": os.environ.get("PATH", "")}
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(
+        [str(script)], env=environ, stdout=subprocess.PIPE, stderr=terminal
+    ) as child:
+        os.close(terminal)
+        shown = b""
+        while chunk := _read_some(controller):
+            shown += chunk
+        assert child.wait(timeout=60) == 0
+    os.close(controller)
+    text = shown.decode()
+    assert "clients read: 1,500/1,500" in text
+    assert "operations applied: " in text
+    assert "/s" in text
+    piped = subprocess.run(
+        [str(script)], env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "operations applied" not in piped.stderr + piped.stdout
+
+
+def _read_some(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the child closed the terminal
+        return b""
 
 
 @pytest.mark.parametrize(
