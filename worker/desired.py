@@ -60,6 +60,15 @@ def block_policy(rules: MappingRules) -> Policy:
     )
 
 
+# The fields of a WispHub row the sync reads; a list pass keeps only these (rows carry ~54).
+ROW_FIELDS = ("id_servicio", "ip", "estado", "plan_internet", "ultimo_cambio", "nombre", "usuario")
+
+
+def slim(row: Row) -> Row:
+    """`row` with only the fields the sync reads."""
+    return {name: row[name] for name in ROW_FIELDS if name in row}
+
+
 def client_id(row: Row) -> int | None:
     """A row's `id_servicio` as an int, or `None` when it has none."""
     return as_id(row.get("id_servicio"))

@@ -15,7 +15,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from worker import http
-from worker.desired import as_id, client_id
+from worker.desired import as_id, client_id, slim
 from worker.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
 from worker.parallel import run_all
 from worker.plans import detail_kinds
@@ -56,9 +56,10 @@ class WispHubClient:
         self.session.close()
 
     def list_clients(self, progress: Progress = silent) -> list[Row]:
-        """Every client row, deduplicated by `id_servicio`; raises unless the pass is complete.
-        `progress` hears of the rows read as pages arrive."""
-        return self._complete_list(CLIENTS_PATH, client_id, "clients", progress)
+        """Every client row, deduplicated by `id_servicio`, with only the fields the sync reads
+        (`ROW_FIELDS`: memory stays small at 100,000 clients); raises unless the pass is
+        complete. `progress` hears of the rows read as pages arrive."""
+        return self._complete_list(CLIENTS_PATH, client_id, "clients", progress, slim)
 
     def list_plans(self) -> list[Row]:
         """Every internet plan (`id`, `nombre`, `tipo`); raises unless the pass is complete."""
@@ -98,9 +99,10 @@ class WispHubClient:
         key_of: Callable[[Row], int | None],
         what: str,
         progress: Progress = silent,
+        keep: Callable[[Row], Row] = dict,
     ) -> list[Row]:
         for attempt in range(1, PASS_ATTEMPTS + 1):
-            rows, count = self._one_pass(path, key_of, progress)
+            rows, count = self._one_pass(path, key_of, progress, keep)
             if len(rows) == count:
                 log.info("WispHub pass complete: %d %s", count, what)
                 return rows
@@ -118,13 +120,17 @@ class WispHubClient:
         )
 
     def _one_pass(
-        self, path: str, key_of: Callable[[Row], int | None], progress: Progress = silent
+        self,
+        path: str,
+        key_of: Callable[[Row], int | None],
+        progress: Progress = silent,
+        keep: Callable[[Row], Row] = dict,
     ) -> tuple[list[Row], int]:
         """One limit/offset walk of a list: unique rows and the last `count` seen. The first page
         tells `count` and the page size the server allows; the other pages are then read with up
         to `WISPHUB_CONCURRENCY` requests in flight."""
         first = self._page(path, {"limit": self.settings.page_size, "offset": 0})
-        count, pages = first["count"], [first["results"]]
+        count, pages = first["count"], [_kept(first["results"], keep)]
         step = len(first["results"])  # the server may cap `limit` below what was asked
         read = Ticker(progress, "clients read", count)
         read.tick(step)
@@ -133,7 +139,7 @@ class WispHubClient:
             def page_at(offset: int) -> dict[str, Any]:
                 page = self._page(path, {"limit": step, "offset": offset})
                 read.tick(len(page["results"]))
-                return page
+                return {"count": page["count"], "results": _kept(page["results"], keep)}
 
             rest = run_all(page_at, range(step, count, step), self.settings.concurrency)
             count = rest[-1]["count"]
@@ -177,6 +183,11 @@ class WispHubClient:
             verify=self.verify,
             auth_hint=AUTH_HINT,
         )
+
+
+def _kept(rows: list[Any], keep: Callable[[Row], Row]) -> list[Any]:
+    """Each row as `keep` makes it (anything that is not a row, as it is)."""
+    return [keep(row) if isinstance(row, dict) else row for row in rows]
 
 
 def _plan_id(row: Row) -> int | None:
