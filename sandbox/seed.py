@@ -61,11 +61,11 @@ _PLANS = (
 
 # (router id, router name, zona id, zona name, client address pool, weight)
 _SITES = (
-    (63679, "LA ESTRELLA", 63850, "LA ESTRELLA", "172.16.0.0/18", 30),
-    (63702, "Nodo Centro", 63811, "Centro", "10.10.0.0/18", 25),
-    (64011, "Torre San José", 64102, "San José", "100.64.0.0/18", 20),
-    (64188, "OLT Fibra Norte", 64210, "Norte", "10.20.0.0/18", 15),
-    (64203, "Sectorial Los Pinos", 64230, "Los Pinos", "192.168.0.0/18", 10),
+    (63679, "LA ESTRELLA", 63850, "LA ESTRELLA", "172.16.0.0/16", 30),
+    (63702, "Nodo Centro", 63811, "Centro", "10.10.0.0/16", 25),
+    (64011, "Torre San José", 64102, "San José", "100.64.0.0/16", 20),
+    (64188, "OLT Fibra Norte", 64210, "Norte", "10.20.0.0/16", 15),
+    (64203, "Sectorial Los Pinos", 64230, "Los Pinos", "192.168.0.0/16", 10),
 )
 _BROKEN_ROUTER = 64011  # shows `falla_general` like a site with an outage
 
