@@ -4,7 +4,6 @@ running a command while measuring its wall time and peak memory, and printing a 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from typing import Any
 
 import requests
 
-from sandbox.demo import procfile
+from sandbox.processes import Processes
 from sandbox.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,50 +184,18 @@ def redis_server() -> Iterator[str]:
 @contextmanager
 def service(env: dict[str, str], *, workers: int, web_workers: int = 2) -> Iterator[str]:
     """The Procfile's web process and `workers` worker processes; yields the web URL."""
-    commands = procfile()
-    port = free_port()
-    bin_dir = str(Path(PYTHON).parent)
-    full = {
-        **env,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(web_workers),
-        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
-        "POLL_INTERVAL": "0",
-        "PLAN_REFRESH_INTERVAL": "0",
-        "RECONCILE_ON_START": "0",
-    }
-    names = ["web"] + ["worker"] * workers
-    children = [
-        subprocess.Popen(
-            ["bash", "-c", f"exec {commands[name]}"],
-            cwd=ROOT,
-            env=full,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for name in names
-    ]
-    url = f"http://127.0.0.1:{port}"
-    probe = f"{url}/readyz" if workers else f"{url}/healthz"  # ready means a worker is up
+    quiet = {"POLL_INTERVAL": "0", "PLAN_REFRESH_INTERVAL": "0", "RECONCILE_ON_START": "0"}
+    processes = Processes({**env, **quiet}, ["web"] + ["worker"] * workers, web_workers=web_workers)
+    probe = "/readyz" if workers else "/healthz"  # ready means a worker is up too
     try:
         deadline = time.monotonic() + START_SECONDS
-        while True:
-            try:
-                if requests.get(probe, timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or any(c.poll() is not None for c in children):
+        while not processes.ready(probe):
+            if time.monotonic() > deadline:
                 raise RuntimeError("the service did not start")
             time.sleep(0.2)
-        yield url
+        yield processes.url
     finally:
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in children:
-            child.wait(timeout=30)
+        processes.stop()
 
 
 def percentile(values: Sequence[float], share: float) -> float:

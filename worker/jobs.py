@@ -41,7 +41,7 @@ from worker.wisphub import WispHubClient
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
-Outcome = dict[str, Any] | Retry
+JobResult = dict[str, Any] | Retry
 
 
 class OperationsFailed(SyncError):
@@ -77,13 +77,13 @@ def runtime() -> Runtime:
     )
 
 
-def rq_job(func: Callable[Concatenate[Job, P], Outcome]) -> Callable[P, Outcome]:
+def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobResult]:
     """Run `func(job, ...)` as an RQ job: count the attempt, turn a transient error into a
     retry later, and make a permanent one fail at once (the RQ retries queued with the job are
     kept for a worker that dies mid-job)."""
 
     @wraps(func)
-    def run(*args: P.args, **kwargs: P.kwargs) -> Outcome:
+    def run(*args: P.args, **kwargs: P.kwargs) -> JobResult:
         job = _current_job()
         job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
         job.save_meta()
@@ -99,7 +99,7 @@ def rq_job(func: Callable[Concatenate[Job, P], Outcome]) -> Callable[P, Outcome]
 
 
 @rq_job
-def sync_client(job: Job, id_servicio: int) -> Outcome:
+def sync_client(job: Job, id_servicio: int) -> JobResult:
     """Re-read one client from WispHub and bring its BQN entries in line."""
     redis = job.connection
     _release_claim(redis, id_servicio, job.id)
@@ -119,7 +119,7 @@ def sync_client(job: Job, id_servicio: int) -> Outcome:
             owners=lambda ips: store.ip_owners(redis, ips),
             policies=rt.policies,
         )
-        store.remember(redis, id_servicio, outcome.current)
+        store.remember(redis, id_servicio, outcome.current, before=previous)
         store.note_touched(redis, id_servicio)
         if outcome.report.ok:
             seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
@@ -130,7 +130,7 @@ def sync_client(job: Job, id_servicio: int) -> Outcome:
 
 
 @rq_job
-def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> Outcome:
+def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult:
     """The full sync: every client from a complete WispHub pass against the whole BQN.
 
     `force` lets through the deletions the guard would hold back.
@@ -169,7 +169,7 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> Outcome:
 
 
 @rq_job
-def sync_plans(job: Job) -> Outcome:
+def sync_plans(job: Job) -> JobResult:
     """Read the plan catalogue again and put every plan's rate policy in place on the BQN."""
     rt = runtime()
     plans = current_plans(job.connection, rt, refresh=True)
@@ -211,7 +211,7 @@ def plan_lookup(redis: Redis, rt: Runtime) -> engine.PlanLookup:
 
 
 @rq_job
-def poll_changes(job: Job) -> Outcome:
+def poll_changes(job: Job) -> JobResult:
     """Read the whole client list and queue a sync for every client that changed.
 
     The first pass only records the snapshot; a failed or partial pass changes nothing. Polls
@@ -287,7 +287,7 @@ def _retry(job: Job, error: str) -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
-def _finish(job: Job, report: Report) -> Outcome:
+def _finish(job: Job, report: Report) -> JobResult:
     """The job's result; a retry when some operation failed transiently; an error when some
     were refused for good."""
     data = report.to_dict()

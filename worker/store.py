@@ -76,9 +76,11 @@ def last_applied(redis: Redis, id_servicio: int) -> Footprint | None:
     return None if raw is None else _decode(raw)
 
 
-def remember(redis: Redis, id_servicio: int, applied: Footprint | None) -> None:
-    """Record (or, with `None`, forget) what was applied for a client, and own its IPs."""
-    before = last_applied(redis, id_servicio)
+def remember(
+    redis: Redis, id_servicio: int, applied: Footprint | None, *, before: Footprint | None
+) -> None:
+    """Record (or, with `None`, forget) what was applied for a client, and own its IPs;
+    `before` is what was recorded until now (the IPs the client may release)."""
     released = set(before.ips if before else ()) - set(applied.ips if applied else ())
     owners = ip_owners(redis, sorted(released))
     with redis.pipeline(transaction=True) as pipe:
