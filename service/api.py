@@ -10,17 +10,17 @@ from service.auth import require_api_token
 from service.context import context
 from service.errors import error_response
 from service.payloads import MAX_IDS, PayloadError, parse_id, parse_job_id
-from worker import engine, store
+from worker import engine, history, runs, store
 from worker.bqn import BqnClient
 from worker.errors import ConfigError, SyncError, TransientError
 from worker.overrides import load_overrides
 from worker.plans import Plan, policy_state
 from worker.queueing import (
     describe,
-    enqueue_client_sync,
     enqueue_plan_sync,
     enqueue_reconcile,
     failures,
+    request_syncs,
     requeue_failures,
 )
 from worker.wisphub import WispHubClient
@@ -36,8 +36,31 @@ def _authenticate() -> None:
 @blueprint.post("/clients/<raw_id>/sync")
 def sync_client(raw_id: str) -> tuple[Response, int]:
     """Queue a resync of one client (coalesced with a waiting one)."""
-    queued = enqueue_client_sync(context().queue, parse_id(raw_id))
+    ctx = context()
+    [queued] = request_syncs(ctx.queue, [parse_id(raw_id)], "api", ctx.service.history)
     return jsonify({"job_id": queued.job_id, "coalesced": queued.coalesced}), 202
+
+
+@blueprint.get("/clients/<raw_id>/history")
+def client_history(raw_id: str) -> Response:
+    """What the service did for a client, newest first (`?limit=`, default 50), and what it
+    last applied on the BQN."""
+    id_servicio = parse_id(raw_id)
+    redis = context().redis
+    applied = store.last_applied(redis, id_servicio)
+    return jsonify(
+        {
+            "id_servicio": id_servicio,
+            "applied": None if applied is None else applied.to_dict(),
+            "events": history.read(redis, id_servicio, _limit(50, 1000)),
+        }
+    )
+
+
+@blueprint.get("/reconciles")
+def reconciles() -> Response:
+    """The last full reconciles, newest first (`?limit=`, default 10)."""
+    return jsonify({"reconciles": runs.reconciles(context().redis, _limit(10, 1000))})
 
 
 @blueprint.get("/clients/<raw_id>/plan")
@@ -112,10 +135,7 @@ def reconcile() -> tuple[Response, int]:
 @blueprint.get("/failures")
 def list_failures() -> Response:
     """Failed jobs, newest first (`?limit=`, default 100): client, error, attempts, last try."""
-    limit = request.args.get("limit", "100")
-    if not limit.isdecimal() or not 1 <= int(limit) <= 1000:
-        raise PayloadError("limit must be a whole number from 1 to 1000")
-    count, views = failures(context().queue, int(limit))
+    count, views = failures(context().queue, _limit(100, 1000))
     return jsonify({"count": count, "failures": views})
 
 
@@ -129,7 +149,8 @@ def requeue() -> tuple[Response, int]:
         if len(job_ids) > MAX_IDS:
             raise PayloadError(f"at most {MAX_IDS} job ids per request")
         job_ids = [parse_job_id(job_id) for job_id in job_ids]
-    queued, missing = requeue_failures(context().queue, job_ids)
+    ctx = context()
+    queued, missing = requeue_failures(ctx.queue, job_ids, ctx.service.history)
     return jsonify({"requeued": queued, "not_failed": missing}), 202
 
 
@@ -157,6 +178,14 @@ def _upstream_error(exc: SyncError) -> Response:
     if isinstance(exc, ConfigError):
         return error_response(502, "upstream_misconfigured", str(exc))
     return error_response(502, "upstream_error", str(exc))
+
+
+def _limit(default: int, most: int) -> int:
+    """The `?limit=` query parameter, checked."""
+    raw = request.args.get("limit", str(default))
+    if not raw.isdecimal() or not 1 <= int(raw) <= most:
+        raise PayloadError(f"limit must be a whole number from 1 to {most}")
+    return int(raw)
 
 
 def _rounded(seconds: float | None) -> int | None:

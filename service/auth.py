@@ -39,7 +39,7 @@ def require_webhook_secret(secret: str | None) -> None:
             return
         raise _unauthorized("the X-Signature-256 signature does not match the body")
     offered = [request.headers.get(TOKEN_HEADER), _bearer(), request.args.get("token")]
-    if any(token is not None and _same(token, secret) for token in offered):
+    if any(token is not None and same(token, secret) for token in offered):
         return
     raise _unauthorized(
         "missing or wrong webhook secret (X-Webhook-Token, Authorization: Bearer, ?token= "
@@ -52,8 +52,16 @@ def require_api_token(token: str | None) -> None:
     if token is None:
         return
     given = _bearer()
-    if given is None or not _same(given, token):
+    if given is None or not same(given, token):
         raise _unauthorized("missing or wrong API token (Authorization: Bearer <API_TOKEN>)")
+
+
+def offered_api_token() -> str | None:
+    """The token a browser or a script offers: a Bearer token, or a basic-auth password."""
+    basic = request.authorization
+    if basic is not None and basic.type == "basic":
+        return basic.password or None
+    return _bearer()
 
 
 def _check_fresh(stamp: str) -> None:
@@ -75,10 +83,11 @@ def _signed(header: str, secret: str, body: bytes) -> bool:
     if algorithm.lower() != "sha256" or not given:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return _same(given.lower(), expected)
+    return same(given.lower(), expected)
 
 
-def _same(given: str, expected: str) -> bool:
+def same(given: str, expected: str) -> bool:
+    """Whether two secrets are equal, compared in constant time."""
     return hmac.compare_digest(given.encode(), expected.encode())
 
 

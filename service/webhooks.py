@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from service.auth import require_webhook_secret
 from service.context import context
 from service.payloads import FIELD, PayloadError, client_ids
-from worker.queueing import enqueue_client_sync
+from worker.queueing import request_syncs
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -22,7 +22,8 @@ def notify() -> tuple[Response, int]:
     ctx = context()
     require_webhook_secret(ctx.service.webhook_secret)
     ids = client_ids(_json_body(), request.form.getlist(FIELD), request.args.getlist(FIELD))
-    queued = [(key, enqueue_client_sync(ctx.queue, key)) for key in ids]
+    jobs = request_syncs(ctx.queue, ids, "webhook", ctx.service.history)
+    queued = list(zip(ids, jobs, strict=True))
     return jsonify(
         {
             "accepted": len(queued),

@@ -35,6 +35,7 @@ AUTH_HINT = (
 SUBSCRIBERS = "/subscribers"
 POLICIES = "/policies/rate"
 GROUPS = "/subscriberGroups"
+COLLECTIONS = (SUBSCRIBERS, POLICIES, GROUPS)
 
 
 class BqnTlsAdapter(HTTPAdapter):
@@ -203,6 +204,7 @@ class BqnClient:
             timeout=(self.settings.connect_timeout, self.settings.read_timeout),
             verify=self.verify,
             auth_hint=AUTH_HINT,
+            operation=http.operation(method, path, COLLECTIONS),
             **kwargs,
         )
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from worker import logs
 from worker.bqn import BqnClient
 from worker.engine import full_sync, read_plans, sync_client
 from worker.errors import ConfigError, SyncError
@@ -105,9 +106,9 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    environ = os.environ if env is None else env
     try:
-        environ = os.environ if env is None else env
+        configure_logging(args.verbose, environ)
         settings = settings_from(args, environ)
         if args.show_config:
             show_config(settings, environ)
@@ -209,18 +210,11 @@ def print_report(report: Report, out: TextIO) -> None:
     print(report.summary(), file=out)
 
 
-def configure_logging(verbosity: int) -> None:
-    """Warnings by default, `-v` info, `-vv` debug (every request), on standard error."""
+def configure_logging(verbosity: int, env: Mapping[str, str]) -> None:
+    """Warnings by default, `-v` info, `-vv` debug (every request), on standard error, as
+    text or as JSON (`LOG_FORMAT`)."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-    # urllib3 logs connection details and retries at debug level; keep it to warnings.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logs.configure(level, logs.format_from(env))
 
 
 def _positive_int(text: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import requests
@@ -17,6 +18,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from worker.errors import ApiError, ConfigError, TransientError
+from worker.metrics import TALLY
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,16 @@ def make_session(adapter: HTTPAdapter) -> requests.Session:
     return session
 
 
+def operation(method: str, path: str, collections: Iterable[str]) -> str:
+    """A request's name for metrics: its method and collection, with `{key}` for one item
+    (`GET subscribers/{key}`), so that ids and names do not become label values."""
+    for collection in collections:
+        if path.startswith(collection):
+            item = path[len(collection) :].strip("/")
+            return f"{method} {collection.strip('/')}{'/{key}' if item else ''}"
+    return f"{method} other"
+
+
 def send(
     session: requests.Session,
     service: str,
@@ -62,6 +74,7 @@ def send(
     timeout: tuple[float, float],
     verify: bool | str,
     auth_hint: str,
+    operation: str,
     **kwargs: Any,
 ) -> requests.Response:
     """Send one request; return the response if it is a success or a 404, else raise.
@@ -70,16 +83,23 @@ def send(
     session-level setting. 401/403 raise `ConfigError` with `auth_hint`; 5xx and 429 (after
     retries) and network failures raise `TransientError`; other 4xx raise `ApiError`. The log
     line carries the method, path, status and time only: never headers, bodies or secrets.
+    Each request is counted and timed under `operation` (see `worker.metrics`).
     """
     started = time.monotonic()
+    status = "error"
     try:
         response = session.request(method, url, timeout=timeout, verify=verify, **kwargs)
+        status = str(response.status_code)
     except requests.exceptions.SSLError as exc:
         raise ConfigError(f"{service}: TLS failed: {failure_reason(exc)}") from exc
     except requests.exceptions.InvalidURL as exc:
         raise ConfigError(f"{service}: invalid URL: {exc}") from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError(f"{service} unreachable: {failure_reason(exc)}") from exc
+    finally:
+        labels = {"service": service.lower(), "operation": operation}
+        TALLY.count("upstream_requests", **labels, status=status)
+        TALLY.observe("upstream_request_duration_seconds", time.monotonic() - started, **labels)
     elapsed_ms = (time.monotonic() - started) * 1000
     log.debug(
         "%s %s %s -> %d in %.0f ms",
@@ -89,13 +109,13 @@ def send(
         response.status_code,
         elapsed_ms,
     )
-    status = response.status_code
-    if status in (401, 403):
-        raise ConfigError(f"{service} answered {status}: {auth_hint}")
-    if status in TRANSIENT_STATUSES:
-        raise TransientError(f"{service} answered {status}: {excerpt(response)}")
-    if status >= 400 and status != 404:
-        raise ApiError(f"{service} answered {status} to {method}: {excerpt(response)}")
+    code = response.status_code
+    if code in (401, 403):
+        raise ConfigError(f"{service} answered {code}: {auth_hint}")
+    if code in TRANSIENT_STATUSES:
+        raise TransientError(f"{service} answered {code}: {excerpt(response)}")
+    if code >= 400 and code != 404:
+        raise ApiError(f"{service} answered {code} to {method}: {excerpt(response)}")
     return response
 
 

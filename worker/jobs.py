@@ -24,12 +24,13 @@ from redis import Redis, WatchError
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
-from worker import engine, queueing, store
+from worker import engine, history, queueing, runs, store
 from worker.bqn import BqnClient
 from worker.changes import changed_clients, fingerprint, fingerprints
 from worker.desired import Desired, Entries
 from worker.errors import SyncError, TransientError
 from worker.guard import hold_vanished
+from worker.metrics import TALLY
 from worker.model import Footprint, Subscriber
 from worker.overrides import load_overrides
 from worker.plans import Plan
@@ -80,20 +81,40 @@ def runtime() -> Runtime:
 def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobResult]:
     """Run `func(job, ...)` as an RQ job: count the attempt, turn a transient error into a
     retry later, and make a permanent one fail at once (the RQ retries queued with the job are
-    kept for a worker that dies mid-job)."""
+    kept for a worker that dies mid-job). A client job's start, retries and failure go to the
+    client's history; every job's outcome and API calls go to the metrics."""
 
     @wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> JobResult:
         job = _current_job()
-        job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+        attempt = int(job.meta.get("attempts", 0)) + 1
+        job.meta["attempts"] = attempt
         job.save_meta()
+        client = queueing.client_of(job)
+        if client is not None:
+            _note(job, client, history.started(job.id, attempt))
+        outcome = "failed"
         try:
-            return func(job, *args, **kwargs)
-        except TransientError as exc:
-            return _retry(job, str(exc))
-        except SyncError:
+            try:
+                result = func(job, *args, **kwargs)
+            except TransientError as exc:
+                result = _retry(job, str(exc))
+            outcome = "retried" if isinstance(result, Retry) else "succeeded"
+            if client is not None and isinstance(result, Retry):
+                _note(job, client, history.retrying(job.id, job.meta.get("last_error", "")))
+            return result
+        except SyncError as exc:
             job.retries_left = 0
+            if client is not None:
+                _note(job, client, history.failed(job.id, str(exc)))
             raise
+        except Exception as exc:  # a bug or an outage of Redis: RQ's own retries apply
+            if client is not None:
+                _note(job, client, history.failed(job.id, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            TALLY.count("jobs", job=func.__name__, outcome=outcome)
+            TALLY.flush(job.connection)
 
     return run
 
@@ -121,6 +142,9 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
         )
         store.remember(redis, id_servicio, outcome.current, before=previous)
         store.note_touched(redis, id_servicio)
+        events = [history.read_from_wisphub(job.id, outcome.row)]
+        events += [event for _, event in history.report_events(outcome.report, job.id)]
+        history.write(redis, [(id_servicio, event) for event in events], rt.service.history)
         if outcome.report.ok:
             seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
             store.record_fingerprint(redis, id_servicio, seen)
@@ -133,39 +157,62 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
 def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult:
     """The full sync: every client from a complete WispHub pass against the whole BQN.
 
-    `force` lets through the deletions the guard would hold back.
+    `force` lets through the deletions the guard would hold back. Each run (but dry runs) is
+    kept for `/api/v1/reconciles`, and its operations go to the clients' histories.
     """
     redis = job.connection
     rt = runtime()
     lock = store.singleton_lock(redis, "reconcile", store.RECONCILE_LOCK_SECONDS)
     if not store.take(lock, job.id):
         return {"skipped": "another reconcile is running"}
+    started = time.time()
     try:
+        report, touched = _reconcile(redis, rt, dry_run=dry_run, force=force)
+    except SyncError as exc:
         if not dry_run:
-            store.begin_reconcile(redis)
-        try:
-            plans = current_plans(redis, rt, refresh=True)
-            outcome = engine.full_sync(
-                rt.wisphub,
-                rt.bqn,
-                rt.rules,
-                plans,
-                guard=rt.guard,
-                last_pass=store.pass_size(redis),
-                force=force,
-                dry_run=dry_run,
-            )
-            store.save_pass_size(redis, outcome.report.clients)
-        finally:
-            touched = [] if dry_run else store.end_reconcile(redis)
-        if not dry_run:
-            store.replace_applied(redis, _remembered(outcome.desired, store.all_applied(redis)))
+            entry = runs.reconcile_entry(job.id, started, time.time(), error=str(exc))
+            runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
+        raise
     finally:
         lock.release()
+    if report.guard:
+        TALLY.count("deletion_guard_trips", where="reconcile")
+    if not dry_run:
+        entry = runs.reconcile_entry(job.id, started, time.time(), report)
+        runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
+        events = history.report_events(report, job.id)
+        mine = [(key, event) for key, event in events if key is not None]
+        history.write(redis, mine, rt.service.history)
     queue = Queue(job.origin, connection=redis)
-    for id_servicio in touched:
-        queueing.enqueue_client_sync(queue, id_servicio)
-    return _finish(job, outcome.report)
+    queueing.request_syncs(queue, touched, "reconcile", rt.service.history)
+    return _finish(job, report)
+
+
+def _reconcile(
+    redis: Redis, rt: Runtime, *, dry_run: bool, force: bool
+) -> tuple[Report, list[int]]:
+    """Run the full sync and keep what it applied; return its report and the clients that
+    per-client jobs touched meanwhile (to sync again)."""
+    if not dry_run:
+        store.begin_reconcile(redis)
+    try:
+        plans = current_plans(redis, rt, refresh=True)
+        outcome = engine.full_sync(
+            rt.wisphub,
+            rt.bqn,
+            rt.rules,
+            plans,
+            guard=rt.guard,
+            last_pass=store.pass_size(redis),
+            force=force,
+            dry_run=dry_run,
+        )
+        store.save_pass_size(redis, outcome.report.clients)
+    finally:
+        touched = [] if dry_run else store.end_reconcile(redis)
+    if not dry_run:
+        store.replace_applied(redis, _remembered(outcome.desired, store.all_applied(redis)))
+    return outcome.report, touched
 
 
 @rq_job
@@ -231,30 +278,33 @@ def poll_changes(job: Job) -> JobResult:
             rows = rt.wisphub.list_clients()
         except SyncError as exc:
             log.warning("poll: WispHub pass failed, snapshot kept: %s", exc)
+            runs.save_poll(redis, {"ok": False, "error": str(exc)})
             return {"ok": False, "error": str(exc)}
         seen = fingerprints(rows, rt.rules)
         before = store.snapshot(redis)
         current, held = (seen, None) if before is None else hold_vanished(before, seen, rt.guard)
         if held:
             log.warning("poll: %s", held)
+            TALLY.count("deletion_guard_trips", where="poll")
         else:
             store.save_pass_size(redis, len(rows))
         changed = [] if before is None else changed_clients(before, current)
         queue = Queue(job.origin, connection=redis)
-        queued = [queueing.enqueue_client_sync(queue, key).job_id for key in changed]
+        queued = queueing.request_syncs(queue, changed, "poll", rt.service.history)
         store.save_snapshot(redis, current)
     finally:
         lock.release()
     log.info("poll: %d clients, %d changed", len(seen), len(changed))
-    return {
+    summary = {
         "ok": True,
         "clients": len(seen),
         "first_pass": before is None,
-        "changed": changed,
-        "jobs": queued,
+        "changed": len(changed),
         "held_back": held,
         "seconds": round(time.monotonic() - started, 3),
     }
+    runs.save_poll(redis, summary)
+    return {**summary, "changed": changed, "jobs": [item.job_id for item in queued]}
 
 
 def _current_job() -> Job:
@@ -289,7 +339,12 @@ def _retry(job: Job, error: str) -> Retry:
 
 def _finish(job: Job, report: Report) -> JobResult:
     """The job's result; a retry when some operation failed transiently; an error when some
-    were refused for good."""
+    were refused for good. Its operations are counted (metrics and the hourly chart), and a
+    client job's outcome goes to the client's history."""
+    _count_operations(job.connection, report)
+    client = queueing.client_of(job)
+    if client is not None:
+        _note(job, client, history.finished(job.id, report))
     data = report.to_dict()
     if report.ok:
         return data
@@ -303,6 +358,24 @@ def _finish(job: Job, report: Report) -> JobResult:
     if report.retryable:
         return _retry(job, reason)
     raise OperationsFailed(reason)
+
+
+def _note(job: Job, id_servicio: int, event: history.Event) -> None:
+    """Add one event to a client's history."""
+    history.write(job.connection, [(id_servicio, event)], runtime().service.history)
+
+
+def _count_operations(redis: Redis, report: Report) -> None:
+    """Count a report's BQN writes for the metrics and the status page's hourly chart."""
+    if report.dry_run:
+        return
+    failed = {id(failure.operation) for failure in report.failures}
+    for op in report.planned:
+        result = "failed" if id(op) in failed else "ok"
+        TALLY.count("bqn_operations", kind=str(op.kind), action=str(op.action), result=result)
+    with redis.pipeline(transaction=False) as pipe:
+        history.count_operations(pipe, report)
+        pipe.execute()
 
 
 def _remembered(desired: Desired, before: dict[int, Footprint]) -> dict[int, Footprint]:

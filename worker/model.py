@@ -85,6 +85,10 @@ class Footprint:
     ips: tuple[str, ...] = ()
     group: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"subscriber_id": self.subscriber_id, "ips": list(self.ips), "group": self.group}
+
 
 @dataclass(frozen=True)
 class Policy:

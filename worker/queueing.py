@@ -8,15 +8,18 @@ queues exactly one follow-up: the last change always wins.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis, WatchError
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from worker import store
+from worker import history, metrics, store
+from worker.settings import HistoryLimits
 
 # Job functions by name, so that queueing does not import the code the workers run.
 SYNC_CLIENT = "worker.jobs.sync_client"
@@ -100,6 +103,27 @@ def enqueue_client_sync(queue: Queue, id_servicio: int) -> Queued:
     return Queued(waiting.decode(), coalesced=True)
 
 
+def request_syncs(
+    queue: Queue, ids: Iterable[int], via: str, limits: HistoryLimits
+) -> list[Queued]:
+    """Queue (or coalesce) a sync of each client, noting in each client's history, and in the
+    metrics, where the request came from (`via`: webhook, api, poll, reconcile, requeue)."""
+    queued = [(id_servicio, enqueue_client_sync(queue, id_servicio)) for id_servicio in ids]
+    events = [
+        (id_servicio, history.requested(via, job.job_id, coalesced=job.coalesced))
+        for id_servicio, job in queued
+    ]
+    history.write(queue.connection, events, limits)
+    with queue.connection.pipeline(transaction=False) as pipe:
+        for outcome, amount in Counter(job.coalesced for _, job in queued).items():
+            metrics.add(pipe, "client_syncs_requested", amount, via=via, outcome=_OUTCOME[outcome])
+        pipe.execute()
+    return [job for _, job in queued]
+
+
+_OUTCOME = {False: "queued", True: "coalesced"}
+
+
 def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> str:
     """Queue a full reconcile; return its job id."""
     job = queue.enqueue(
@@ -142,7 +166,7 @@ def failures(queue: Queue, limit: int = 100) -> tuple[int, list[dict[str, Any]]]
             {
                 "job_id": job.id,
                 "description": job.description,
-                "id_servicio": job.args[0] if job.func_name == SYNC_CLIENT and job.args else None,
+                "id_servicio": client_of(job),
                 "error": _failure(job),
                 "attempts": attempts(job),
                 "last_try": _iso(job.ended_at),
@@ -152,7 +176,7 @@ def failures(queue: Queue, limit: int = 100) -> tuple[int, list[dict[str, Any]]]
 
 
 def requeue_failures(
-    queue: Queue, job_ids: list[str] | None
+    queue: Queue, job_ids: list[str] | None, limits: HistoryLimits
 ) -> tuple[list[dict[str, str]], list[str]]:
     """Try failed jobs again (all of them without `job_ids`): as fresh jobs, so each gets its
     full set of retries and client syncs still coalesce. Returns what was queued (failed job
@@ -168,15 +192,15 @@ def requeue_failures(
         if job is None or job_id not in registry:
             missing.append(job_id)
             continue
-        queued.append({"failed_job_id": job_id, "job_id": _again(queue, job)})
+        queued.append({"failed_job_id": job_id, "job_id": _again(queue, job, limits)})
         registry.remove(job)
     return queued, missing
 
 
-def _again(queue: Queue, job: Job) -> str:
+def _again(queue: Queue, job: Job, limits: HistoryLimits) -> str:
     """A fresh job doing what `job` did."""
     if job.func_name == SYNC_CLIENT and job.args:
-        return enqueue_client_sync(queue, int(job.args[0])).job_id
+        return request_syncs(queue, [int(job.args[0])], "requeue", limits)[0].job_id
     if job.func_name == RECONCILE:
         options = job.kwargs
         return enqueue_reconcile(
@@ -185,6 +209,17 @@ def _again(queue: Queue, job: Job) -> str:
     if job.func_name == SYNC_PLANS:
         return enqueue_plan_sync(queue)
     return queue.enqueue(job.func_name, *job.args, **job.kwargs).id
+
+
+def client_of(job: Job) -> int | None:
+    """The client a job syncs (`sync_client`'s argument), None for other jobs."""
+    try:
+        func_name, args = job.func_name, job.args
+    except DeserializationError:
+        return None  # RQ reports a job it cannot read when it runs it
+    if func_name == SYNC_CLIENT and args and isinstance(args[0], int):
+        return args[0]
+    return None
 
 
 def _is_waiting(redis: Redis, job_id: str) -> bool:

@@ -20,7 +20,7 @@ from redis.lock import Lock
 from rq.cron import CronScheduler
 from rq.exceptions import StopRequested
 
-from worker import jobs, queueing, store
+from worker import jobs, logs, queueing, store
 from worker.errors import ConfigError
 from worker.settings import ServiceSettings
 
@@ -99,10 +99,8 @@ def build(settings: ServiceSettings, redis: Redis) -> LeaderCronScheduler:
 
 def main() -> int:
     """Run the scheduler until SIGTERM/SIGINT."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        logs.configure()
         settings = ServiceSettings.from_env(os.environ)
     except ConfigError as exc:
         print(f"wisphub-bqn-sync-scheduler: {exc}", file=sys.stderr)

@@ -134,6 +134,18 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class HistoryLimits:
+    """How much history Redis keeps: events per client, for how long after a client's last
+    event, for how many clients at most (the least recently active go first), and how many
+    full-reconcile reports."""
+
+    per_client: int = 50
+    days: int = 30
+    clients: int = 50_000
+    reconcile_reports: int = 30
+
+
+@dataclass(frozen=True)
 class ServiceSettings:
     """What the web, worker and scheduler processes need besides the engine's settings."""
 
@@ -150,6 +162,7 @@ class ServiceSettings:
     trusted_proxies: int = 0
     # Seconds before each retry of a job that failed transiently: 57 minutes over 10 retries.
     retry_intervals: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200)
+    history: HistoryLimits = field(default_factory=HistoryLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServiceSettings:
@@ -170,6 +183,14 @@ class ServiceSettings:
             webhook_rate_limit=read.optional("WEBHOOK_RATE_LIMIT"),
             trusted_proxies=read.integer("TRUSTED_PROXIES", cls.trusted_proxies, 0, 10),
             retry_intervals=read.seconds_list("RETRY_INTERVALS", cls.retry_intervals),
+            history=HistoryLimits(
+                per_client=read.integer("HISTORY_PER_CLIENT", HistoryLimits.per_client, 1, 1000),
+                days=read.integer("HISTORY_DAYS", HistoryLimits.days, 1, 3650),
+                clients=read.integer("HISTORY_CLIENTS", HistoryLimits.clients, 1, 10_000_000),
+                reconcile_reports=read.integer(
+                    "RECONCILE_REPORTS", HistoryLimits.reconcile_reports, 1, 1000
+                ),
+            ),
         )
         if not _is_cron(settings.reconcile_cron):
             raise ConfigError(

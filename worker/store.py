@@ -122,8 +122,7 @@ def replace_applied(redis: Redis, applied: Mapping[int, Footprint]) -> None:
 
 
 def _encode(applied: Footprint) -> str:
-    data = {"subscriber_id": applied.subscriber_id, "ips": applied.ips, "group": applied.group}
-    return json.dumps(data, ensure_ascii=False)
+    return json.dumps(applied.to_dict(), ensure_ascii=False)
 
 
 def _decode(raw: bytes | str) -> Footprint:

@@ -182,6 +182,7 @@ class WispHubClient:
             timeout=(self.settings.connect_timeout, self.settings.read_timeout),
             verify=self.verify,
             auth_hint=AUTH_HINT,
+            operation=http.operation("GET", path, (CLIENTS_PATH, PLANS_PATH)),
         )
 
 

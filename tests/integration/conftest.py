@@ -23,7 +23,7 @@ from sandbox import bqn, seed, wisphub
 from sandbox.redis_server import RedisServer
 from sandbox.server import RunningServer, serve
 from sandbox.tls import TlsFiles, make_tls
-from service import create_app
+from service.app import create_app
 from worker import cli, jobs
 from worker.bqn import BqnClient
 from worker.settings import ServiceSettings, Settings

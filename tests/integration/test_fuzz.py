@@ -35,6 +35,10 @@ def test_no_input_yields_a_server_error(app, ready):
         "POST /api/v1/reconcile",
         "POST /api/v1/failures/requeue",
         "POST /api/v1/plans/sync",
+        "POST /login",
+        "POST /logout",
+        "POST /status/clients/sync",
+        "POST /status/failures/requeue",
     }
 
     for operation in operations:

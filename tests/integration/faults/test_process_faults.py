@@ -11,7 +11,7 @@ from rq import Queue
 from rq.scheduler import RQScheduler
 
 from sandbox.redis_server import RedisServer
-from service import create_app
+from service.app import create_app
 from tests.integration.conftest import HOOK, managed_state
 from tests.integration.faults.conftest import Ledger, assert_converged, churn
 from tests.integration.processes import Processes, eventually

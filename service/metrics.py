@@ -1,0 +1,225 @@
+"""`/metrics`: Prometheus metrics, with the official client library, behind the API token.
+
+Three sources make one exposition:
+- the web process's own counters (notifications by outcome, requests by endpoint with their
+  latency), kept by prometheus_client in multiprocess mode under gunicorn (see
+  `service.gunicorn_conf`), in memory otherwise;
+- the worker processes' counters, which they publish through Redis (`worker.metrics`);
+- gauges read at scrape time: queue depth and oldest job, retrying and failed jobs, workers,
+  last reconcile and last poll (`service.overview`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+from flask import Blueprint, Flask, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from redis import Redis
+from rq import Queue
+
+from service import overview
+from service.auth import require_api_token
+from service.context import context
+from worker import metrics
+
+NS = metrics.NAMESPACE
+
+NOTIFICATIONS = Counter(
+    "notifications",
+    "Change notifications received at /webhooks/wisphub, by outcome (accepted, "
+    "unauthorized, invalid, rate_limited, error)",
+    ["outcome"],
+    namespace=NS,
+)
+REQUESTS = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer HTTP requests, by endpoint and status",
+    ["endpoint", "method", "status"],
+    namespace=NS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OUTCOMES = {202: "accepted", 401: "unauthorized", 429: "rate_limited"}
+
+blueprint = Blueprint("metrics", __name__)
+
+
+@blueprint.get("/metrics")
+def scrape() -> Response:
+    """Every metric, in Prometheus' text format."""
+    require_api_token(context().service.api_token)
+    ctx = context()
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_Own())
+    registry.register(RedisCollector(ctx.redis, ctx.queue))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def install(app: Flask) -> None:
+    """Time every request and count notifications by outcome; serve `/metrics`."""
+
+    @app.before_request
+    def _start() -> None:
+        request.environ["wisphub_bqn_sync.started"] = time.monotonic()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = request.environ.get("wisphub_bqn_sync.started")
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        if started is not None:
+            REQUESTS.labels(endpoint, request.method, str(response.status_code)).observe(
+                time.monotonic() - started
+            )
+        if endpoint == "/webhooks/wisphub":
+            NOTIFICATIONS.labels(_outcome(response.status_code)).inc()
+        return response
+
+    app.register_blueprint(blueprint)
+
+
+def _outcome(status: int) -> str:
+    if status in OUTCOMES:
+        return OUTCOMES[status]
+    return "invalid" if 400 <= status < 500 else "error"
+
+
+class _Own(Collector):
+    """This process's metrics (without gunicorn's multiprocess mode: a single process)."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+class RedisCollector(Collector):
+    """The workers' counters from Redis and the overview's gauges, read at each scrape."""
+
+    def __init__(self, redis: Redis, queue: Queue) -> None:
+        self.redis = redis
+        self.queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _stored(self.redis)
+        yield from _gauges(overview.read(self.redis, self.queue))
+
+
+def _stored(redis: Redis) -> Iterator[Metric]:
+    """The counters and histograms the workers published."""
+    series: dict[str, dict[tuple[str, ...], dict[str, float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    buckets: dict[tuple[str, tuple[str, ...]], dict[str, float]] = defaultdict(dict)
+    for name, part, labels, value in metrics.stored(redis):
+        spec = metrics.SPECS[name]
+        key = tuple(labels.get(label, "") for label in spec.labels)
+        if part == "bucket":
+            buckets[name, key][labels.get("le", "+Inf")] = value
+        else:
+            series[name][key][part] = value
+    for name, spec in metrics.SPECS.items():
+        full = f"{NS}_{name}"
+        if spec.kind == "counter":
+            family: Metric = CounterMetricFamily(full, spec.help, labels=spec.labels)
+            for key, parts in series[name].items():
+                family.add_metric(list(key), parts.get("", 0.0))
+        else:
+            family = HistogramMetricFamily(full, spec.help, labels=spec.labels)
+            for key, parts in series[name].items():
+                bounds = sorted(buckets[name, key].items(), key=lambda item: float(item[0]))
+                cumulative = [*bounds, ("+Inf", parts.get("count", 0.0))]
+                family.add_metric(list(key), cumulative, parts.get("sum", 0.0))
+        yield family
+
+
+def _gauges(now: overview.Overview) -> Iterator[Metric]:
+    """Gauges of the service's state at this moment."""
+    simple = [
+        ("queue_depth", "Jobs waiting in the queue", now.queued),
+        (
+            "queue_oldest_job_age_seconds",
+            "How long the job at the head of the queue has waited",
+            now.oldest_queued_seconds,
+        ),
+        ("retrying_jobs", "Jobs waiting to be retried later", now.retrying),
+        ("running_jobs", "Jobs running now", now.running),
+        ("failed_jobs", "Failed jobs waiting to be requeued (/api/v1/failures)", now.failed),
+        ("workers", "RQ workers alive for the queue", len(now.workers)),
+    ]
+    if now.poll_lag_seconds is not None:
+        simple.append(
+            (
+                "poll_lag_seconds",
+                "Seconds since the last complete WispHub pass of the poller",
+                now.poll_lag_seconds,
+            )
+        )
+    if now.last_poll is not None:
+        simple.append(
+            (
+                "last_poll_timestamp_seconds",
+                "When the last poll ended (Unix time)",
+                now.last_poll["ended"],
+            )
+        )
+        simple.append(
+            (
+                "last_poll_ok",
+                "1 if the last poll read WispHub completely",
+                float(bool(now.last_poll.get("ok"))),
+            )
+        )
+    last = now.last_reconcile
+    if last is not None:
+        simple.append(
+            (
+                "last_reconcile_timestamp_seconds",
+                "When the last full reconcile ended (Unix time)",
+                last["ended"],
+            )
+        )
+        simple.append(
+            (
+                "last_reconcile_ok",
+                "1 if the last full reconcile applied everything",
+                float(bool(last.get("ok"))),
+            )
+        )
+        simple.append(
+            (
+                "last_reconcile_duration_seconds",
+                "How long the last full reconcile took",
+                last["seconds"],
+            )
+        )
+    for name, text, value in simple:
+        yield GaugeMetricFamily(f"{NS}_{name}", text, value=value)
+    if last is not None and last.get("counts"):
+        family = GaugeMetricFamily(
+            f"{NS}_last_reconcile_counts",
+            "The last full reconcile's counts: entries created, updated, deleted; clients "
+            "unchanged, skipped; operations failed",
+            labels=["outcome"],
+        )
+        for outcome, count in last["counts"].items():
+            family.add_metric([outcome], count)
+        yield family

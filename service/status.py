@@ -1,0 +1,278 @@
+"""The status page at `/`: the service at a glance for the engineer and the support desk.
+
+Server-rendered HTML (templates in `service/templates/`), behind the API token: given once
+at `/login` (kept in a signed session cookie), or as HTTP basic auth (any user name, the
+token as password), or as a Bearer header. Its forms (sync a client, requeue failures) carry a
+CSRF token derived from the API token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from service import overview
+from service.auth import offered_api_token, same
+from service.context import Context, context
+from service.payloads import PayloadError, parse_id, parse_job_id
+from worker import history, store
+from worker.queueing import failures, request_syncs, requeue_failures
+
+blueprint = Blueprint("status", __name__)
+
+SESSION_HOURS = 12
+CHART_HOURS = 24
+FAILURES_SHOWN = 50
+
+
+def install(app: Flask) -> None:
+    """Serve the status page; sign its session cookie with a key derived from the API token
+    (changing the token signs everybody out)."""
+    token = context_token(app)
+    app.secret_key = _derived(token, "session") if token is not None else secrets.token_hex(32)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=SESSION_HOURS * 3600,
+    )
+    app.jinja_env.filters["step"] = describe_event
+    app.jinja_env.filters["ago"] = ago
+    app.register_blueprint(blueprint)
+
+
+def context_token(app: Flask) -> str | None:
+    """The API token of the app being built."""
+    return app.extensions[Context.KEY].service.api_token
+
+
+@blueprint.before_request
+def _authenticate() -> Response | None:
+    """Let in a signed-in session, basic auth or a Bearer token; send others to sign in."""
+    if request.endpoint in ("status.login", "status.sign_in"):
+        return None
+    token = context().service.api_token
+    if token is None or session.get("signed_in"):
+        return None
+    offered = offered_api_token()
+    if offered is not None and same(offered, token):
+        return None
+    if offered is None and request.method == "GET":
+        return redirect(url_for("status.login", next=request.full_path.rstrip("?")))
+    return Response(
+        "Wrong or missing API token: sign in at /login, or use basic auth with the token as "
+        "the password.\n",
+        401,
+        {"WWW-Authenticate": 'Basic realm="wisphub-bqn-sync", charset="UTF-8"'},
+        mimetype="text/plain",
+    )
+
+
+@blueprint.get("/")
+def page() -> str:
+    """The page; `?client=<id_servicio>` adds that client's history."""
+    ctx = context()
+    client = request.args.get("client", "").strip()
+    found = None
+    if client:
+        try:
+            id_servicio = parse_id(client)
+        except PayloadError as exc:
+            flash(str(exc), "error")
+        else:
+            applied = store.last_applied(ctx.redis, id_servicio)
+            found = {
+                "id": id_servicio,
+                "applied": applied,
+                "events": history.read(ctx.redis, id_servicio, 100),
+            }
+    count, failed = failures(ctx.queue, FAILURES_SHOWN)
+    return render_template(
+        "status.html",
+        now=overview.read(ctx.redis, ctx.queue),
+        failures=failed,
+        failure_count=count,
+        chart=chart(history.operations_per_hour(ctx.redis, CHART_HOURS)),
+        client=client,
+        found=found,
+        csrf=csrf_token(),
+        signed_in=bool(session.get("signed_in")),
+    )
+
+
+@blueprint.post("/status/clients/sync")
+def sync_client() -> Response:
+    """The "sync now" button of a client's history."""
+    _check_csrf()
+    ctx = context()
+    id_servicio = parse_id(request.form.get("id_servicio", ""))
+    [queued] = request_syncs(ctx.queue, [id_servicio], "status-page", ctx.service.history)
+    flash(f"sync of client {id_servicio} queued as job {queued.job_id}", "ok")
+    return redirect(url_for("status.page", client=id_servicio))
+
+
+@blueprint.post("/status/failures/requeue")
+def requeue() -> Response:
+    """The requeue buttons: one failed job (`job_id`), or all of them."""
+    _check_csrf()
+    ctx = context()
+    job_id = request.form.get("job_id")
+    wanted = None if job_id is None else [parse_job_id(job_id)]
+    queued, missing = requeue_failures(ctx.queue, wanted, ctx.service.history)
+    flash(f"{len(queued)} failed job(s) queued again", "ok")
+    if missing:
+        flash(f"no longer failed: {', '.join(missing)}", "error")
+    return redirect(url_for("status.page"))
+
+
+@blueprint.get("/login")
+def login() -> str:
+    """The sign-in form."""
+    return render_template("login.html", next=_next())
+
+
+@blueprint.post("/login")
+def sign_in() -> Response | tuple[str, int]:
+    """Check the token once; the session cookie carries the sign-in from then on."""
+    token = context().service.api_token
+    given = request.form.get("token", "")
+    if token is not None and not same(given, token):
+        return render_template("login.html", next=_next(), error="Wrong API token."), 401
+    session.clear()
+    session.permanent = True
+    session["signed_in"] = True
+    return redirect(_next())
+
+
+@blueprint.post("/logout")
+def logout() -> Response:
+    """Forget the sign-in."""
+    _check_csrf()
+    session.clear()
+    return redirect(url_for("status.login"))
+
+
+def csrf_token() -> str:
+    """The token the page's forms carry (without an API token there is nothing to protect)."""
+    token = context().service.api_token
+    return "" if token is None else _derived(token, "csrf")
+
+
+def _check_csrf() -> None:
+    expected = csrf_token()
+    if expected and not same(request.form.get("csrf", ""), expected):
+        abort(403, description="the form is stale or did not come from the status page")
+
+
+def _next() -> str:
+    """Where to go after signing in: a path on this site only."""
+    target = request.values.get("next", "/")
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _derived(token: str, purpose: str) -> str:
+    return hmac.new(
+        token.encode(), f"wisphub-bqn-sync {purpose}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+# Presentation (pure) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One hour of the operations chart."""
+
+    label: str
+    ok: int
+    failed: int
+    ok_height: float
+    failed_height: float
+
+
+def chart(hours: list[tuple[int, dict[str, int]]], height: float = 100) -> list[Bar]:
+    """Bars for the operations-per-hour chart, scaled to the busiest hour."""
+    totals = [
+        (sum(counts.values()) - counts.get("failed", 0), counts.get("failed", 0))
+        for _, counts in hours
+    ]
+    top = max((ok + failed for ok, failed in totals), default=0) or 1
+    return [
+        Bar(
+            label=datetime.fromtimestamp(start, UTC).strftime("%H:00"),
+            ok=ok,
+            failed=failed,
+            ok_height=height * ok / top,
+            failed_height=height * failed / top,
+        )
+        for (start, _), (ok, failed) in zip(hours, totals, strict=True)
+    ]
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """One line saying what an event of a client's history means."""
+    kind = event.get("event")
+    if kind in ("queued", "coalesced"):
+        how = "queued as" if kind == "queued" else "a waiting job will do it:"
+        return f"sync asked for via {event.get('via')}; {how} {event.get('job_id')}"
+    if kind == "started":
+        return f"a worker started the job (attempt {event.get('attempt')})"
+    if kind == "read":
+        if not event.get("found"):
+            return "WispHub has no such client: its BQN entries are removed"
+        return (
+            f"WispHub says: estado {event.get('estado')}, plan {event.get('plan') or '(none)'},"
+            f" IP {event.get('ip') or '(none)'}"
+        )
+    if kind == "operation":
+        text = f"BQN: {event.get('action')} {event.get('kind')} {event.get('key')}"
+        if event.get("policy"):
+            text += f" with policy {event['policy']}"
+        if event.get("result") == "ok":
+            return text + ": done"
+        return text + f": FAILED: {event.get('error')}"
+    if kind == "skipped":
+        return f"skipped: {event.get('reason')}"
+    if kind == "retry":
+        return f"failed for now, will retry: {event.get('error')}"
+    if kind == "failed":
+        return f"FAILED, waiting in the failures list: {event.get('error')}"
+    if kind == "done":
+        counts = ", ".join(
+            f"{event.get(name, 0)} {name}"
+            for name in ("created", "updated", "deleted", "skipped", "failed")
+            if event.get(name)
+        )
+        return f"done: {counts or 'nothing to change'}" + ("" if event.get("ok") else " (not ok)")
+    return str(kind)
+
+
+def ago(moment: str | float | None) -> str:
+    """How long ago an ISO time or Unix timestamp was, in words."""
+    if moment is None:
+        return "never"
+    stamp = (
+        moment if isinstance(moment, float | int) else datetime.fromisoformat(moment).timestamp()
+    )
+    seconds = max(0, int(time.time() - stamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"

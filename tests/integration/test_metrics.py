@@ -1,0 +1,153 @@
+"""`/metrics`: parses with the Prometheus client library's parser, and its counters move as the
+service works, in one process and under gunicorn with several workers (multiprocess mode)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from sandbox.processes import Processes
+from tests.integration.conftest import API, HOOK, managed_state
+from tests.integration.processes import eventually
+from tests.rows import row
+from worker import queueing
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "wisphub_bqn_sync_"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample by name and labels; fails if the text does not parse."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, frozenset(sample.labels.items())] = sample.value
+    return found
+
+
+def value(found, name: str, **labels: str) -> float:
+    return found.get((PREFIX + name, frozenset(labels.items())), 0.0)
+
+
+def total(found, name: str, **labels: str) -> float:
+    """The sum over every series of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in found.items() if n == PREFIX + name and wanted <= ls)
+
+
+def scrape(web) -> dict:
+    response = web.get("/metrics", headers=API)
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    return samples(response.get_data(as_text=True))
+
+
+def test_counters_move_as_the_service_works(web, work, wisphub_sim, queue):
+    wisphub_sim.state.upsert_client(row(1, "10.1.0.1", "Activo", "Online_basico", "José"))
+    before = scrape(web)
+    web.post("/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK)
+    web.post("/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK)  # coalesced
+    web.post("/webhooks/wisphub", json={"id_servicio": 1})  # no secret
+    web.post("/webhooks/wisphub", json={"id_servicio": "x"}, headers=HOOK)  # not an id
+    waiting = scrape(web)
+    assert value(waiting, "queue_depth") == 1
+    assert value(waiting, "queue_oldest_job_age_seconds") >= 0
+    work()
+    after = scrape(web)
+
+    def moved(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("notifications_total", outcome="accepted") == 2
+    assert moved("notifications_total", outcome="unauthorized") == 1
+    assert moved("notifications_total", outcome="invalid") == 1
+    assert moved("client_syncs_requested_total", via="webhook", outcome="queued") == 1
+    assert moved("client_syncs_requested_total", via="webhook", outcome="coalesced") == 1
+    assert moved("jobs_total", job="sync_client", outcome="succeeded") == 1
+    assert moved("bqn_operations_total", kind="subscriber", action="create", result="ok") == 1
+    wisphub_reads = total(after, "upstream_requests_total", service="wisphub") - total(
+        before, "upstream_requests_total", service="wisphub"
+    )
+    assert wisphub_reads >= 1
+    assert (
+        total(after, "upstream_request_duration_seconds_count", service="bqn")
+        - total(before, "upstream_request_duration_seconds_count", service="bqn")
+        >= 2  # the subscriber read and its write
+    )
+    assert value(after, "queue_depth") == 0
+    assert value(after, "failed_jobs") == 0
+    assert total(after, "http_request_duration_seconds_count", endpoint="/webhooks/wisphub") >= 4
+
+
+def test_reconcile_poll_and_guard_figures(web, work, wisphub_sim, bqn_sim, queue, redis):
+    wisphub_sim.load(20)
+    queueing.enqueue_reconcile(queue, dry_run=False)
+    work()
+    found = scrape(web)
+    assert value(found, "last_reconcile_ok") == 1
+    assert value(found, "last_reconcile_timestamp_seconds") > 0
+    assert value(found, "last_reconcile_counts", outcome="created") == len(managed_state(bqn_sim))
+    before = value(found, "deletion_guard_trips_total", where="reconcile")
+    wisphub_sim.state.faults.update(hide_rows=0.9)  # WispHub "loses" most clients
+    queueing.enqueue_reconcile(queue, dry_run=False)
+    work()
+    found = scrape(web)
+    assert value(found, "deletion_guard_trips_total", where="reconcile") == before + 1
+    assert value(found, "last_reconcile_ok") == 0
+    assert value(found, "failed_jobs") == 1
+
+
+def test_metrics_need_the_api_token(web):
+    assert web.get("/metrics").status_code == 401
+    assert web.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_several_gunicorn_workers_add_up(service_env, redis, wisphub_sim, bqn_sim):
+    for number in range(1, 11):
+        wisphub_sim.state.upsert_client(row(number, f"10.2.0.{number}", nombre=f"c{number}"))
+    processes = Processes({**service_env, "POLL_INTERVAL": "0"}, ["web", "worker"], web_workers=3)
+    try:
+        eventually(processes.ready, "the web process to be ready")
+        session = requests.Session()
+        for number in range(1, 11):
+            response = session.post(
+                f"{processes.url}/webhooks/wisphub",
+                json={"id_servicio": number},
+                headers=HOOK,
+                timeout=5,
+            )
+            assert response.status_code == 202
+        eventually(lambda: len(managed_state(bqn_sim)) == 10, "the ten clients on the BQN")
+        text = session.get(f"{processes.url}/metrics", headers=API, timeout=5).text
+        found = samples(text)
+        assert value(found, "notifications_total", outcome="accepted") == 10
+        eventually(
+            lambda: (
+                value(
+                    samples(session.get(f"{processes.url}/metrics", headers=API, timeout=5).text),
+                    "jobs_total",
+                    job="sync_client",
+                    outcome="succeeded",
+                )
+                == 10
+            ),
+            "the workers' job counts",
+        )
+        assert value(found, "workers") == 1
+        promtool = shutil.which("promtool")
+        if promtool:
+            check = subprocess.run(
+                [promtool, "check", "metrics"],
+                check=False,
+                input=text,
+                capture_output=True,
+                text=True,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        processes.stop()

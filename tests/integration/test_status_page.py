@@ -1,0 +1,120 @@
+"""The status page at `/`, rendered by the app against a real Redis and real workers."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from tests.integration.conftest import API, API_TOKEN, HOOK
+from tests.rows import row
+from worker import queueing
+
+pytestmark = pytest.mark.integration
+
+
+def basic(password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"ops:{password}".encode()).decode()}
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def test_the_page_asks_for_the_token(web):
+    response = web.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+    assert web.get("/", headers=basic("wrong")).status_code == 401
+    assert "Basic" in web.get("/", headers=basic("wrong")).headers["WWW-Authenticate"]
+    assert web.post("/login", data={"token": "wrong"}).status_code == 401
+    assert web.get("/", headers=basic(API_TOKEN)).status_code == 200
+    assert web.get("/", headers=API).status_code == 200
+
+
+def test_signing_in_once_keeps_a_session(web):
+    response = web.post("/login", data={"token": API_TOKEN, "next": "/?client=3"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/?client=3"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert API_TOKEN not in cookie
+    assert web.get("/").status_code == 200
+    html = web.get("/").get_data(as_text=True)
+    assert web.post("/logout", data={"csrf": csrf_of(html)}).status_code == 302
+    assert web.get("/").status_code == 302
+
+
+def test_no_open_redirect_after_signing_in(web):
+    response = web.post("/login", data={"token": API_TOKEN, "next": "//evil.example/"})
+    assert response.headers["Location"] == "/"
+
+
+def test_a_change_shows_on_the_page_step_by_step(web, work, wisphub_sim):
+    wisphub_sim.state.upsert_client(row(1, "10.1.0.1", "Activo", "Online_basico", "José"))
+    web.post("/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK)
+    html = web.get("/", headers=API).get_data(as_text=True)
+    assert re.search(r'id="queued">1<', html)
+    work()
+    html = web.get("/?client=1", headers=API).get_data(as_text=True)
+    for step in (
+        "sync asked for via webhook",
+        "a worker started the job (attempt 1)",
+        "WispHub says: estado Activo, plan Online_basico, IP 10.1.0.1",
+        "BQN: create subscriber 10.1.0.1 with policy Online_basico: done",
+        "done: 1 created",
+    ):
+        assert step in html
+    assert html.index("done: 1 created") < html.index("sync asked for via webhook")  # newest first
+    assert "José" not in html  # the subscriber id (a name) is not needed here
+    assert re.search(r'id="queued">0<', html)
+
+
+def test_failures_can_be_requeued_from_the_page(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(4, "10.1.0.4", "Activo", "Online_basico", "Eva"))
+    bqn_sim.state.faults.update(fail_every=1, fail_status=400, writes_only=True)
+    web.post("/webhooks/wisphub", json={"id_servicio": 4}, headers=HOOK)
+    work()
+    html = web.get("/", headers=API).get_data(as_text=True)
+    assert "Failures (1)" in html
+    job_id = re.search(r'name="job_id" value="([^"]+)"', html).group(1)
+    without_csrf = web.post("/status/failures/requeue", data={"job_id": job_id}, headers=API)
+    assert without_csrf.status_code == 403
+    bqn_sim.state.faults.clear()
+    response = web.post(
+        "/status/failures/requeue", data={"job_id": job_id, "csrf": csrf_of(html)}, headers=API
+    )
+    assert response.status_code == 302
+    work()
+    html = web.get("/", headers=API).get_data(as_text=True)
+    assert "No failed jobs." in html
+
+
+def test_sync_now_button(web, work, wisphub_sim, bqn_sim):
+    wisphub_sim.state.upsert_client(row(5, "10.1.0.5", "Suspendido", nombre="Leo"))
+    html = web.get("/?client=5", headers=API).get_data(as_text=True)
+    assert 'id="no-history"' in html
+    web.post("/status/clients/sync", data={"id_servicio": "5", "csrf": csrf_of(html)}, headers=API)
+    work()
+    html = web.get("/?client=5", headers=API).get_data(as_text=True)
+    assert "sync asked for via status-page" in html
+    assert "with policy Wisphub_block: done" in html
+
+
+def test_reconcile_poll_and_chart(web, work, wisphub_sim, queue):
+    wisphub_sim.load(5)
+    queueing.enqueue_reconcile(queue, dry_run=False)
+    work()
+    html = web.get("/", headers=API).get_data(as_text=True)
+    section = html[html.index('id="reconcile"') : html.index('id="poll"')]
+    assert "OK" in section
+    assert "5 clients read" in section
+    chart = html[html.index('id="chart"') :]
+    assert re.search(r"<title>\d\d:00: [1-9]\d* done</title>", chart)
+
+
+def test_a_bad_client_id_says_so(web):
+    html = web.get("/?client=abc", headers=API).get_data(as_text=True)
+    assert 'class="flash error"' in html

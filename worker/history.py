@@ -1,0 +1,212 @@
+"""Per-client history: every decision taken for a client, step by step, kept in Redis.
+
+Each client has a Redis stream of events, capped at `HISTORY_PER_CLIENT` entries and expiring
+`HISTORY_DAYS` after its last event; an index of clients by last event keeps at most
+`HISTORY_CLIENTS` streams, dropping the least recently active first. BQN operations are also
+counted per hour for the status page's chart.
+
+Events are plain dicts built by the pure functions below; `write` and `read` touch Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from worker.desired import Row
+from worker.model import Operation
+from worker.report import Report
+from worker.settings import HistoryLimits
+from worker.store import PREFIX
+
+Event = dict[str, Any]
+# An event and the client it belongs to.
+ClientEvent = tuple[int, Event]
+
+INDEX = PREFIX + "history:clients"
+HOURLY_PREFIX = PREFIX + "operations:hour:"
+HOURLY_KEEP_SECONDS = 2 * 86400
+# Events written per pipeline (a reconcile may write thousands).
+CHUNK = 500
+
+
+def stream_key(id_servicio: int) -> str:
+    """The Redis stream holding a client's events."""
+    return f"{PREFIX}history:client:{id_servicio}"
+
+
+# Events (pure) ---------------------------------------------------------------------------
+
+
+def event(name: str, /, **fields: Any) -> Event:
+    """An event called `name` with the fields that have a value."""
+    return {"event": name, **{key: value for key, value in fields.items() if value is not None}}
+
+
+def requested(via: str, job_id: str, *, coalesced: bool) -> Event:
+    """A sync was asked for (`via` webhook, api, poll, reconcile or requeue): a job was queued,
+    or one already waiting will do (coalesced)."""
+    return event("coalesced" if coalesced else "queued", via=via, job_id=job_id)
+
+
+def started(job_id: str, attempt: int) -> Event:
+    """A worker started the client's job (attempt 1, 2, ...)."""
+    return event("started", job_id=job_id, attempt=attempt)
+
+
+def read_from_wisphub(job_id: str, row: Row | None) -> Event:
+    """What WispHub answered for the client: its state, plan and addresses, or nothing."""
+    if row is None:
+        return event("read", job_id=job_id, found=False)
+    plan = row.get("plan_internet")
+    return event(
+        "read",
+        job_id=job_id,
+        found=True,
+        estado=row.get("estado"),
+        plan=plan.get("nombre") if isinstance(plan, Mapping) else None,
+        ip=row.get("ip"),
+    )
+
+
+def report_events(report: Report, job_id: str) -> list[tuple[int | None, Event]]:
+    """The events of a sync's report, each with the client it concerns (`None`: no client,
+    such as a policy): each operation and the BQN's answer, each skip and IP conflict."""
+    failed = {id(failure.operation): failure for failure in report.failures}
+    events: list[tuple[int | None, Event]] = []
+    for op in report.planned:
+        failure = failed.get(id(op))
+        answer = (
+            {"result": "ok"}
+            if failure is None
+            else {
+                "result": "failed",
+                "error": failure.error,
+                "transient": failure.transient,
+            }
+        )
+        events.append((op.id_servicio, event("operation", job_id=job_id, **_op(op), **answer)))
+    for skip in report.skips:
+        kept = list(skip.kept) or None
+        events.append(
+            (skip.id_servicio, event("skipped", job_id=job_id, reason=skip.reason, kept=kept))
+        )
+    for conflict in report.conflicts:
+        for loser in conflict.losers:
+            text = f"IP {conflict.ip} is also claimed by client {conflict.winner}, who has it"
+            events.append((loser, event("skipped", job_id=job_id, reason=text)))
+    return events
+
+
+def finished(job_id: str, report: Report) -> Event:
+    """The job's outcome in numbers."""
+    return event("done", job_id=job_id, ok=report.ok, **report.counts())
+
+
+def retrying(job_id: str, error: str) -> Event:
+    """The job failed for now and runs again later."""
+    return event("retry", job_id=job_id, error=error)
+
+
+def failed(job_id: str, error: str) -> Event:
+    """The job failed for good: it waits in the failures list to be requeued."""
+    return event("failed", job_id=job_id, error=error)
+
+
+def _op(op: Operation) -> dict[str, Any]:
+    return {
+        "action": str(op.action),
+        "kind": str(op.kind),
+        "key": op.key,
+        "policy": op.fields.get("policyRate"),
+    }
+
+
+# Redis -----------------------------------------------------------------------------------
+
+
+def write(redis: Redis, events: Iterable[ClientEvent], limits: HistoryLimits) -> None:
+    """Append events to their clients' streams, keeping within `limits`."""
+    batch: list[ClientEvent] = []
+    for item in events:
+        batch.append(item)
+        if len(batch) == CHUNK:
+            _write_batch(redis, batch, limits)
+            batch = []
+    if batch:
+        _write_batch(redis, batch, limits)
+
+
+def _write_batch(redis: Redis, batch: list[ClientEvent], limits: HistoryLimits) -> None:
+    now = time.time()
+    keep = limits.days * 86400
+    with redis.pipeline(transaction=False) as pipe:
+        for id_servicio, item in batch:
+            key = stream_key(id_servicio)
+            data = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+            pipe.xadd(key, {"e": data}, maxlen=limits.per_client, approximate=False)
+            pipe.expire(key, keep)
+        pipe.zadd(INDEX, {str(id_servicio): now for id_servicio, _ in batch})
+        pipe.zremrangebyscore(INDEX, "-inf", now - keep)
+        pipe.zcard(INDEX)
+        held = pipe.execute()[-1]
+    if held > limits.clients:
+        _drop_least_active(redis, held - limits.clients)
+
+
+def _drop_least_active(redis: Redis, count: int) -> None:
+    """Forget the history of the `count` clients whose last event is oldest."""
+    dropped = redis.zpopmin(INDEX, count)
+    if dropped:
+        redis.delete(*(stream_key(int(member)) for member, _ in dropped))
+
+
+def read(redis: Redis, id_servicio: int, limit: int = 50) -> list[Event]:
+    """A client's events, newest first, each with its time (`at`, UTC) and stream id."""
+    entries = redis.xrevrange(stream_key(id_servicio), count=limit)
+    return [_decoded(entry_id, fields) for entry_id, fields in entries]
+
+
+def _decoded(entry_id: bytes, fields: Mapping[bytes, bytes]) -> Event:
+    stamp = entry_id.decode()
+    millis = int(stamp.split("-", 1)[0])
+    moment = datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
+    return {"id": stamp, "at": moment, **json.loads(fields[b"e"])}
+
+
+# Operations per hour ------------------------------------------------------------------
+
+
+def count_operations(pipe: Pipeline, report: Report, now: float | None = None) -> None:
+    """Add a report's BQN writes to this hour's counts: by action when they went through,
+    as failed when they did not."""
+    if report.dry_run or not report.planned:
+        return
+    key = HOURLY_PREFIX + str(int((time.time() if now is None else now) // 3600))
+    failed_ops = {id(failure.operation) for failure in report.failures}
+    counts = Counter("failed" if id(op) in failed_ops else str(op.action) for op in report.planned)
+    for name, amount in counts.items():
+        pipe.hincrby(key, name, amount)
+    pipe.expire(key, HOURLY_KEEP_SECONDS)
+
+
+def operations_per_hour(redis: Redis, hours: int = 24) -> list[tuple[int, dict[str, int]]]:
+    """The last `hours` hours, oldest first: (hour start as Unix seconds, counts by action
+    and failures)."""
+    current = int(time.time() // 3600)
+    wanted = list(range(current - hours + 1, current + 1))
+    with redis.pipeline(transaction=False) as pipe:
+        for hour in wanted:
+            pipe.hgetall(HOURLY_PREFIX + str(hour))
+        found = pipe.execute()
+    return [
+        (hour * 3600, {k.decode(): int(v) for k, v in counts.items()})
+        for hour, counts in zip(wanted, found, strict=True)
+    ]
