@@ -126,12 +126,19 @@ The start-up reconcile has put the {CLIENTS} seeded clients on the (simulated) B
 4. See the BQN simulator's entry (now with policy Wisphub_block):
    curl -sk -u {BQN_USER}:{BQN_PASSWORD} \\
         https://127.0.0.1:{BQN_PORT}/api/v1/subscribers/{client["ip"]}
+   and every step the service took for the client, newest first:
+   curl -s {web}/api/v1/clients/{client["id_servicio"]}/history {api}
+   The status page shows the same, with the queue, workers, failures and a chart:
+   open {web}/?client={client["id_servicio"]} and sign in with the API token {API_TOKEN}
 5. Reactivate it without notifying: the poller applies it within {env["POLL_INTERVAL"]} s:
    curl -s --cacert {ca} -X PATCH {wisphub}/_sim/clients/{client["id_servicio"]} \\
         {json_type} -d '{{"estado": "Activo"}}'
 6. What a sync of the client would change, and a full reconcile:
    curl -s {web}/api/v1/clients/{client["id_servicio"]}/plan {api}
    curl -s -X POST {web}/api/v1/reconcile {api} {json_type} -d '{{"dry_run": false}}'
+   curl -s {web}/api/v1/reconciles {api}
+7. Prometheus metrics:
+   curl -s {web}/metrics {api}
 
 Ctrl-C stops everything.
 =======================================================""",

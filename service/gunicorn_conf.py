@@ -15,6 +15,7 @@ whose counter files are removed when gunicorn starts; a worker that exits is mar
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,11 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 logconfig_dict = logs.dict_config()
 
-# Set before the workers import prometheus_client, which reads it at import time.
-os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="wisphub-bqn-sync-metrics-"))
+# Set before the workers import prometheus_client, which reads it at import time; a folder made
+# here is removed when gunicorn exits.
+made_folder = None
+if not os.environ.get(MULTIPROC_ENV):
+    made_folder = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="wisphub-bqn-sync-metrics-")
 
 
 def on_starting(server: Any) -> None:
@@ -48,3 +52,9 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess  # noqa: PLC0415
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics folder made for this run."""
+    if made_folder is not None:
+        shutil.rmtree(made_folder, ignore_errors=True)

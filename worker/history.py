@@ -78,7 +78,8 @@ def read_from_wisphub(job_id: str, row: Row | None) -> Event:
 
 def report_events(report: Report, job_id: str) -> list[tuple[int | None, Event]]:
     """The events of a sync's report, each with the client it concerns (`None`: no client,
-    such as a policy): each operation and the BQN's answer, each skip and IP conflict."""
+    such as a policy): each operation and the BQN's answer, and each skip (the losers of an
+    IP conflict among them)."""
     failed = {id(failure.operation): failure for failure in report.failures}
     events: list[tuple[int | None, Event]] = []
     for op in report.planned:
@@ -98,10 +99,6 @@ def report_events(report: Report, job_id: str) -> list[tuple[int | None, Event]]
         events.append(
             (skip.id_servicio, event("skipped", job_id=job_id, reason=skip.reason, kept=kept))
         )
-    for conflict in report.conflicts:
-        for loser in conflict.losers:
-            text = f"IP {conflict.ip} is also claimed by client {conflict.winner}, who has it"
-            events.append((loser, event("skipped", job_id=job_id, reason=text)))
     return events
 
 

@@ -10,7 +10,7 @@ from tests.rows import row
 from worker import history, metrics, runs
 from worker.diff import Changes
 from worker.http import operation
-from worker.model import Action, Conflict, Kind, Operation, Skip
+from worker.model import Action, Kind, Operation, Skip
 from worker.report import Report
 
 CREATE = Operation(Action.CREATE, Kind.SUBSCRIBER, "10.0.0.1", {"policyRate": "P"}, 1)
@@ -18,9 +18,9 @@ POLICY = Operation(Action.UPDATE, Kind.POLICY, "P", {"rateLimitDownlink": {"rate
 DELETE = Operation(Action.DELETE, Kind.SUBSCRIBER, "10.0.0.9", {}, 2)
 
 
-def report(*ops, skips=(), conflicts=(), failures=()):
+def report(*ops, skips=(), failures=()):
     result = Report.of(
-        Changes(tuple(ops), unchanged=0, skips=skips, conflicts=conflicts), dry_run=False
+        Changes(tuple(ops), unchanged=0, skips=skips, conflicts=()), dry_run=False
     )
     for op in ops:
         if op in failures:
@@ -30,13 +30,12 @@ def report(*ops, skips=(), conflicts=(), failures=()):
     return result
 
 
-def test_each_operation_skip_and_conflict_becomes_an_event_of_its_client():
+def test_each_operation_and_skip_becomes_an_event_of_its_client():
     done = report(
         POLICY,
         CREATE,
         DELETE,
-        skips=(Skip(3, "", "no IP address"),),
-        conflicts=(Conflict("10.0.0.5", winner=4, losers=(5, 6)),),
+        skips=(Skip(3, "", "no IP address"), Skip(5, "10.0.0.5", "IP also claimed by client 4")),
         failures=(DELETE,),
     )
     events = history.report_events(done, "job-1")
@@ -46,7 +45,6 @@ def test_each_operation_skip_and_conflict_becomes_an_event_of_its_client():
         (2, "operation"),
         (3, "skipped"),
         (5, "skipped"),
-        (6, "skipped"),
     ]
     assert events[1][1] == {
         "event": "operation",
@@ -61,7 +59,7 @@ def test_each_operation_skip_and_conflict_becomes_an_event_of_its_client():
     assert events[2][1]["error"] == "BQN answered 400"
     assert events[2][1]["transient"] is False
     assert "policy" not in events[2][1]  # fields without a value are left out
-    assert "client 4" in events[4][1]["reason"]
+    assert events[4][1]["reason"] == "IP also claimed by client 4"
 
 
 @pytest.mark.parametrize(
