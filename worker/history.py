@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,28 +129,43 @@ def _op(op: Operation) -> dict[str, Any]:
 # Redis -----------------------------------------------------------------------------------
 
 
-def write(redis: Redis, events: Iterable[ClientEvent], limits: HistoryLimits) -> None:
-    """Append events to their clients' streams, keeping within `limits`."""
+def write(
+    redis: Redis,
+    events: Iterable[ClientEvent],
+    limits: HistoryLimits,
+    *,
+    also: Callable[[Pipeline], None] | None = None,
+) -> None:
+    """Append events to their clients' streams, keeping within `limits`; `also` adds other
+    commands to the first pipeline sent (one round trip for both)."""
     batch: list[ClientEvent] = []
     for item in events:
         batch.append(item)
         if len(batch) == CHUNK:
-            _write_batch(redis, batch, limits)
-            batch = []
-    if batch:
-        _write_batch(redis, batch, limits)
+            _write_batch(redis, batch, limits, also)
+            batch, also = [], None
+    if batch or also is not None:
+        _write_batch(redis, batch, limits, also)
 
 
-def _write_batch(redis: Redis, batch: list[ClientEvent], limits: HistoryLimits) -> None:
+def _write_batch(
+    redis: Redis,
+    batch: list[ClientEvent],
+    limits: HistoryLimits,
+    also: Callable[[Pipeline], None] | None,
+) -> None:
     now = time.time()
     keep = limits.days * 86400
     with redis.pipeline(transaction=False) as pipe:
+        if also is not None:
+            also(pipe)
         for id_servicio, item in batch:
             key = stream_key(id_servicio)
             data = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
             pipe.xadd(key, {"e": data}, maxlen=limits.per_client, approximate=False)
             pipe.expire(key, keep)
-        pipe.zadd(INDEX, {str(id_servicio): now for id_servicio, _ in batch})
+        if batch:
+            pipe.zadd(INDEX, {str(id_servicio): now for id_servicio, _ in batch})
         pipe.zremrangebyscore(INDEX, "-inf", now - keep)
         pipe.zcard(INDEX)
         held = pipe.execute()[-1]

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any, Concatenate, ParamSpec
@@ -142,15 +142,14 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
         )
         store.remember(redis, id_servicio, outcome.current, before=previous)
         store.note_touched(redis, id_servicio)
-        events = [history.read_from_wisphub(job.id, outcome.row)]
-        events += [event for _, event in history.report_events(outcome.report, job.id)]
-        history.write(redis, [(id_servicio, event) for event in events], rt.service.history)
         if outcome.report.ok:
             seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
             store.record_fingerprint(redis, id_servicio, seen)
+        events = [history.read_from_wisphub(job.id, outcome.row)]
+        events += [event for _, event in history.report_events(outcome.report, job.id)]
+        return _finish(job, outcome.report, [(id_servicio, event) for event in events])
     finally:
         lock.release()
-    return _finish(job, outcome.report)
 
 
 @rq_job
@@ -180,12 +179,10 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult
     if not dry_run:
         entry = runs.reconcile_entry(job.id, started, time.time(), report)
         runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
-        events = history.report_events(report, job.id)
-        mine = [(key, event) for key, event in events if key is not None]
-        history.write(redis, mine, rt.service.history)
     queue = Queue(job.origin, connection=redis)
     queueing.request_syncs(queue, touched, "reconcile", rt.service.history)
-    return _finish(job, report)
+    events = [] if dry_run else history.report_events(report, job.id)
+    return _finish(job, report, [(key, event) for key, event in events if key is not None])
 
 
 def _reconcile(
@@ -337,14 +334,19 @@ def _retry(job: Job, error: str) -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
-def _finish(job: Job, report: Report) -> JobResult:
+def _finish(job: Job, report: Report, events: Sequence[history.ClientEvent] = ()) -> JobResult:
     """The job's result; a retry when some operation failed transiently; an error when some
-    were refused for good. Its operations are counted (metrics and the hourly chart), and a
-    client job's outcome goes to the client's history."""
-    _count_operations(job.connection, report)
+    were refused for good. The job's history `events`, with a client job's outcome, are
+    written, and its operations counted (metrics and the hourly chart), in one round trip."""
+    _count_operations(report)
     client = queueing.client_of(job)
-    if client is not None:
-        _note(job, client, history.finished(job.id, report))
+    done = [] if client is None else [(client, history.finished(job.id, report))]
+    history.write(
+        job.connection,
+        [*events, *done],
+        runtime().service.history,
+        also=lambda pipe: history.count_operations(pipe, report),
+    )
     data = report.to_dict()
     if report.ok:
         return data
@@ -365,17 +367,14 @@ def _note(job: Job, id_servicio: int, event: history.Event) -> None:
     history.write(job.connection, [(id_servicio, event)], runtime().service.history)
 
 
-def _count_operations(redis: Redis, report: Report) -> None:
-    """Count a report's BQN writes for the metrics and the status page's hourly chart."""
+def _count_operations(report: Report) -> None:
+    """Count a report's BQN writes for the metrics."""
     if report.dry_run:
         return
     failed = {id(failure.operation) for failure in report.failures}
     for op in report.planned:
         result = "failed" if id(op) in failed else "ok"
         TALLY.count("bqn_operations", kind=str(op.kind), action=str(op.action), result=result)
-    with redis.pipeline(transaction=False) as pipe:
-        history.count_operations(pipe, report)
-        pipe.execute()
 
 
 def _remembered(desired: Desired, before: dict[int, Footprint]) -> dict[int, Footprint]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis, WatchError
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -113,11 +114,14 @@ def request_syncs(
         (id_servicio, history.requested(via, job.job_id, coalesced=job.coalesced))
         for id_servicio, job in queued
     ]
-    history.write(queue.connection, events, limits)
-    with queue.connection.pipeline(transaction=False) as pipe:
-        for outcome, amount in Counter(job.coalesced for _, job in queued).items():
-            metrics.add(pipe, "client_syncs_requested", amount, via=via, outcome=_OUTCOME[outcome])
-        pipe.execute()
+    counts = Counter(job.coalesced for _, job in queued)
+
+    def count(pipe: Pipeline) -> None:
+        for coalesced, amount in counts.items():
+            outcome = _OUTCOME[coalesced]
+            metrics.add(pipe, "client_syncs_requested", amount, via=via, outcome=outcome)
+
+    history.write(queue.connection, events, limits, also=count)
     return [job for _, job in queued]
 
 
