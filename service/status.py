@@ -41,6 +41,10 @@ blueprint = Blueprint("status", __name__)
 SESSION_HOURS = 12
 CHART_HOURS = 24
 FAILURES_SHOWN = 50
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def install(app: Flask) -> None:
@@ -83,6 +87,17 @@ def _authenticate() -> Response | None:
         {"WWW-Authenticate": 'Basic realm="wisphub-bqn-sync", charset="UTF-8"'},
         mimetype="text/plain",
     )
+
+
+@blueprint.after_request
+def _protect(response: Response) -> Response:
+    """No framing (the buttons cannot be clicked from another site), no scripts at all, and
+    no caching of pages that show the service's state."""
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @blueprint.get("/")

@@ -47,6 +47,14 @@ def test_signing_in_once_keeps_a_session(web):
     assert web.get("/").status_code == 302
 
 
+def test_the_page_cannot_be_framed_or_cached(web):
+    response = web.get("/", headers=API)
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert "script-src" not in response.headers["Content-Security-Policy"]  # none at all
+    assert response.headers["Cache-Control"] == "no-store"
+
+
 def test_no_open_redirect_after_signing_in(web):
     response = web.post("/login", data={"token": API_TOKEN, "next": "//evil.example/"})
     assert response.headers["Location"] == "/"
