@@ -181,8 +181,11 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult
         runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
     queue = Queue(job.origin, connection=redis)
     queueing.request_syncs(queue, touched, "reconcile", rt.service.history)
+    # the clients' histories get the reconcile's writes, not its skips: a client skipped every
+    # night would see its history filled with the same line
     events = [] if dry_run else history.report_events(report, job.id)
-    return _finish(job, report, [(key, event) for key, event in events if key is not None])
+    writes = [(key, e) for key, e in events if key is not None and e["event"] == "operation"]
+    return _finish(job, report, writes)
 
 
 def _reconcile(

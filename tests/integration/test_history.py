@@ -107,6 +107,7 @@ def test_history_is_capped_per_client_and_in_total(redis):
 
 def test_reconciles_are_kept_newest_first(web, work, wisphub_sim, queue):
     wisphub_sim.state.upsert_client(row(5, "10.1.0.5", "Activo", "Online_basico", "Leo"))
+    wisphub_sim.state.upsert_client(row(6, "", "Activo", "Online_basico", "Sin IP"))
     first = queueing.enqueue_reconcile(queue, dry_run=False)
     work()
     wisphub_sim.state.update_client(5, estado="Suspendido")
@@ -124,6 +125,9 @@ def test_reconciles_are_kept_newest_first(web, work, wisphub_sim, queue):
     # the reconcile's operations are in the client's history
     ops = [e for e in events_of(web, 5)["events"] if e["event"] == "operation"]
     assert [(e["job_id"], e["action"]) for e in ops] == [(second, "update"), (first, "create")]
+    # its skips are in its report, not in the client's history (they would repeat nightly)
+    assert kept[0]["report"]["skipped"][0]["id_servicio"] == 6
+    assert events_of(web, 6)["events"] == []
 
 
 def test_a_reconcile_that_cannot_read_wisphub_is_kept_as_failed(web, work, wisphub_sim, queue):
