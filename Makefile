@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-faults lint demo bench clean browser
+.PHONY: test test-faults lint demo bench clean browser promtool
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP) browser
+test: $(STAMP) browser promtool
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -28,6 +28,18 @@ browser:
 	      chromium chromium-driver >/dev/null || echo "note: Chromium could not be installed"; \
 	  else \
 	    echo "note: no Chromium and not root: the status page's browser test will be skipped"; \
+	  fi; \
+	fi
+
+# Prometheus' promtool checks /metrics in a test: taken from Debian's prometheus package into
+# .venv/tools (a download, no root, nothing installed); without it that check is skipped.
+promtool: $(STAMP)
+	@if ! command -v promtool >/dev/null && [ ! -x $(VENV)/tools/promtool ]; then \
+	  rm -rf $(VENV)/tools && mkdir -p $(VENV)/tools && cd $(VENV)/tools && \
+	  if apt-get download -qq prometheus >/dev/null 2>&1 && dpkg-deb -x prometheus_*.deb deb; then \
+	    mv deb/usr/bin/promtool . && rm -rf deb prometheus_*.deb; \
+	  else \
+	    echo "note: promtool not available: the /metrics promtool check will be skipped"; \
 	  fi; \
 	fi
 
