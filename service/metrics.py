@@ -151,68 +151,44 @@ def _stored(redis: Redis) -> Iterator[Metric]:
         yield family
 
 
+GAUGES = {
+    "queue_depth": "Jobs waiting in the queue",
+    "queue_oldest_job_age_seconds": "How long the job at the head of the queue has waited",
+    "retrying_jobs": "Jobs waiting to be retried later",
+    "running_jobs": "Jobs running now",
+    "failed_jobs": "Failed jobs waiting to be requeued (/api/v1/failures)",
+    "workers": "RQ workers alive for the queue",
+    "poll_lag_seconds": "Seconds since the last complete WispHub pass of the poller",
+    "last_poll_timestamp_seconds": "When the last poll ended (Unix time)",
+    "last_poll_ok": "1 if the last poll read WispHub completely",
+    "last_reconcile_timestamp_seconds": "When the last full reconcile ended (Unix time)",
+    "last_reconcile_ok": "1 if the last full reconcile applied everything",
+    "last_reconcile_duration_seconds": "How long the last full reconcile took",
+}
+
+
 def _gauges(now: overview.Overview) -> Iterator[Metric]:
-    """Gauges of the service's state at this moment."""
-    simple = [
-        ("queue_depth", "Jobs waiting in the queue", now.queued),
-        (
-            "queue_oldest_job_age_seconds",
-            "How long the job at the head of the queue has waited",
-            now.oldest_queued_seconds,
-        ),
-        ("retrying_jobs", "Jobs waiting to be retried later", now.retrying),
-        ("running_jobs", "Jobs running now", now.running),
-        ("failed_jobs", "Failed jobs waiting to be requeued (/api/v1/failures)", now.failed),
-        ("workers", "RQ workers alive for the queue", len(now.workers)),
-    ]
+    """Gauges of the service's state at this moment (those about the poller and the last
+    reconcile once they have run)."""
+    values: dict[str, float] = {
+        "queue_depth": now.queued,
+        "queue_oldest_job_age_seconds": now.oldest_queued_seconds,
+        "retrying_jobs": now.retrying,
+        "running_jobs": now.running,
+        "failed_jobs": now.failed,
+        "workers": len(now.workers),
+    }
     if now.poll_lag_seconds is not None:
-        simple.append(
-            (
-                "poll_lag_seconds",
-                "Seconds since the last complete WispHub pass of the poller",
-                now.poll_lag_seconds,
-            )
-        )
-    if now.last_poll is not None:
-        simple.append(
-            (
-                "last_poll_timestamp_seconds",
-                "When the last poll ended (Unix time)",
-                now.last_poll["ended"],
-            )
-        )
-        simple.append(
-            (
-                "last_poll_ok",
-                "1 if the last poll read WispHub completely",
-                float(bool(now.last_poll.get("ok"))),
-            )
-        )
-    last = now.last_reconcile
-    if last is not None:
-        simple.append(
-            (
-                "last_reconcile_timestamp_seconds",
-                "When the last full reconcile ended (Unix time)",
-                last["ended"],
-            )
-        )
-        simple.append(
-            (
-                "last_reconcile_ok",
-                "1 if the last full reconcile applied everything",
-                float(bool(last.get("ok"))),
-            )
-        )
-        simple.append(
-            (
-                "last_reconcile_duration_seconds",
-                "How long the last full reconcile took",
-                last["seconds"],
-            )
-        )
-    for name, text, value in simple:
-        yield GaugeMetricFamily(f"{NS}_{name}", text, value=value)
+        values["poll_lag_seconds"] = now.poll_lag_seconds
+    if (poll := now.last_poll) is not None:
+        values["last_poll_timestamp_seconds"] = poll["ended"]
+        values["last_poll_ok"] = float(bool(poll.get("ok")))
+    if (last := now.last_reconcile) is not None:
+        values["last_reconcile_timestamp_seconds"] = last["ended"]
+        values["last_reconcile_ok"] = float(bool(last.get("ok")))
+        values["last_reconcile_duration_seconds"] = last["seconds"]
+    for name, value in values.items():
+        yield GaugeMetricFamily(f"{NS}_{name}", GAUGES[name], value=value)
     if last is not None and last.get("counts"):
         family = GaugeMetricFamily(
             f"{NS}_last_reconcile_counts",

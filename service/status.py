@@ -50,7 +50,7 @@ CSP = (
 def install(app: Flask) -> None:
     """Serve the status page; sign its session cookie with a key derived from the API token
     (changing the token signs everybody out)."""
-    token = context_token(app)
+    token = _token_of(app)
     app.secret_key = _derived(token, "session") if token is not None else secrets.token_hex(32)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -62,7 +62,7 @@ def install(app: Flask) -> None:
     app.register_blueprint(blueprint)
 
 
-def context_token(app: Flask) -> str | None:
+def _token_of(app: Flask) -> str | None:
     """The API token of the app being built."""
     return app.extensions[Context.KEY].service.api_token
 
