@@ -145,8 +145,10 @@ def _stored(redis: Redis) -> Iterator[Metric]:
         else:
             family = HistogramMetricFamily(full, spec.help, labels=spec.labels)
             for key, parts in series[name].items():
-                bounds = sorted(buckets[name, key].items(), key=lambda item: float(item[0]))
-                cumulative = [*bounds, ("+Inf", parts.get("count", 0.0))]
+                hits = buckets[name, key]
+                labels = [metrics.bucket_label(bound) for bound in metrics.BUCKETS]
+                cumulative = [(le, hits.get(le, 0.0)) for le in labels]
+                cumulative.append(("+Inf", parts.get("count", 0.0)))
                 family.add_metric(list(key), cumulative, parts.get("sum", 0.0))
         yield family
 

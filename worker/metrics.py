@@ -118,7 +118,7 @@ class Tally:
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """Add a timing to a histogram (buckets are cumulative, as Prometheus keeps them)."""
-        fields = [field_name(name, {**labels, "le": _le(le)}, "bucket") for le in BUCKETS]
+        fields = [field_name(name, {**labels, "le": bucket_label(le)}, "bucket") for le in BUCKETS]
         hits = [field for le, field in zip(BUCKETS, fields, strict=True) if seconds <= le]
         with self._lock:
             for field in hits:
@@ -154,7 +154,8 @@ def stored(redis: Redis) -> Iterator[tuple[str, str, dict[str, str], float]]:
             yield name, part, labels, float(value)
 
 
-def _le(bound: float) -> str:
+def bucket_label(bound: float) -> str:
+    """A histogram bucket's `le` label value."""
     return repr(float(bound))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections import Counter
 
 import pytest
 import requests
@@ -15,7 +16,7 @@ from sandbox.processes import Processes
 from tests.integration.conftest import API, HOOK, managed_state
 from tests.integration.processes import eventually
 from tests.rows import row
-from worker import queueing
+from worker import metrics, queueing
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +83,12 @@ def test_counters_move_as_the_service_works(web, work, wisphub_sim, queue):
         - total(before, "upstream_request_duration_seconds_count", service="bqn")
         >= 2  # the subscriber read and its write
     )
+    buckets = Counter(
+        dict(labels)["operation"]
+        for name, labels in after
+        if name == PREFIX + "upstream_request_duration_seconds_bucket"
+    )
+    assert set(buckets.values()) == {len(metrics.BUCKETS) + 1}  # every bucket, and +Inf
     assert value(after, "queue_depth") == 0
     assert value(after, "failed_jobs") == 0
     assert total(after, "http_request_duration_seconds_count", endpoint="/webhooks/wisphub") >= 4

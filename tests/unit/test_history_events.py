@@ -19,9 +19,7 @@ DELETE = Operation(Action.DELETE, Kind.SUBSCRIBER, "10.0.0.9", {}, 2)
 
 
 def report(*ops, skips=(), failures=()):
-    result = Report.of(
-        Changes(tuple(ops), unchanged=0, skips=skips, conflicts=()), dry_run=False
-    )
+    result = Report.of(Changes(tuple(ops), unchanged=0, skips=skips, conflicts=()), dry_run=False)
     for op in ops:
         if op in failures:
             result.record_failure(op, "BQN answered 400", transient=False)
@@ -137,7 +135,7 @@ def test_the_tally_keeps_cumulative_buckets():
     tally.count("jobs", job="sync_client", outcome="succeeded")
     pending = dict(tally._pending)
     for bound in metrics.BUCKETS:
-        field = metrics.field_name(name, {**labels, "le": repr(float(bound))}, "bucket")
+        field = metrics.field_name(name, {**labels, "le": metrics.bucket_label(bound)}, "bucket")
         assert pending.get(field, 0) == (1 if bound >= 0.04 else 0)
     assert pending[metrics.field_name(name, labels, "count")] == 1
     assert pending[metrics.field_name(name, labels, "sum")] == pytest.approx(0.04)
