@@ -141,7 +141,7 @@ class HistoryLimits:
 
     per_client: int = 50
     days: int = 30
-    clients: int = 50_000
+    clients: int = 20_000
     reconcile_reports: int = 30
 
 
