@@ -53,13 +53,18 @@ class JobContextFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger [job=… client=…] message`, the bracket only inside a job."""
+    """`time LEVEL logger [job=… client=…] message`, the bracket only inside a job. A line
+    break in the message or a traceback is written as `\\n`, so an event stays one line
+    (`sed 's/\\\\n/\\n/g'` unfolds a traceback)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_LINE)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return TEXT_LINE % {**vars(record), "context": _context(record)}
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r\n", "\n").replace("\n", "\\n")
 
 
 class JsonLineFormatter(JsonFormatter):

@@ -116,6 +116,21 @@ def test_what_a_library_attaches_to_a_record_stays_out(fmt):
     assert "3001234567" not in line
 
 
+def test_a_text_event_stays_on_one_line():
+    def emit() -> None:
+        logging.getLogger("rq.worker").error("first\nsecond\r\nthird")
+        with logs.job_context("sync-12-ab12cd", 12):
+            try:
+                1 / 0  # noqa: B018
+            except ZeroDivisionError:
+                logging.getLogger("worker.jobs").exception("job failed")
+
+    message, failure = lines_of("text", emit)
+    assert message.endswith("first\\nsecond\\nthird")
+    assert "[job=sync-12-ab12cd client=12] job failed\\nTraceback" in failure
+    assert failure.endswith("ZeroDivisionError: division by zero")
+
+
 def test_a_json_message_with_newlines_stays_on_one_line():
     message = "first\nsecond\r\nthird"
     [line] = lines_of("json", lambda: logging.getLogger("rq.worker").error(message))
