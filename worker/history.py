@@ -80,19 +80,12 @@ def report_events(report: Report, job_id: str) -> list[tuple[int | None, Event]]
     """The events of a sync's report, each with the client it concerns (`None`: no client,
     such as a policy): each operation and the BQN's answer, and each skip (the losers of an
     IP conflict among them)."""
-    failed = {id(failure.operation): failure for failure in report.failures}
     events: list[tuple[int | None, Event]] = []
-    for op in report.planned:
-        failure = failed.get(id(op))
-        answer = (
-            {"result": "ok"}
-            if failure is None
-            else {
-                "result": "failed",
-                "error": failure.error,
-                "transient": failure.transient,
-            }
-        )
+    for op, failure in report.results():
+        if failure is None:
+            answer = {"result": "ok"}
+        else:
+            answer = {"result": "failed", "error": failure.error, "transient": failure.transient}
         events.append((op.id_servicio, event("operation", job_id=job_id, **_op(op), **answer)))
     for skip in report.skips:
         kept = list(skip.kept) or None
@@ -202,8 +195,9 @@ def count_operations(pipe: Pipeline, report: Report, now: float | None = None) -
     if report.dry_run or not report.planned:
         return
     key = HOURLY_PREFIX + str(int((time.time() if now is None else now) // 3600))
-    failed_ops = {id(failure.operation) for failure in report.failures}
-    counts = Counter("failed" if id(op) in failed_ops else str(op.action) for op in report.planned)
+    counts = Counter(
+        str(op.action) if failure is None else "failed" for op, failure in report.results()
+    )
     for name, amount in counts.items():
         pipe.hincrby(key, name, amount)
     pipe.expire(key, HOURLY_KEEP_SECONDS)

@@ -374,9 +374,8 @@ def _count_operations(report: Report) -> None:
     """Count a report's BQN writes for the metrics."""
     if report.dry_run:
         return
-    failed = {id(failure.operation) for failure in report.failures}
-    for op in report.planned:
-        result = "failed" if id(op) in failed else "ok"
+    for op, failure in report.results():
+        result = "ok" if failure is None else "failed"
         TALLY.count("bqn_operations", kind=str(op.kind), action=str(op.action), result=result)
 
 

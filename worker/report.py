@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,12 @@ class Report:
     def record_failure(self, op: Operation, error: str, *, transient: bool = True) -> None:
         """Keep an operation that failed, with its reason; `transient` if a retry may help."""
         self.failures.append(Failure(op, error, transient))
+
+    def results(self) -> Iterator[tuple[Operation, Failure | None]]:
+        """Each planned operation with its failure, `None` when it went through."""
+        failed = {id(failure.operation): failure for failure in self.failures}
+        for op in self.planned:
+            yield op, failed.get(id(op))
 
     @property
     def retryable(self) -> bool:
