@@ -65,8 +65,8 @@ blueprint = Blueprint("metrics", __name__)
 @blueprint.get("/metrics")
 def scrape() -> Response:
     """Every metric, in Prometheus' text format."""
-    require_api_token(context().service.api_token)
     ctx = context()
+    require_api_token(ctx.service.api_token)
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
