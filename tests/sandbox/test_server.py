@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -84,14 +85,18 @@ def free_port() -> int:
 
 
 def wait_for(url: str, **kwargs: object) -> requests.Response:
+    """GET `url` once its server listens (a TLS server writes its CA before it listens)."""
+    port = urlsplit(url).port
     deadline = time.monotonic() + 15
     while True:
         try:
-            return requests.get(url, timeout=2, **kwargs)
-        except requests.exceptions.ConnectionError:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+        else:
+            return requests.get(url, timeout=5, **kwargs)
 
 
 def test_command_line_serves_both_simulators(tmp_path: Path) -> None:
