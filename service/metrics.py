@@ -146,8 +146,7 @@ def _stored(redis: Redis) -> Iterator[Metric]:
             family = HistogramMetricFamily(full, spec.help, labels=spec.labels)
             for key, parts in series[name].items():
                 hits = buckets[name, key]
-                labels = [metrics.bucket_label(bound) for bound in metrics.BUCKETS]
-                cumulative = [(le, hits.get(le, 0.0)) for le in labels]
+                cumulative = [(le, hits.get(le, 0.0)) for le in metrics.BUCKET_LABELS]
                 cumulative.append(("+Inf", parts.get("count", 0.0)))
                 family.add_metric(list(key), cumulative, parts.get("sum", 0.0))
         yield family

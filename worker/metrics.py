@@ -30,6 +30,8 @@ KEY = PREFIX + "metrics"
 NAMESPACE = "wisphub_bqn_sync"
 # Seconds: an API call takes tens of milliseconds, a slow one (with retries) many seconds.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Each bucket's `le` label value, as Prometheus writes it.
+BUCKET_LABELS = tuple(repr(float(bound)) for bound in BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,11 @@ class Tally:
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """Add a timing to a histogram (buckets are cumulative, as Prometheus keeps them)."""
-        fields = [field_name(name, {**labels, "le": bucket_label(le)}, "bucket") for le in BUCKETS]
-        hits = [field for le, field in zip(BUCKETS, fields, strict=True) if seconds <= le]
+        hits = [
+            field_name(name, {**labels, "le": le}, "bucket")
+            for bound, le in zip(BUCKETS, BUCKET_LABELS, strict=True)
+            if seconds <= bound
+        ]
         with self._lock:
             for field in hits:
                 self._pending[field] += 1
@@ -152,11 +157,6 @@ def stored(redis: Redis) -> Iterator[tuple[str, str, dict[str, str], float]]:
             continue
         if name in SPECS:
             yield name, part, labels, float(value)
-
-
-def bucket_label(bound: float) -> str:
-    """A histogram bucket's `le` label value."""
-    return repr(float(bound))
 
 
 # This process's counts (the API clients time every request here).

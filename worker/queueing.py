@@ -114,18 +114,14 @@ def request_syncs(
         (id_servicio, history.requested(via, job.job_id, coalesced=job.coalesced))
         for id_servicio, job in queued
     ]
-    counts = Counter(job.coalesced for _, job in queued)
+    outcomes = Counter(event["event"] for _, event in events)  # queued or coalesced
 
     def count(pipe: Pipeline) -> None:
-        for coalesced, amount in counts.items():
-            outcome = _OUTCOME[coalesced]
+        for outcome, amount in outcomes.items():
             metrics.add(pipe, "client_syncs_requested", amount, via=via, outcome=outcome)
 
     history.write(queue.connection, events, limits, also=count)
     return [job for _, job in queued]
-
-
-_OUTCOME = {False: "queued", True: "coalesced"}
 
 
 def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> str:

@@ -134,8 +134,8 @@ def test_the_tally_keeps_cumulative_buckets():
     tally.observe(name, 0.04, **labels)
     tally.count("jobs", job="sync_client", outcome="succeeded")
     pending = dict(tally._pending)
-    for bound in metrics.BUCKETS:
-        field = metrics.field_name(name, {**labels, "le": metrics.bucket_label(bound)}, "bucket")
+    for bound, le in zip(metrics.BUCKETS, metrics.BUCKET_LABELS, strict=True):
+        field = metrics.field_name(name, {**labels, "le": le}, "bucket")
         assert pending.get(field, 0) == (1 if bound >= 0.04 else 0)
     assert pending[metrics.field_name(name, labels, "count")] == 1
     assert pending[metrics.field_name(name, labels, "sum")] == pytest.approx(0.04)
