@@ -30,6 +30,8 @@ GROUP_PREFIX = "wisphub-"
 MAX_SUBSCRIBERS_PER_CLIENT = 256
 
 Row = Mapping[str, Any]
+# Policy names by WispHub plan id, when the plan catalogue is known (see `worker.plans.named`).
+PolicyNames = Mapping[int, str]
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,13 @@ class Desired:
 
 
 def policy_name(plan_name: str) -> str:
-    """The BQN rate policy name of a WispHub plan: its `nombre` with spaces as `_`."""
-    return plan_name.strip().replace(" ", "_")
+    """The BQN rate policy name of a WispHub plan: its `nombre` with spaces as `_`.
+
+    A name made only of dots (`.`, `..`) would be read as a path segment and address another
+    BQN path, so its dots become `_` too.
+    """
+    name = plan_name.strip().replace(" ", "_")
+    return "_" * len(name) if name in (".", "..") else name
 
 
 def block_policy(rules: MappingRules) -> Policy:
@@ -102,11 +109,15 @@ def is_own_group(name: str) -> bool:
     return name.startswith(GROUP_PREFIX) and name[len(GROUP_PREFIX) :].isdecimal()
 
 
-def map_client(row: Row, rules: MappingRules) -> Entries | Skip | None:
+def map_client(
+    row: Row, rules: MappingRules, names: PolicyNames | None = None
+) -> Entries | Skip | None:
     """One client's BQN entries; `None` when it should have none; `Skip` when unmappable.
 
     A `Skip` with `kept` addresses names entries that must be left untouched, because the
-    client's state could not be known.
+    client's state could not be known. `names` gives the policy of each plan id (plans are
+    known by id: a renamed plan, or two whose names differ only by a space, keep distinct
+    policies); a plan it lacks gets the policy named after its `nombre`.
     """
     id_servicio = client_id(row)
     raw_ip = row.get("ip")
@@ -128,7 +139,9 @@ def map_client(row: Row, rules: MappingRules) -> Entries | Skip | None:
         plan_nombre = plan.get("nombre") if isinstance(plan, Mapping) else None
         if not isinstance(plan_nombre, str) or not plan_nombre.strip():
             return Skip(id_servicio, shown_ip, "no internet plan", kept=_kept(addresses))
-        policy = policy_name(plan_nombre)
+        plan_id = as_id(plan.get("id")) if isinstance(plan, Mapping) else None
+        known = names.get(plan_id) if names and plan_id is not None else None
+        policy = known or policy_name(plan_nombre)
     else:
         reason = f"unknown estado {estado_raw!r}"
         return Skip(id_servicio, shown_ip, reason, kept=_kept(addresses))
@@ -160,15 +173,18 @@ def _kept(addresses: Addresses) -> tuple[str, ...]:
     return (*addresses.members, *addresses.ranges)
 
 
-def desired_state(rows: Iterable[Row], rules: MappingRules) -> Desired:
-    """The whole desired state from a complete WispHub pass."""
+def desired_state(
+    rows: Iterable[Row], rules: MappingRules, names: PolicyNames | None = None
+) -> Desired:
+    """The whole desired state from a complete WispHub pass (or from the rows of the clients
+    claiming some addresses); `names` as for `map_client`."""
     claims: dict[str, list[tuple[tuple[datetime, int], Subscriber]]] = defaultdict(list)
     groups: dict[str, Group] = {}
     skips: list[Skip] = []
     count = 0
     for row in rows:
         count += 1
-        mapped = map_client(row, rules)
+        mapped = map_client(row, rules, names)
         if isinstance(mapped, Entries):
             rank = (last_change(row), client_id(row) or 0)
             for sub in mapped.subscribers:

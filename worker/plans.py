@@ -4,6 +4,11 @@ A plan's speeds come from its WispHub detail (`bajada`/`subida`), or from the op
 override file, which may also fill plans WispHub gives no speed for (PCQ plans, missing or
 unreadable details). A plan with no known speed gets no policy: it is left for the operator,
 as the original script did, and named in reports.
+
+Plans are known by id. A plan's policy is named after its `nombre` as the freshest client rows
+show it (a rename is seen at once), and when two plans would make one policy name (`Plan Twin`
+and `Plan_Twin`) the lowest plan id keeps it and each other plan gets `-<id>` appended, so
+their speeds never overwrite each other; the block policy's name is never given to a plan.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from worker.desired import block_policy, policy_name
+from worker.desired import PolicyNames, Row, as_id, block_policy, policy_name
 from worker.model import Policy, covers
 from worker.settings import MappingRules
 from worker.speeds import SpeedError, parse_speed
@@ -75,11 +80,13 @@ class Plan:
     speeds: Speeds | None = None
     source: str = NONE
     problem: str | None = None
+    # The policy name `named` gave the plan; empty: the name its `nombre` makes.
+    assigned_policy: str = ""
 
     @property
     def policy_name(self) -> str:
         """The BQN policy (and subscribers' `policyRate`) name."""
-        return policy_name(self.nombre)
+        return self.assigned_policy or policy_name(self.nombre)
 
     def policy(self) -> Policy | None:
         """The rate policy this plan needs, or `None` when its speeds are unknown."""
@@ -142,6 +149,61 @@ def with_overrides(plans: Iterable[Plan], overrides: Mapping[str, Speeds]) -> li
         override = overrides.get(plan.policy_name)
         result.append(plan if override is None else replace(plan, speeds=override, source=OVERRIDE))
     return result
+
+
+def renamed(plans: Iterable[Plan], rows: Iterable[Row]) -> list[Plan]:
+    """The catalogue with each plan named as client rows name it (rows are read after the
+    catalogue, so a rename shows there first), plus the plans rows name that it lacks (without
+    speeds: left for the operator until the catalogue is read again)."""
+    shown: dict[int, str] = {}
+    for row in rows:
+        plan = row.get("plan_internet")
+        plan_id = as_id(plan.get("id")) if isinstance(plan, Mapping) else None
+        nombre = plan.get("nombre") if isinstance(plan, Mapping) else None
+        if plan_id is not None and isinstance(nombre, str) and nombre.strip():
+            shown[plan_id] = nombre
+    result = [replace(plan, nombre=shown.get(plan.id, plan.nombre)) for plan in plans]
+    known = {plan.id for plan in result}
+    result += [
+        Plan(plan_id, nombre, problem="not in WispHub's plan list yet")
+        for plan_id, nombre in sorted(shown.items())
+        if plan_id not in known
+    ]
+    return result
+
+
+def named(plans: Iterable[Plan], reserved: Iterable[str] = ()) -> list[Plan]:
+    """`plans` with distinct policy names: in plan id order, each takes the name its `nombre`
+    makes, or, when an earlier plan (or a `reserved` name) has it, that name with `-<id>`."""
+    taken = set(reserved)
+    result = []
+    for plan in sorted(plans, key=lambda p: p.id):
+        name = policy_name(plan.nombre)
+        while name in taken:
+            name = f"{name}-{plan.id}"
+        taken.add(name)
+        result.append(replace(plan, assigned_policy=name))
+    return result
+
+
+def resolved(plans: Iterable[Plan], rows: Iterable[Row], rules: MappingRules) -> list[Plan]:
+    """The plans to sync `rows` with: named as the rows show them, with distinct policies."""
+    return named(renamed(plans, rows), [rules.block_policy])
+
+
+def policy_names(plans: Iterable[Plan]) -> PolicyNames:
+    """Each plan's policy name by plan id."""
+    return {plan.id: plan.policy_name for plan in plans}
+
+
+def name_collisions(plans: Iterable[Plan]) -> list[str]:
+    """A note for each plan whose policy is not the name its `nombre` makes."""
+    return [
+        f"plan {plan.id} ({plan.nombre!r}) makes the policy name {policy_name(plan.nombre)}, "
+        f"already used by another plan or the block policy: its policy is {plan.policy_name}"
+        for plan in plans
+        if plan.policy_name != policy_name(plan.nombre)
+    ]
 
 
 def wanted_policies(plans: Iterable[Plan], rules: MappingRules) -> list[Policy]:

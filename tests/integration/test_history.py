@@ -35,9 +35,15 @@ def test_a_notified_change_shows_step_by_step(web, work, wisphub_sim):
         "started",
         "read",
         "operation",
+        "operation",
         "done",
     ]
-    queued, started, read, subscriber, done = reversed(view["events"])
+    queued, started, read, policy, subscriber, done = reversed(view["events"])
+    assert (policy["action"], policy["kind"], policy["key"]) == (
+        "create",
+        "policy",
+        "Online_basico",
+    )
     assert queued == {**queued, "via": "webhook", "job_id": job_id}
     assert started["attempt"] == 1
     assert (read["estado"], read["plan"], read["ip"]) == ("Activo", "Online_basico", "10.1.0.1")

@@ -94,6 +94,10 @@ def test_block_policy_name_is_configurable():
         ("Plan 10 Megas", "Plan_10_Megas"),
         ("Online_basico", "Online_basico"),
         (" Básico 5M ", "Básico_5M"),
+        (".", "_"),
+        ("..", "__"),
+        ("...", "..."),
+        ("Plan .", "Plan_."),
     ],
 )
 def test_policy_name(plan, policy):

@@ -1,11 +1,24 @@
 """Plans to policies: WispHub details, the override file, and the state of a policy."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests.rows import row
 from worker.errors import ConfigError
 from worker.model import Policy
 from worker.overrides import parse_csv, parse_yaml
-from worker.plans import Plan, Speeds, plan_from_wisphub, policy_state, with_overrides
+from worker.plans import (
+    Plan,
+    Speeds,
+    name_collisions,
+    plan_from_wisphub,
+    policy_names,
+    policy_state,
+    resolved,
+    with_overrides,
+)
+from worker.settings import MappingRules
 
 SUMMARY = {"id": 439219, "nombre": "Plan 10 Megas", "tipo": "Simple Queue"}
 
@@ -151,3 +164,79 @@ def test_override_file_forms(parse, text):
 def test_bad_override_files_say_where(parse, text, message):
     with pytest.raises(ConfigError, match=message):
         parse(text)
+
+
+# Policy names by plan id -------------------------------------------------------------------
+
+RULES = MappingRules()
+
+
+def plan(plan_id, nombre):
+    return Plan(plan_id, nombre, speeds=Speeds(1_000, 1_000))
+
+
+@pytest.mark.parametrize(
+    ("plans", "names"),
+    [
+        pytest.param([plan(1, "Plan 10M")], {1: "Plan_10M"}, id="plain"),
+        pytest.param(
+            [plan(12, "Plan_Twin"), plan(11, "Plan Twin")],
+            {11: "Plan_Twin", 12: "Plan_Twin-12"},
+            id="twins-the-lower-id-keeps-the-name",
+        ),
+        pytest.param(
+            [plan(3, "Plan_Twin-12"), plan(11, "Plan Twin"), plan(12, "Plan_Twin")],
+            {3: "Plan_Twin-12", 11: "Plan_Twin", 12: "Plan_Twin-12-12"},
+            id="a-suffix-never-takes-another-plans-name",
+        ),
+        pytest.param(
+            [plan(5, "Wisphub block")], {5: "Wisphub_block-5"}, id="the-block-policy-is-reserved"
+        ),
+        pytest.param([plan(1, "."), plan(2, "..")], {1: "_", 2: "__"}, id="dots-are-not-paths"),
+    ],
+)
+def test_policy_names(plans, names):
+    resolved_plans = resolved(plans, [], RULES)
+    assert policy_names(resolved_plans) == names
+    assert {p.id: p.policy().name for p in resolved_plans} == names
+
+
+def test_a_rename_shows_in_the_rows_before_the_catalogue():
+    rows = [row(1, plan="Plan Nuevo") | {"plan_internet": {"id": 4, "nombre": "Plan Nuevo"}}]
+    [renamed_plan] = resolved([plan(4, "Plan Viejo")], rows, RULES)
+    assert (renamed_plan.nombre, renamed_plan.policy_name) == ("Plan Nuevo", "Plan_Nuevo")
+    assert renamed_plan.speeds == Speeds(1_000, 1_000), "speeds stay with the plan id"
+
+
+def test_a_plan_only_rows_name_gets_a_name_and_no_speeds():
+    rows = [{"id_servicio": 1, "plan_internet": {"id": 9, "nombre": "Plan 10M"}}]
+    plans = resolved([plan(4, "Plan 10M")], rows, RULES)
+    assert [(p.id, p.policy_name, p.speeds is None) for p in plans] == [
+        (4, "Plan_10M", False),
+        (9, "Plan_10M-9", True),
+    ]
+
+
+def test_collisions_are_reported():
+    plans = resolved([plan(11, "Plan Twin"), plan(12, "Plan_Twin")], [], RULES)
+    [note] = name_collisions(plans)
+    assert "plan 12" in note
+    assert "Plan_Twin-12" in note
+
+
+@given(
+    st.dictionaries(
+        st.integers(1, 50), st.sampled_from(["A", "A ", " A", "A_", "A B", "A_B", "Wisphub block"])
+    )
+)
+def test_policy_names_are_distinct_stable_and_never_the_block_policy(catalogue):
+    plans = [plan(key, nombre) for key, nombre in catalogue.items()]
+    names = policy_names(resolved(plans, [], RULES))
+    assert len(set(names.values())) == len(names)
+    assert RULES.block_policy not in names.values()
+    newer = plan(max(catalogue, default=0) + 1, "A")
+    assert {
+        key: name
+        for key, name in policy_names(resolved([*plans, newer], [], RULES)).items()
+        if key != newer.id
+    } == names, "a new plan never renames the policies of older ones"
