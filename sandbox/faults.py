@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from sandbox.web import html_page, is_control_path, text_response
 
@@ -34,6 +34,8 @@ class Faults:
     - `writes_only`: stalls and failures hit POST/PUT/PATCH/DELETE only (reads go through).
     - `hide_rows`: the fraction (0 to 1) of its rows a list endpoint leaves out, with a `count`
       that agrees: WispHub's empty or half lists (a restricted key, a half-restored database).
+    - `lose_every`: every Nth API request (of those `writes_only` selects) is carried out, but
+      its answer is held back `stall_seconds`, so the client times out: a lost answer.
     """
 
     latency_ms: int = 0
@@ -45,6 +47,7 @@ class Faults:
     html_errors: bool = False
     writes_only: bool = False
     hide_rows: float = 0.0
+    lose_every: int = 0
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -74,12 +77,12 @@ class Faults:
                 setattr(self, name, getattr(defaults, name))
             self._seen = 0
 
-    def next_request(self, method: str = "GET") -> tuple[float, int | None]:
-        """Account for one API request: seconds to wait, and the status to fail with."""
+    def next_request(self, method: str = "GET") -> Verdict:
+        """Account for one API request: what happens to it."""
         with self._lock:
             delay = self.latency_ms / 1000
             if self.writes_only and method not in WRITE_METHODS:
-                return delay, None
+                return Verdict(delay)
             self._seen += 1
             if self.stall_every and self._seen % self.stall_every == 0:
                 delay += self.stall_seconds
@@ -89,13 +92,24 @@ class Faults:
                 failure = self.fail_status
             elif self.fail_every and self._seen % self.fail_every == 0:
                 failure = self.fail_status
-            return delay, failure
+            lost = bool(self.lose_every) and self._seen % self.lose_every == 0
+            return Verdict(delay, failure, self.stall_seconds if lost else 0.0)
 
     def visible(self, rows: list[Any]) -> list[Any]:
         """`rows` less the fraction `hide_rows` hides (the last ones)."""
         with self._lock:
             hidden = round(len(rows) * self.hide_rows)
         return rows[: len(rows) - hidden]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What happens to one request: a wait before it is handled, a status it fails with
+    instead, and a wait before its answer is sent (a lost answer, once the client gives up)."""
+
+    delay: float = 0.0
+    failure: int | None = None
+    answer_delay: float = 0.0
 
 
 def _setting_types() -> dict[str, type]:
@@ -170,9 +184,16 @@ def install(app: Flask, faults: Faults, stats: Stats) -> None:
             return None
         rule = request.url_rule
         stats.record(request.method, rule.rule if rule is not None else UNMATCHED)
-        delay, failure = faults.next_request(request.method)
-        if delay:
-            time.sleep(delay)
-        if failure is None:
+        verdict = faults.next_request(request.method)
+        if verdict.delay:
+            time.sleep(verdict.delay)
+        g.answer_delay = verdict.answer_delay
+        if verdict.failure is None:
             return None
-        return html_page(failure) if faults.html_errors else text_response(failure)
+        return html_page(verdict.failure) if faults.html_errors else text_response(verdict.failure)
+
+    @app.after_request
+    def _lose_answer(response: Response) -> Response:
+        if g.get("answer_delay"):
+            time.sleep(g.answer_delay)  # done, but the client stops waiting first
+        return response

@@ -59,6 +59,9 @@ class WispHubState:
     plans: dict[int, dict[str, Any]] = field(default_factory=dict)
     faults: Faults = field(default_factory=lambda: Faults(html_errors=True))
     stats: Stats = field(default_factory=Stats)
+    # Called with its `offset` before a client list page is read: a test changes the tenant
+    # between pages (a row deleted while a pass pages through the list, say).
+    before_page: Callable[[int], None] | None = field(default=None, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def upsert_client(self, row: dict[str, Any]) -> bool:
@@ -159,6 +162,8 @@ def create_app(state: WispHubState) -> Flask:
 
     @app.get("/api/clientes/")
     def list_clients() -> Response:
+        if state.before_page is not None:
+            state.before_page(_positive_int(request.args.get("offset")) or 0)
         with state.lock:
             match = _client_filter(request.args, state.ignored_filters)
             rows = state.faults.visible([r for r in state.clients.values() if match(r)])

@@ -28,8 +28,9 @@ SERVICE = "WispHub"
 AUTH_HINT = "wrong API key or wrong WispHub host (check WISPHUB_URL: the key only works there)"
 CLIENTS_PATH = "/api/clientes/"
 PLANS_PATH = "/api/plan-internet/"
-# A pass whose unique rows do not add up to `count` (rows moved while paging) is read again.
-PASS_ATTEMPTS = 2
+# A pass whose unique rows do not add up to `count`, or whose pages disagree on `count` (rows
+# added or deleted while paging: offset pages then skip or repeat rows), is read again.
+PASS_ATTEMPTS = 3
 
 Row = dict[str, Any]
 
@@ -102,21 +103,21 @@ class WispHubClient:
         keep: Callable[[Row], Row] = dict,
     ) -> list[Row]:
         for attempt in range(1, PASS_ATTEMPTS + 1):
-            rows, count = self._one_pass(path, key_of, progress, keep)
-            if len(rows) == count:
+            rows, counts = self._one_pass(path, key_of, progress, keep)
+            count = counts[-1]
+            if len(rows) == count and len(set(counts)) == 1:
                 log.info("WispHub pass complete: %d %s", count, what)
                 return rows
             log.warning(
-                "WispHub pass %d read %d unique %s but count says %d (the list changed while "
-                "paging)",
+                "WispHub pass %d read %d unique %s, count said %s (the list changed while paging)",
                 attempt,
                 len(rows),
                 what,
-                count,
+                " then ".join(str(c) for c in sorted(set(counts), key=counts.index)),
             )
         raise IncompletePass(
             f"WispHub {what} list did not add up after {PASS_ATTEMPTS} passes "
-            f"({len(rows)} unique {what}, count {count}); nothing was changed"
+            f"({len(rows)} unique {what}, count {counts[-1]}); nothing was changed"
         )
 
     def _one_pass(
@@ -125,12 +126,13 @@ class WispHubClient:
         key_of: Callable[[Row], int | None],
         progress: Progress = silent,
         keep: Callable[[Row], Row] = dict,
-    ) -> tuple[list[Row], int]:
-        """One limit/offset walk of a list: unique rows and the last `count` seen. The first page
-        tells `count` and the page size the server allows; the other pages are then read with up
-        to `WISPHUB_CONCURRENCY` requests in flight."""
+    ) -> tuple[list[Row], list[int]]:
+        """One limit/offset walk of a list: unique rows and the `count` each page said. The
+        first page tells `count` and the page size the server allows; the other pages are then
+        read with up to `WISPHUB_CONCURRENCY` requests in flight."""
         first = self._page(path, {"limit": self.settings.page_size, "offset": 0})
         count, pages = first["count"], [_kept(first["results"], keep)]
+        counts = [count]
         step = len(first["results"])  # the server may cap `limit` below what was asked
         read = Ticker(progress, "clients read", count)
         read.tick(step)
@@ -142,7 +144,7 @@ class WispHubClient:
                 return {"count": page["count"], "results": _kept(page["results"], keep)}
 
             rest = run_all(page_at, range(step, count, step), self.settings.concurrency)
-            count = rest[-1]["count"]
+            counts += [page["count"] for page in rest]
             pages += [page["results"] for page in rest]
         by_id: dict[int, Row] = {}
         without_id: list[Row] = []
@@ -152,7 +154,7 @@ class WispHubClient:
                 without_id.append(row)
             else:
                 by_id[key] = row
-        return [*by_id.values(), *without_id], count
+        return [*by_id.values(), *without_id], counts
 
     def _page(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """One page of a list endpoint, checked for the DRF paging shape."""
