@@ -71,13 +71,17 @@ def apply_changes(
         return report
     breaker = Breaker(GIVE_UP_AFTER)
     applied = Ticker(progress, "operations applied", len(changes.operations))
-    failed_policies: set[str] = set()
+    failed_policies: dict[str, bool] = {}  # name -> whether the failure was transient
     for kind, ops in phases(changes.operations):
         ready = []
         for op in ops:
             policy = op.fields.get("policyRate")
             if kind is not Kind.POLICY and policy in failed_policies:
-                report.record_failure(op, f"not sent: policy {policy} could not be put in place")
+                report.record_failure(
+                    op,
+                    f"not sent: policy {policy} could not be put in place",
+                    transient=failed_policies[policy],
+                )
                 applied.tick()
             else:
                 ready.append(op)
@@ -95,7 +99,7 @@ def apply_changes(
                 continue
             report.record_failure(outcome.op, outcome.error, transient=outcome.transient)
             if kind is Kind.POLICY:
-                failed_policies.add(outcome.op.key)
+                failed_policies[outcome.op.key] = outcome.transient
     return report
 
 
