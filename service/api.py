@@ -11,10 +11,11 @@ from service.context import context
 from service.errors import error_response
 from service.payloads import MAX_IDS, PayloadError, parse_id, parse_job_id
 from worker import engine, history, runs, store
+from worker.address_book import RedisAddressBook
 from worker.bqn import BqnClient
 from worker.errors import ConfigError, SyncError, TransientError
 from worker.overrides import load_overrides
-from worker.plans import Plan, policy_state
+from worker.plans import Plan, policy_state, resolved
 from worker.queueing import (
     describe,
     enqueue_plan_sync,
@@ -70,14 +71,15 @@ def client_plan(raw_id: str) -> Response | tuple[Response, int]:
     ctx = context()
     wisphub, bqn = WispHubClient(ctx.sync.wisphub), BqnClient(ctx.sync.bqn)
     try:
-        plans = {plan.id: plan for plan in _catalogue(wisphub)}
+        plans = _catalogue(wisphub)
         outcome = engine.sync_client(
             id_servicio,
             wisphub,
             bqn,
             ctx.sync.rules,
-            plans.get,
+            lambda _rows: plans,
             previous=store.last_applied(ctx.redis, id_servicio),
+            book=RedisAddressBook(ctx.redis, "plan-preview"),
             dry_run=True,
         )
     except SyncError as exc:
@@ -95,7 +97,7 @@ def plans() -> Response | tuple[Response, int]:
     ctx = context()
     wisphub, bqn = WispHubClient(ctx.sync.wisphub), BqnClient(ctx.sync.bqn)
     try:
-        catalogue = _catalogue(wisphub)
+        catalogue = resolved(_catalogue(wisphub), (), ctx.sync.rules)
         held = {policy.name: policy for policy in bqn.list_policies()}
     except SyncError as exc:
         return _upstream_error(exc)

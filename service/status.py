@@ -267,6 +267,8 @@ def describe_event(event: dict[str, Any]) -> str:
         return f"skipped: {event.get('reason')}"
     if kind == "retry":
         return f"failed for now, will retry: {event.get('error')}"
+    if kind == "superseded":
+        return f"nothing to do: job {event.get('by')}, waiting, takes the latest state"
     if kind == "failed":
         return f"FAILED, waiting in the failures list: {event.get('error')}"
     if kind == "done":

@@ -161,8 +161,9 @@ def run(
     try:
         plans = read_plans(wisphub, overrides)
         if client is not None:
-            by_id = {plan.id: plan for plan in plans}
-            outcome = sync_client(client, wisphub, bqn, settings.rules, by_id.get, dry_run=dry_run)
+            outcome = sync_client(
+                client, wisphub, bqn, settings.rules, lambda _rows: plans, dry_run=dry_run
+            )
             return outcome.report
         outcome = full_sync(
             wisphub,

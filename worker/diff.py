@@ -10,13 +10,12 @@ before the subscribers and groups in the returned list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from worker.desired import Desired, Row, desired_state, is_own_group
+from worker.desired import Desired, is_own_group
 from worker.model import (
     Action,
     Conflict,
-    Footprint,
     Group,
     Kind,
     Operation,
@@ -26,7 +25,6 @@ from worker.model import (
     covers,
     merged,
 )
-from worker.settings import MappingRules
 
 RULES = "rules"
 
@@ -163,54 +161,6 @@ def plan_full(
         unused_policies=unused_policies(
             actual_policies, desired, actual_subscribers, (p.name for p in wanted_policies)
         ),
-    )
-
-
-def plan_client(
-    row: Row | None,
-    held: Iterable[Subscriber],
-    rules: MappingRules,
-    *,
-    held_groups: Iterable[Group] = (),
-    previous: Footprint | None = None,
-    wanted_policies: Iterable[Policy] = (),
-    actual_policies: Iterable[Policy] = (),
-    rivals: Iterable[Row] = (),
-) -> Changes:
-    """What brings one client in line.
-
-    `row` is the client's current WispHub row (`None`: WispHub no longer has it); `held` and
-    `held_groups` are what the BQN holds at the IPs and group the client has or last had;
-    `previous` is what was last applied for it. An entry at an IP the client no longer has is
-    deleted only when it still carries the subscriberId last applied: another client may have
-    taken that IP since. The policies the client's entries use are put in place first, when
-    they are among `wanted_policies`. `rivals` are the rows of other clients claiming the same
-    IPs: at each shared IP the entry the full sync would choose (the latest change) is written.
-    """
-    own = [row] if row is not None else []
-    desired = desired_state(own, rules)
-    if rivals:
-        winners = desired_state([*own, *rivals], rules).subscribers
-        desired = replace(desired, subscribers={ip: winners[ip] for ip in desired.subscribers})
-    relevant = [
-        sub
-        for sub in held
-        if sub.ip in desired.subscribers
-        or (
-            previous is not None
-            and sub.ip in previous.ips
-            and sub.subscriber_id == previous.subscriber_id
-        )
-    ]
-    subscriber_ops, unchanged = diff_subscribers(desired.subscribers, relevant, desired.protected)
-    group_ops, unchanged_groups = diff_groups(desired.groups, held_groups, desired.protected_groups)
-    used = used_policies(desired)
-    policy_ops = diff_policies([p for p in wanted_policies if p.name in used], actual_policies)
-    return Changes(
-        operations=(*policy_ops, *subscriber_ops, *group_ops),
-        unchanged=unchanged + unchanged_groups,
-        clients=desired.clients,
-        skips=desired.skips,
     )
 
 

@@ -3,18 +3,43 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar
 
 from worker.apply import apply_changes
 from worker.bqn import BqnClient
-from worker.desired import Desired, Entries, Row, as_id, desired_state, is_own_group, map_client
-from worker.diff import RULES, Changes, diff_policies, plan_client, plan_full
+from worker.desired import (
+    GROUP_PREFIX,
+    Desired,
+    Entries,
+    PolicyNames,
+    Row,
+    as_id,
+    client_id,
+    desired_state,
+    group_name,
+    is_own_group,
+    map_client,
+)
+from worker.diff import RULES, Changes, diff_policies, plan_full
+from worker.drift import Drift, find_drift
+from worker.errors import SyncError
 from worker.guard import guard_deletions
-from worker.model import Footprint, Group, Kind, Policy, Skip, Subscriber
+from worker.model import Action, Footprint, Group, Kind, Operation, Policy, Skip, Subscriber
+from worker.ownership import Claims, Settlement, footprint_after, settle
 from worker.parallel import run_all
-from worker.plans import Plan, Speeds, plan_from_wisphub, wanted_policies, with_overrides
+from worker.plans import (
+    Plan,
+    Speeds,
+    name_collisions,
+    plan_from_wisphub,
+    policy_names,
+    resolved,
+    wanted_policies,
+    with_overrides,
+)
 from worker.policy_cache import PolicyCache
 from worker.progress import Progress, silent
 from worker.report import Report
@@ -24,29 +49,37 @@ from worker.wisphub import WispHubClient
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Looks a client's plan up by WispHub plan id (the job's version refreshes on a miss).
-PlanLookup = Callable[[int], Plan | None]
-# The client whose entry was last applied at each of some IPs.
-OwnerLookup = Callable[[Sequence[str]], Mapping[str, int]]
+# The plan catalogue to sync some client rows with (a job's reads it again when a row names a
+# plan it lacks, or names one otherwise).
+PlanSource = Callable[[Sequence[Row]], Sequence[Plan]]
+# The clients seen claiming some addresses (see `worker.ownership`).
+ClaimLookup = Callable[[Collection[str]], Claims]
+# A client and what to remember of it.
+ClientFootprint = tuple[int, Footprint | None]
 
 
 @dataclass(frozen=True)
 class FullSync:
-    """A full sync's report, the desired state it worked towards and the plans it used."""
+    """A full sync's report, the desired state it worked towards, the plans it used, what the
+    BQN held before, and the clients it found alive while confirming deletions (their entries
+    were kept; they should be synced again)."""
 
     report: Report
     desired: Desired
     plans: list[Plan]
+    held: list[Subscriber] = field(default_factory=list)
+    held_groups: list[Group] = field(default_factory=list)
+    alive: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ClientSync:
-    """A one-client sync's report and the entries the client now has on the BQN.
+    """A one-client sync's report and what to remember of the client.
 
-    `current` is what a caller should remember as "last applied" for the client: the new
-    entries when the sync went through, the previous ones when it did not or when the client's
-    state could not be read, `None` when the client has no entry any more. `row` is the client as
-    WispHub answered (`None`: it has no such client).
+    `current` is what a caller should remember as "last applied" for the client: where it
+    claims addresses now, and where an operation failed (see `footprint_after`); `None` when it
+    has nothing on the BQN any more. `row` is the client as WispHub answered (`None`: it has no
+    such client).
     """
 
     report: Report
@@ -77,17 +110,21 @@ def full_sync(
     force: bool = False,
     dry_run: bool = False,
     progress: Progress = silent,
+    claimants: ClaimLookup | None = None,
 ) -> FullSync:
     """Bring the whole BQN in line with a complete WispHub pass.
 
     The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
     nothing is written); then the BQN is read once and the plan applied, policies first. The
     deletion guard may hold deletions back (see `worker.guard`); `last_pass` is the size of
-    the last complete pass, when the caller knows it. `progress` hears how the WispHub pass
-    and the operations advance.
+    the last complete pass, when the caller knows it. With `claimants`, an entry the guard
+    lets go whose last claimant is missing from the pass is kept if a single read of that
+    client shows it still there (a row the paging skipped). `progress` hears how the WispHub
+    pass and the operations advance.
     """
     rows = wisphub.list_clients(progress)
-    desired = desired_state(rows, rules)
+    plans = resolved(plans, rows, rules)
+    desired = desired_state(rows, rules, policy_names(plans))
     subscribers, groups = bqn.list_subscribers(), bqn.list_groups()
     changes = plan_full(
         desired, subscribers, bqn.list_policies(), wanted_policies(plans, rules), groups
@@ -99,22 +136,112 @@ def full_sync(
     )
     if tripped:
         log.warning("deletion guard: %s", tripped)
+    alive: list[int] = []
+    if claimants is not None:
+        changes, alive = confirm_deletions(changes, rows, wisphub, rules, claimants)
     log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
     report = apply_changes(changes, bqn, dry_run=dry_run, progress=progress)
     report.guard = tripped
     report.plans_without_speeds = plans_without_speeds(plans)
-    return FullSync(report, desired, list(plans))
+    report.notes += name_collisions(plans)
+    report.notes += [f"client {key} is in WispHub though the pass missed it" for key in alive]
+    return FullSync(report, desired, list(plans), subscribers, groups, alive)
+
+
+def confirm_deletions(
+    changes: Changes,
+    rows: Sequence[Row],
+    wisphub: WispHubClient,
+    rules: MappingRules,
+    claimants: ClaimLookup,
+) -> tuple[Changes, list[int]]:
+    """`changes` without the deletions a single read shows to be wrong: each client that last
+    claimed a deleted address or group and is missing from the pass is read again, and its
+    entries stay if it still claims them (or cannot be read). Returns the clients found."""
+    deletions = [op for op in changes.operations if op.action is Action.DELETE]
+    in_pass = {key for row in rows if (key := client_id(row)) is not None}
+    claims = claimants([op.key for op in deletions if op.kind is Kind.SUBSCRIBER])
+    suspects: list[tuple[Operation, set[int]]] = []
+    for op in deletions:
+        if op.kind is Kind.GROUP:
+            owners = {int(op.key.removeprefix(GROUP_PREFIX))}
+        else:
+            owners = set(claims.get(op.key, ()))
+        if owners - in_pass:
+            suspects.append((op, owners - in_pass))
+    wanted = sorted({key for _, keys in suspects for key in keys})
+    if not wanted:
+        return changes, []
+    reads = run_all(_read_or_fault(wisphub), wanted, wisphub.settings.concurrency)
+    found = dict(zip(wanted, reads, strict=True))
+    kept = [
+        (op, keys)
+        for op, keys in suspects
+        if any(_still_holds(found[key], op, rules) for key in keys)
+    ]
+    alive = sorted({key for _, keys in kept for key in keys if isinstance(found[key], dict)})
+    for op, _ in kept:
+        log.warning("kept %s: a client missing from the pass still claims it", op.describe())
+    dropped = {id(op) for op, _ in kept}
+    operations = tuple(op for op in changes.operations if id(op) not in dropped)
+    return replace(changes, operations=operations), alive
+
+
+def _read_or_fault(wisphub: WispHubClient) -> Callable[[int], Row | SyncError | None]:
+    """A client read that returns its failure instead of raising it."""
+
+    def read(id_servicio: int) -> Row | SyncError | None:
+        try:
+            return wisphub.get_client(id_servicio)
+        except SyncError as exc:
+            return exc
+
+    return read
+
+
+def _still_holds(found: Row | SyncError | None, op: Operation, rules: MappingRules) -> bool:
+    """Whether a client read again still claims the key of a deletion (a failed read counts
+    as yes: an entry is never deleted on a doubt)."""
+    if isinstance(found, SyncError):
+        return True
+    if found is None:
+        return False
+    mapped = map_client(found, rules)
+    if isinstance(mapped, Skip):
+        return op.key in mapped.kept
+    if not isinstance(mapped, Entries):
+        return False
+    if op.kind is Kind.GROUP:
+        return mapped.group is not None and mapped.group.name == op.key
+    return any(sub.ip == op.key for sub in mapped.subscribers)
 
 
 def sync_policies(
     bqn: BqnClient, rules: MappingRules, plans: Sequence[Plan], *, dry_run: bool = False
 ) -> Report:
     """Put every plan's rate policy (and the block policy) in place on the BQN."""
+    plans = resolved(plans, (), rules)
     actual = bqn.list_policies()
     operations = tuple(diff_policies(wanted_policies(plans, rules), actual))
     report = apply_changes(Changes(operations, unchanged=0), bqn, dry_run=dry_run)
     report.plans_without_speeds = plans_without_speeds(plans)
+    report.notes += name_collisions(plans)
     return report
+
+
+def drift(bqn: BqnClient, rules: MappingRules, plans: Sequence[Plan], rows: Sequence[Row]) -> Drift:
+    """Where the BQN differs from a complete pass `rows` (its three lists read at once)."""
+    plans = resolved(plans, rows, rules)
+    desired = desired_state(rows, rules, policy_names(plans))
+    subscribers, groups, policies = run_all(
+        lambda read: read(), [bqn.list_subscribers, bqn.list_groups, bqn.list_policies], 3
+    )
+    return find_drift(desired, subscribers, groups, policies, wanted_policies(plans, rules))
+
+
+def correct_policies(bqn: BqnClient, operations: Sequence[Operation]) -> Report:
+    """Apply policy corrections the poller found."""
+    return apply_changes(Changes(tuple(operations)), bqn)
 
 
 def plans_without_speeds(plans: Sequence[Plan]) -> list[dict[str, str]]:
@@ -126,66 +253,179 @@ def plans_without_speeds(plans: Sequence[Plan]) -> list[dict[str, str]]:
     ]
 
 
+class Lease(Protocol):
+    """Address locks held by one job (see `worker.address_book.AddressLease`)."""
+
+    def widen(self, ips: Collection[str]) -> bool: ...
+
+
+class AddressBook(Protocol):
+    """Where jobs keep who claims each address (see `worker.ownership`): `hold` keeps other
+    jobs off some addresses while one decides and writes there, `claimants` says whom to read
+    again, `record` keeps what was settled (and, for a client job, the client's footprint)."""
+
+    def hold(self, ips: Collection[str]) -> AbstractContextManager[Lease]: ...
+
+    def claimants(self, ips: Collection[str]) -> Claims: ...
+
+    def record(self, settlement: Settlement, footprint: ClientFootprint | None) -> None: ...
+
+
+class Unrecorded:
+    """The book of a one-shot run (the CLI, a dry run): no lock, nobody remembered."""
+
+    def hold(self, ips: Collection[str]) -> AbstractContextManager[Lease]:
+        return nullcontext(self)
+
+    def widen(self, ips: Collection[str]) -> bool:
+        return True
+
+    def claimants(self, ips: Collection[str]) -> Claims:
+        return {}
+
+    def record(self, settlement: Settlement, footprint: ClientFootprint | None) -> None:
+        return None
+
+
 def sync_client(
     id_servicio: int,
     wisphub: WispHubClient,
     bqn: BqnClient,
     rules: MappingRules,
-    plan_of: PlanLookup,
+    catalogue: PlanSource,
     *,
     previous: Footprint | None = None,
-    owners: OwnerLookup | None = None,
+    book: AddressBook | None = None,
     policies: PolicyCache | None = None,
     dry_run: bool = False,
 ) -> ClientSync:
-    """Bring one client in line: re-read it from WispHub and touch only its BQN entries.
+    """Bring one client in line: re-read it from WispHub and settle the addresses it has or
+    last had (`previous`), and its group.
 
-    `previous` is what was last applied for this client, when the caller remembers it, so an
-    IP change or a removal also clears the old entries. `owners` tells which other client
-    holds an IP this one wants; those clients are re-read too, and the latest change wins the
-    IP, as in a full sync. The policy the client needs is put in place first; with a
-    `policies` cache, a policy seen or written lately is not read again.
+    The addresses are held (`book.hold`) while the clients that claim them are read again
+    and the BQN is read and written there, so two jobs never decide one address at once; who
+    gets an address follows `worker.ownership`. The addresses last had are held first, so that
+    the client and what the BQN holds there are read at once; the hold widens to the addresses
+    the client has now. The policies the entries use are put in place first; with a `policies`
+    cache, a policy seen or written lately is not read again.
     """
-    # the client, and what the BQN holds where it was last applied, are read at once
-    known = Held()
-    row, _ = run_all(
+    book = book or Unrecorded()
+    last_ips, last_groups = _keys_of(id_servicio, None, previous, rules)
+    held = Held()
+    with (Unrecorded() if dry_run else book).hold(last_ips) as lease:
+        row, _ = run_all(
+            lambda read: read(),
+            [
+                lambda: wisphub.get_client(id_servicio),
+                lambda: held.read(bqn, ips=last_ips, groups=last_groups),
+            ],
+            2,
+        )
+        ips, groups = _keys_of(id_servicio, row, previous, rules)
+        if not lease.widen(ips):
+            held = Held()  # the addresses were let go meanwhile: read them again
+        settlement, report = _settle(
+            ips,
+            {id_servicio: row},
+            held,
+            wisphub=wisphub,
+            bqn=bqn,
+            rules=rules,
+            catalogue=catalogue,
+            book=book,
+            groups=groups,
+            policies=policies,
+            dry_run=dry_run,
+        )
+        if dry_run:
+            return ClientSync(report, previous, row)
+        current = footprint_after(id_servicio, previous, settlement, report)
+        book.record(settlement, (id_servicio, current))
+    return ClientSync(report, current, row)
+
+
+def sync_addresses(
+    ips: Collection[str],
+    wisphub: WispHubClient,
+    bqn: BqnClient,
+    rules: MappingRules,
+    catalogue: PlanSource,
+    *,
+    book: AddressBook,
+    policies: PolicyCache | None = None,
+) -> Report:
+    """Settle some addresses on their own (the poller found the BQN holding them for no
+    client of its pass): their last claimants are read again, and an address none of them
+    claims any more is deleted."""
+    with book.hold(ips):
+        settlement, report = _settle(
+            sorted(ips),
+            {},
+            Held(),
+            wisphub=wisphub,
+            bqn=bqn,
+            rules=rules,
+            catalogue=catalogue,
+            book=book,
+            policies=policies,
+        )
+        book.record(settlement, None)
+    return report
+
+
+def _settle(
+    ips: Sequence[str],
+    known: dict[int, Row | None],
+    held: Held,
+    *,
+    wisphub: WispHubClient,
+    bqn: BqnClient,
+    rules: MappingRules,
+    catalogue: PlanSource,
+    book: AddressBook,
+    groups: Collection[str] = (),
+    policies: PolicyCache | None = None,
+    dry_run: bool = False,
+) -> tuple[Settlement, Report]:
+    """Read again every client claiming `ips` (besides the `known` rows), read what the BQN
+    holds there (what `held` lacks), and apply what brings them in line."""
+    claims = book.claimants(ips)
+    others = sorted({key for ids in claims.values() for key in ids} - known.keys())
+    reread = run_all(
         lambda read: read(),
-        [lambda: wisphub.get_client(id_servicio), lambda: known.read(bqn, previous=previous)],
+        [
+            lambda: run_all(wisphub.get_client, others, wisphub.settings.concurrency),
+            lambda: held.read(bqn, ips=ips, groups=groups),
+        ],
         2,
-    )
-    mapped = map_client(row, rules) if row is not None else None
-    entries = mapped if isinstance(mapped, Entries) else Entries()
-    rivals = _rivals(id_servicio, entries, wisphub, owners)
-    used = {sub.policy_rate for sub in entries.subscribers}
-    used |= {entries.group.policy_rate} if entries.group else set()
+    )[0]
+    rows = _present([*known.values(), *reread])
+    plans = resolved(catalogue(rows), rows, rules)
+    names = policy_names(plans)
+    used = _policies_of(rows, rules, names)
     cached = {name: policy for name in used if policies and (policy := policies.get(name))}
-    known.read(bqn, entries=entries, policies=used - cached.keys())
-    changes = plan_client(
-        row,
-        _present(known.subscribers.values()),
+    held.read(bqn, policies=used - cached.keys())
+    settlement = settle(
+        rows,
+        ips,
+        _present(held.subscribers.values()),
         rules,
-        held_groups=_present(known.groups.values()),
-        previous=previous,
-        wanted_policies=wanted_policies(_client_plans(row, plan_of), rules),
-        actual_policies=[*_present(known.policies.values()), *cached.values()],
-        rivals=rivals,
+        names=names,
+        groups=groups,
+        held_groups=_present(held.groups.values()),
+        wanted_policies=wanted_policies(plans, rules),
+        actual_policies=[*_present(held.policies.values()), *cached.values()],
     )
-    report = apply_changes(changes, bqn, dry_run=dry_run)
+    report = apply_changes(settlement.changes, bqn, dry_run=dry_run)
+    report.notes += name_collisions(p for p in plans if p.policy_name in used)
     if policies is not None and not dry_run:
-        _remember_policies(policies, known.policies.values(), changes, report)
-    unknowable = isinstance(mapped, Skip) and bool(mapped.kept)
-    if dry_run or not report.ok or unknowable:
-        return ClientSync(report, previous, row)
-    if rivals:  # remember only the IPs this client won
-        won = desired_state([row, *rivals], rules).subscribers
-        kept = tuple(sub for sub in entries.subscribers if won[sub.ip].id_servicio == id_servicio)
-        entries = Entries(kept, entries.group)
-    return ClientSync(report, footprint(entries), row)
+        _remember_policies(policies, held.policies.values(), settlement.changes, report)
+    return settlement, report
 
 
 @dataclass
 class Held:
-    """What the BQN holds at the keys a client job looks at (`None`: nothing there)."""
+    """What the BQN holds at the keys a job looks at (`None`: nothing there)."""
 
     subscribers: dict[str, Subscriber | None] = field(default_factory=dict)
     groups: dict[str, Group | None] = field(default_factory=dict)
@@ -195,23 +435,20 @@ class Held:
         self,
         bqn: BqnClient,
         *,
-        previous: Footprint | None = None,
-        entries: Entries | None = None,
+        ips: Iterable[str] = (),
+        groups: Iterable[str] = (),
         policies: Iterable[str] = (),
     ) -> None:
-        """Read, all at once, the keys of `previous` and `entries` and the `policies` not
-        read yet."""
-        ips = set(previous.ips) if previous else set()
-        groups = {previous.group} if previous and previous.group else set()
-        if entries is not None:
-            ips |= {sub.ip for sub in entries.subscribers}
-            groups |= {entries.group.name} if entries.group else set()
+        """Read, all at once, the subscribers, groups and policies not read yet."""
         reads = [
             *(
                 (self.subscribers, ip, bqn.get_subscriber)
-                for ip in sorted(ips - self.subscribers.keys())
+                for ip in sorted(set(ips) - self.subscribers.keys())
             ),
-            *((self.groups, name, bqn.get_group) for name in sorted(groups - self.groups.keys())),
+            *(
+                (self.groups, name, bqn.get_group)
+                for name in sorted(set(groups) - self.groups.keys())
+            ),
             *(
                 (self.policies, name, bqn.get_policy)
                 for name in sorted(set(policies) - self.policies.keys())
@@ -220,6 +457,36 @@ class Held:
         found = run_all(lambda read: read[2](read[1]), reads, bqn.concurrency)
         for (into, key, _), value in zip(reads, found, strict=True):
             into[key] = value
+
+
+def _keys_of(
+    id_servicio: int, row: Row | None, previous: Footprint | None, rules: MappingRules
+) -> tuple[list[str], set[str]]:
+    """The addresses and groups a client job settles: those the client's row claims (to have,
+    or to be left as they are because its state could not be read), and those it last had.
+    With no footprint (never applied, or forgotten), the group it could have is looked at too."""
+    ips = set(previous.ips) if previous else set()
+    groups = {previous.group} if previous and previous.group else set()
+    mapped = map_client(row, rules) if row is not None else None
+    if isinstance(mapped, Entries):
+        ips |= {sub.ip for sub in mapped.subscribers}
+        groups |= {mapped.group.name} if mapped.group else set()
+    elif isinstance(mapped, Skip):
+        ips |= {ip for ip in mapped.kept if "/" not in ip}
+    if previous is None and rules.multi_ip_mode == "group":
+        groups.add(group_name(id_servicio))
+    return sorted(ips), groups
+
+
+def _policies_of(rows: Iterable[Row], rules: MappingRules, names: PolicyNames) -> set[str]:
+    """The policies the rows' entries use."""
+    used = set()
+    for row in rows:
+        mapped = map_client(row, rules, names)
+        if isinstance(mapped, Entries):
+            used |= {sub.policy_rate for sub in mapped.subscribers}
+            used |= {mapped.group.policy_rate} if mapped.group else set()
+    return used
 
 
 def _remember_policies(
@@ -234,35 +501,5 @@ def _remember_policies(
             cache.put(Policy(op.key, dict(op.fields)))
 
 
-def _rivals(
-    id_servicio: int, entries: Entries, wisphub: WispHubClient, owners: OwnerLookup | None
-) -> list[Row]:
-    """The current rows of the other clients last applied at the IPs this client wants."""
-    if owners is None or not entries.subscribers:
-        return []
-    held_by = owners(sorted(sub.ip for sub in entries.subscribers))
-    others = sorted({owner for owner in held_by.values() if owner != id_servicio})
-    return _present(map(wisphub.get_client, others))
-
-
-def footprint(entries: Entries) -> Footprint | None:
-    """What to remember as applied for a client with these entries."""
-    if not entries.subscribers and entries.group is None:
-        return None
-    return Footprint(
-        subscriber_id=entries.subscribers[0].subscriber_id if entries.subscribers else "",
-        ips=tuple(sub.ip for sub in entries.subscribers),
-        group=entries.group.name if entries.group else None,
-    )
-
-
 def _present(items: Iterable[T | None]) -> list[T]:
     return [item for item in items if item is not None]
-
-
-def _client_plans(row: Row | None, plan_of: PlanLookup) -> list[Plan]:
-    """The client's plan, when its row names one the catalogue knows."""
-    plan_field = row.get("plan_internet") if row is not None else None
-    plan_id = as_id(plan_field.get("id")) if isinstance(plan_field, Mapping) else None
-    plan = plan_of(plan_id) if plan_id is not None else None
-    return [plan] if plan is not None else []

@@ -100,6 +100,11 @@ def finished(job_id: str, report: Report) -> Event:
     return event("done", job_id=job_id, ok=report.ok, **report.counts())
 
 
+def superseded(job_id: str, by: str) -> Event:
+    """The job did nothing: another job for the client was waiting, and does the work."""
+    return event("superseded", job_id=job_id, by=by)
+
+
 def retrying(job_id: str, error: str) -> Event:
     """The job failed for now and runs again later."""
     return event("retry", job_id=job_id, error=error)

@@ -14,25 +14,26 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any, Concatenate, ParamSpec
 
-from redis import Redis, WatchError
+from redis import Redis
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
 from worker import engine, history, queueing, runs, store
+from worker.address_book import RedisAddressBook
 from worker.bqn import BqnClient
 from worker.changes import changed_clients, fingerprint, fingerprints
-from worker.desired import Desired, Entries
+from worker.desired import Row, as_id, is_own_group
 from worker.errors import SyncError, TransientError
-from worker.guard import hold_vanished
+from worker.guard import allowed_deletions, hold_vanished
 from worker.metrics import TALLY
-from worker.model import Footprint, Subscriber
+from worker.model import Action
 from worker.overrides import load_overrides
+from worker.ownership import remembered
 from worker.plans import Plan
 from worker.policy_cache import PolicyCache
 from worker.report import Report
@@ -81,16 +82,22 @@ def runtime() -> Runtime:
 def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobResult]:
     """Run `func(job, ...)` as an RQ job: count the attempt, turn a transient error into a
     retry later, and make a permanent one fail at once (the RQ retries queued with the job are
-    kept for a worker that dies mid-job). A client job's start, retries and failure go to the
-    client's history; every job's outcome and API calls go to the metrics."""
+    kept for a worker that dies mid-job). A coalesced job (a client or address sync) does
+    nothing when another job for the same client waits to run, releases its claim when it
+    starts and takes it back when it must be retried. A client job's start, retries and
+    failure go to the client's history; every job's outcome and API calls go to the metrics."""
 
     @wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> JobResult:
         job = _current_job()
+        client = queueing.client_of(job)
+        instead = queueing.waiting_instead(job.connection, job)
+        if instead is not None:
+            return _superseded(job, client, instead, func.__name__)
+        queueing.release_claim(job.connection, job)
         attempt = int(job.meta.get("attempts", 0)) + 1
         job.meta["attempts"] = attempt
         job.save_meta()
-        client = queueing.client_of(job)
         if client is not None:
             _note(job, client, history.started(job.id, attempt))
         outcome = "failed"
@@ -99,6 +106,9 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
                 result = func(job, *args, **kwargs)
             except TransientError as exc:
                 result = _retry(job, str(exc))
+            if isinstance(result, Retry) and (other := queueing.reclaim(job.connection, job)):
+                outcome = "superseded"  # counted there
+                return _superseded(job, client, other, func.__name__)
             outcome = "retried" if isinstance(result, Retry) else "succeeded"
             if client is not None and isinstance(result, Retry):
                 _note(job, client, history.retrying(job.id, job.meta.get("last_error", "")))
@@ -113,34 +123,42 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
                 _note(job, client, history.failed(job.id, f"{type(exc).__name__}: {exc}"))
             raise
         finally:
-            TALLY.count("jobs", job=func.__name__, outcome=outcome)
-            TALLY.flush(job.connection)
+            if outcome != "superseded":
+                TALLY.count("jobs", job=func.__name__, outcome=outcome)
+                TALLY.flush(job.connection)
 
     return run
 
 
+def _superseded(job: Job, client: int | None, other: str, name: str) -> JobResult:
+    """End a job whose work another waiting job will do (with the latest state)."""
+    log.info("job %s: job %s is waiting to do this work; nothing to do", job.id, other)
+    if client is not None:
+        _note(job, client, history.superseded(job.id, other))
+    TALLY.count("jobs", job=name, outcome="superseded")
+    TALLY.flush(job.connection)
+    return {"superseded_by": other}
+
+
 @rq_job
 def sync_client(job: Job, id_servicio: int) -> JobResult:
-    """Re-read one client from WispHub and bring its BQN entries in line."""
+    """Re-read one client from WispHub and bring the addresses it has or had in line."""
     redis = job.connection
-    _release_claim(redis, id_servicio, job.id)
     rt = runtime()
     lock = store.client_lock(redis, id_servicio)
     if not store.take(lock, job.id):
         return _retry(job, f"client {id_servicio} stayed locked by another job")
     try:
-        previous = store.last_applied(redis, id_servicio)
         outcome = engine.sync_client(
             id_servicio,
             rt.wisphub,
             rt.bqn,
             rt.rules,
-            plan_lookup(redis, rt),
-            previous=previous,
-            owners=lambda ips: store.ip_owners(redis, ips),
+            plan_source(redis, rt),
+            previous=store.last_applied(redis, id_servicio),
+            book=RedisAddressBook(redis, job.id),
             policies=rt.policies,
         )
-        store.remember(redis, id_servicio, outcome.current, before=previous)
         store.note_touched(redis, id_servicio)
         if outcome.report.ok:
             seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
@@ -150,6 +168,25 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
         return _finish(job, outcome.report, [(id_servicio, event) for event in events])
     finally:
         lock.release()
+
+
+@rq_job
+def sync_address(job: Job, ip: str) -> JobResult:
+    """Settle one BQN address the poller found held for no client of its pass: whoever last
+    claimed it is read again, and the entry goes only if none of them claims it now."""
+    redis = job.connection
+    rt = runtime()
+    report = engine.sync_addresses(
+        [ip],
+        rt.wisphub,
+        rt.bqn,
+        rt.rules,
+        plan_source(redis, rt),
+        book=RedisAddressBook(redis, job.id),
+        policies=rt.policies,
+    )
+    events = history.report_events(report, job.id)
+    return _finish(job, report, [(key, e) for key, e in events if key is not None])
 
 
 @rq_job
@@ -191,8 +228,8 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult
 def _reconcile(
     redis: Redis, rt: Runtime, *, dry_run: bool, force: bool
 ) -> tuple[Report, list[int]]:
-    """Run the full sync and keep what it applied; return its report and the clients that
-    per-client jobs touched meanwhile (to sync again)."""
+    """Run the full sync and keep what it applied; return its report and the clients to sync
+    again: those per-client jobs touched meanwhile, and those the pass missed."""
     if not dry_run:
         store.begin_reconcile(redis)
     try:
@@ -206,13 +243,45 @@ def _reconcile(
             last_pass=store.pass_size(redis),
             force=force,
             dry_run=dry_run,
+            claimants=lambda ips: store.claimants(redis, ips),
         )
         store.save_pass_size(redis, outcome.report.clients)
     finally:
         touched = [] if dry_run else store.end_reconcile(redis)
     if not dry_run:
-        store.replace_applied(redis, _remembered(outcome.desired, store.all_applied(redis)))
-    return outcome.report, touched
+        _remember(redis, outcome)
+    return outcome.report, sorted({*touched, *outcome.alive})
+
+
+def _remember(redis: Redis, outcome: engine.FullSync) -> None:
+    """Keep what a full sync leaves on the BQN: every client's footprint and every address's
+    claimants, with the claimants of the entries it could not delete kept as they were."""
+    deleted = {
+        op.key
+        for op, failure in outcome.report.results()
+        if op.action is Action.DELETE and failure is None
+    }
+    desired = outcome.desired
+    leftover = [
+        sub.ip
+        for sub in outcome.held
+        if sub.ip not in desired.subscribers and sub.ip not in deleted
+    ]
+    leftover_groups = [
+        group.name
+        for group in outcome.held_groups
+        if is_own_group(group.name)
+        and group.name not in desired.groups
+        and group.name not in deleted
+    ]
+    applied, claims = remembered(
+        desired,
+        store.all_applied(redis),
+        store.claimants(redis, leftover),
+        leftover,
+        leftover_groups,
+    )
+    store.replace_applied(redis, applied, claims)
 
 
 @rq_job
@@ -243,26 +312,55 @@ def current_plans(redis: Redis, rt: Runtime, *, refresh: bool) -> list[Plan]:
     return plans
 
 
-def plan_lookup(redis: Redis, rt: Runtime) -> engine.PlanLookup:
-    """Plans by id from the kept catalogue, read again when a client names a plan it lacks.
-    A plan still missing after that is not looked for again for a minute, so a plan WispHub
-    does not list costs one catalogue read a minute, not one per job."""
-    plans = {plan.id: plan for plan in current_plans(redis, rt, refresh=False)}
+def _plans_renamed(redis: Redis, rt: Runtime) -> bool:
+    """Whether WispHub's plan list (one cheap read, no details) names plans otherwise than the
+    kept catalogue, or has others."""
+    try:
+        listed = {
+            plan_id: str(summary.get("nombre") or plan_id)
+            for summary in rt.wisphub.list_plans()
+            if (plan_id := as_id(summary.get("id"))) is not None
+        }
+    except SyncError as exc:
+        log.warning("poll: plan list not read: %s", exc)
+        return False
+    kept = {plan.id: plan.nombre for plan in store.saved_plans(redis) or ()}
+    return listed != kept
 
-    def lookup(plan_id: int) -> Plan | None:
-        if plan_id not in plans and store.may_look_for_plan(redis, plan_id):
-            plans.update({plan.id: plan for plan in current_plans(redis, rt, refresh=True)})
-        return plans.get(plan_id)
 
-    return lookup
+def plan_source(redis: Redis, rt: Runtime) -> engine.PlanSource:
+    """The kept plan catalogue, read again when client rows name a plan it lacks or name one
+    otherwise (a rename). A plan still missing after that is not looked for again for a
+    minute, so a plan WispHub does not list costs one catalogue read a minute, not one per job.
+    """
+
+    def catalogue(rows: Sequence[Row]) -> list[Plan]:
+        plans = current_plans(redis, rt, refresh=False)
+        known = {plan.id: plan.nombre for plan in plans}
+        stale = sorted(
+            {
+                plan_id
+                for row in rows
+                if isinstance(shown := row.get("plan_internet"), dict)
+                and (plan_id := as_id(shown.get("id"))) is not None
+                and known.get(plan_id) != shown.get("nombre")
+            }
+        )
+        if any(store.may_look_for_plan(redis, plan_id) for plan_id in stale):
+            plans = current_plans(redis, rt, refresh=True)
+        return plans
+
+    return catalogue
 
 
 @rq_job
 def poll_changes(job: Job) -> JobResult:
-    """Read the whole client list and queue a sync for every client that changed.
+    """Read the whole client list, queue a sync for every client that changed, and compare
+    the pass with the BQN itself (every `POLL_BQN_EVERY` passes): whatever differs is
+    corrected, whether or not anyone announced it (see `worker.drift`).
 
-    The first pass only records the snapshot; a failed or partial pass changes nothing. Polls
-    that pile up behind busy workers are skipped when a recent pass exists.
+    A failed or partial pass changes nothing. Polls that pile up behind busy workers are
+    skipped when a recent pass exists.
     """
     redis = job.connection
     rt = runtime()
@@ -291,20 +389,75 @@ def poll_changes(job: Job) -> JobResult:
         changed = [] if before is None else changed_clients(before, current)
         queue = Queue(job.origin, connection=redis)
         queued = queueing.request_syncs(queue, changed, "poll", rt.service.history)
+        healing = None
+        if store.next_poll_reads_bqn(redis, rt.service.poll_bqn_every):
+            healing = _heal(redis, rt, queue, rows, exclude=set(changed), guarded=held is not None)
         store.save_snapshot(redis, current)
     finally:
         lock.release()
-    log.info("poll: %d clients, %d changed", len(seen), len(changed))
+    log.debug("poll: %d clients, %d changed", len(seen), len(changed))
     summary = {
         "ok": True,
         "clients": len(seen),
         "first_pass": before is None,
         "changed": len(changed),
         "held_back": held,
+        "drift": healing,
         "seconds": round(time.monotonic() - started, 3),
     }
     runs.save_poll(redis, summary)
     return {**summary, "changed": changed, "jobs": [item.job_id for item in queued]}
+
+
+def _heal(
+    redis: Redis,
+    rt: Runtime,
+    queue: Queue,
+    rows: Sequence[Row],
+    *,
+    exclude: set[int],
+    guarded: bool,
+) -> dict[str, Any]:
+    """Compare a complete pass with the BQN and correct the drift: policies at once, clients
+    and addresses through their jobs (which read WispHub again before acting). Addresses to
+    remove are held back, like the poller's vanished clients, when the pass is held or when
+    there are more than the deletion guard lets go at once."""
+    if _plans_renamed(redis, rt):  # even a plan no client has: names are decided together
+        current_plans(redis, rt, refresh=True)
+    found = engine.drift(rt.bqn, rt.rules, plan_source(redis, rt)(rows), rows)
+    addresses, gone, held = list(found.addresses), list(found.gone), None
+    limit = allowed_deletions(rt.guard, max(len(rows), 1))
+    if found.removals and (guarded or found.removals > limit):
+        held = f"{found.removals} BQN entries no client of the pass claims were left as they are"
+        log.warning("poll: %s", held)
+        TALLY.count("deletion_guard_trips", where="poll")
+        addresses, gone = [], []
+    policies = engine.correct_policies(rt.bqn, found.policies) if found.policies else None
+    clients = [key for key in (*found.clients, *gone) if key not in exclude]
+    queued = queueing.request_syncs(queue, clients, "drift", rt.service.history)
+    by_address = [queueing.enqueue_address_sync(queue, ip) for ip in addresses]
+    corrected = {
+        "client": sum(not item.coalesced for item in queued),
+        "address": sum(not item.coalesced for item in by_address),
+        "policy": 0 if policies is None else len(policies.planned) - len(policies.failures),
+    }
+    for kind, amount in corrected.items():
+        if amount:
+            TALLY.count("drift_corrected", amount, kind=kind)
+    if found:
+        log.info(
+            "poll: the BQN differed from WispHub: %d clients, %d addresses, %d policies",
+            len(found.clients),
+            len(found.addresses),
+            len(found.policies),
+        )
+    return {
+        "clients": len(found.clients) + len(found.gone),
+        "addresses": len(found.addresses),
+        "policies": len(found.policies),
+        "held_back": held,
+        "policy_failures": [] if policies is None else [f.to_dict() for f in policies.failures],
+    }
 
 
 def _current_job() -> Job:
@@ -312,20 +465,6 @@ def _current_job() -> Job:
     if job is None:
         raise RuntimeError("this function runs as an RQ job")
     return job
-
-
-def _release_claim(redis: Redis, id_servicio: int, job_id: str) -> None:
-    """Let the next request for this client queue a follow-up (only if the claim is ours)."""
-    key = store.pending_key(id_servicio)
-    with redis.pipeline() as pipe:
-        try:
-            pipe.watch(key)
-            if pipe.get(key) == job_id.encode():
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-        except WatchError:  # a newer claim was made meanwhile: it stays
-            log.debug("claim of client %s changed while releasing it", id_servicio)
 
 
 def _retry(job: Job, error: str) -> Retry:
@@ -377,22 +516,3 @@ def _count_operations(report: Report) -> None:
     for op, failure in report.results():
         result = "ok" if failure is None else "failed"
         TALLY.count("bqn_operations", kind=str(op.kind), action=str(op.action), result=result)
-
-
-def _remembered(desired: Desired, before: dict[int, Footprint]) -> dict[int, Footprint]:
-    """What is applied after a full reconcile: the desired entries, plus the previous ones of
-    clients whose state could not be read (their BQN entries were left as they were)."""
-    subscribers: dict[int, list[Subscriber]] = defaultdict(list)
-    for sub in desired.subscribers.values():
-        if sub.id_servicio is not None:
-            subscribers[sub.id_servicio].append(sub)
-    groups = {g.id_servicio: g for g in desired.groups.values() if g.id_servicio is not None}
-    applied = {}
-    for key in subscribers.keys() | groups.keys():
-        entries = Entries(tuple(subscribers.get(key, ())), groups.get(key))
-        if (footprint := engine.footprint(entries)) is not None:
-            applied[key] = footprint
-    for skip in desired.skips:
-        if skip.kept and skip.id_servicio in before:
-            applied[skip.id_servicio] = before[skip.id_servicio]
-    return applied

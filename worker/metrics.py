@@ -50,14 +50,15 @@ SPECS = {
         Spec(
             "client_syncs_requested",
             "counter",
-            "Client syncs asked for, by origin (webhook, api, poll, reconcile, requeue) and "
+            "Client syncs asked for, by origin (webhook, api, poll, drift, reconcile, requeue) and "
             "outcome (queued: a new job; coalesced: a waiting job will do)",
             ("via", "outcome"),
         ),
         Spec(
             "jobs",
             "counter",
-            "Jobs run by the workers, by job and outcome (succeeded, retried, failed)",
+            "Jobs run by the workers, by job and outcome (succeeded, retried, failed; "
+            "superseded: another job waiting for the same client did the work)",
             ("job", "outcome"),
         ),
         Spec(
@@ -78,6 +79,14 @@ SPECS = {
             "counter",
             "Writes to the BQN, by kind (policy, subscriber, group), action and result",
             ("kind", "action", "result"),
+        ),
+        Spec(
+            "drift_corrected",
+            "counter",
+            "Differences between the BQN and WispHub the poller found and acted on, whatever "
+            "caused them, by kind (client: a client job queued; address: an entry no client "
+            "claims, an address job queued; policy: a rate policy written)",
+            ("kind",),
         ),
         Spec(
             "deletion_guard_trips",

@@ -1,8 +1,11 @@
-"""Putting jobs on the queue, coalesced per client, and reading their state back.
+"""Putting jobs on the queue, coalesced per client (and per address), and reading their state
+back.
 
-While a sync job for client N waits in the queue, a new request for N gets that job's id and
-adds nothing. Once the job starts it clears its claim, so a request arriving while it runs
-queues exactly one follow-up: the last change always wins.
+While a sync job for client N waits in the queue, or waits for a retry, a new request for N gets
+that job's id and adds nothing (a person's request through the API runs a retry now instead of
+at its time). Once the job starts it clears its claim, so a request arriving while it runs
+queues exactly one follow-up: the last change always wins. A job that must be retried takes
+its claim back, unless a follow-up is already waiting, which then does the work instead.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from worker.settings import HistoryLimits
 
 # Job functions by name, so that queueing does not import the code the workers run.
 SYNC_CLIENT = "worker.jobs.sync_client"
+SYNC_ADDRESS = "worker.jobs.sync_address"
 RECONCILE = "worker.jobs.reconcile"
 SYNC_PLANS = "worker.jobs.sync_plans"
 
@@ -42,6 +46,22 @@ CLAIM_ATTEMPTS = 5
 # RQ's own retries, spent when a worker dies mid-job (or on an unexpected error): the job runs
 # again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.
 RESTARTS = Retry(max=3, interval=[5, 60, 300])
+
+# Where a person asks for a sync (rather than a sender or the poller): a retry runs at once.
+PEOPLE = frozenset({"api", "status-page"})
+# Statuses of a job that has not started yet: queued, or waiting for a retry.
+WAITING = (JobStatus.QUEUED.value, JobStatus.SCHEDULED.value)
+
+# Takes a claim back for a job about to be retried, unless another job waits under it.
+_RECLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then
+  local status = redis.call('HGET', ARGV[3] .. current, 'status')
+  if status == ARGV[4] or status == ARGV[5] then return current end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
 
 STATES = {
     JobStatus.QUEUED: "queued",
@@ -69,25 +89,62 @@ def make_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis)
 
 
-def enqueue_client_sync(queue: Queue, id_servicio: int) -> Queued:
-    """Queue a sync of one client unless one is already waiting; return the job to watch."""
+def enqueue_client_sync(queue: Queue, id_servicio: int, *, expedite: bool = False) -> Queued:
+    """Queue a sync of one client unless one is already waiting; return the job to watch.
+    With `expedite`, a waiting retry runs now."""
+    return _enqueue_once(
+        queue,
+        store.pending_key(id_servicio),
+        SYNC_CLIENT,
+        id_servicio,
+        job_id=f"sync-{id_servicio}-{uuid.uuid4().hex[:12]}",
+        description=f"sync client {id_servicio}",
+        expedite=expedite,
+    )
+
+
+def enqueue_address_sync(queue: Queue, ip: str) -> Queued:
+    """Queue a sync of one BQN address unless one is already waiting."""
+    return _enqueue_once(
+        queue,
+        store.pending_address_key(ip),
+        SYNC_ADDRESS,
+        ip,
+        job_id=f"address-{uuid.uuid4().hex[:16]}",
+        description=f"sync address {ip}",
+    )
+
+
+def _enqueue_once(
+    queue: Queue,
+    key: str,
+    func: str,
+    argument: int | str,
+    *,
+    job_id: str,
+    description: str,
+    expedite: bool = False,
+) -> Queued:
+    """Queue `func(argument)` under the claim `key` unless the job holding the claim is still
+    waiting (queued, or scheduled for a retry, which `expedite` runs now)."""
     redis = queue.connection
-    key = store.pending_key(id_servicio)
     for _ in range(CLAIM_ATTEMPTS):
         with redis.pipeline() as pipe:
             try:
                 pipe.watch(key)
                 waiting = pipe.get(key)
-                if waiting is not None and _is_waiting(redis, waiting.decode()):
+                status = None if waiting is None else _status(redis, waiting.decode())
+                if waiting is not None and status in WAITING:
+                    if expedite and status == JobStatus.SCHEDULED:
+                        queue.scheduled_job_registry.requeue(waiting.decode())
                     return Queued(waiting.decode(), coalesced=True)
-                job_id = f"sync-{id_servicio}-{uuid.uuid4().hex[:12]}"
                 pipe.multi()
                 pipe.set(key, job_id, ex=PENDING_TTL)
                 queue.enqueue(
-                    SYNC_CLIENT,
-                    id_servicio,
+                    func,
+                    argument,
                     job_id=job_id,
-                    description=f"sync client {id_servicio}",
+                    description=description,
                     job_timeout=CLIENT_JOB_TIMEOUT,
                     result_ttl=CLIENT_RESULT_TTL,
                     failure_ttl=FAILURE_TTL,
@@ -97,11 +154,60 @@ def enqueue_client_sync(queue: Queue, id_servicio: int) -> Queued:
                 pipe.execute()
                 return Queued(job_id, coalesced=False)
             except WatchError:
-                continue  # another request claimed the client meanwhile; look again
+                continue  # another request claimed it meanwhile; look again
     waiting = redis.get(key)
     if waiting is None:
-        raise RuntimeError(f"could not queue a sync of client {id_servicio}")
+        raise RuntimeError(f"could not queue {description}")
     return Queued(waiting.decode(), coalesced=True)
+
+
+def claim_key(job: Job) -> str | None:
+    """The claim a coalesced job (a client or address sync) is queued under."""
+    client = client_of(job)
+    if client is not None:
+        return store.pending_key(client)
+    if job.func_name == SYNC_ADDRESS and job.args:
+        return store.pending_address_key(str(job.args[0]))
+    return None
+
+
+def waiting_instead(redis: Redis, job: Job) -> str | None:
+    """The id of another job waiting under this job's claim, which will do its work."""
+    key = claim_key(job)
+    holder = None if key is None else redis.get(key)
+    if holder is None or holder.decode() == job.id:
+        return None
+    return holder.decode() if _status(redis, holder.decode()) in WAITING else None
+
+
+def release_claim(redis: Redis, job: Job) -> None:
+    """Let the next request for this job's client queue a follow-up (if the claim is ours)."""
+    key = claim_key(job)
+    if key is None:
+        return
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.get(key) == job.id.encode():
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+        except WatchError:  # a newer claim was made meanwhile: it stays
+            pass
+
+
+def reclaim(redis: Redis, job: Job) -> str | None:
+    """Before a retry: take the job's claim back, so that later requests wait for the retry;
+    return the other job already waiting under it instead (then no retry is needed)."""
+    key = claim_key(job)
+    if key is None:
+        return None
+    script = redis.register_script(_RECLAIM)
+    other = script(
+        [key],
+        [job.id, PENDING_TTL, Job.redis_job_namespace_prefix, *WAITING],
+    )
+    return other.decode() if other else None
 
 
 def request_syncs(
@@ -109,7 +215,11 @@ def request_syncs(
 ) -> list[Queued]:
     """Queue (or coalesce) a sync of each client, noting in each client's history, and in the
     metrics, where the request came from (`via`: webhook, api, poll, reconcile, requeue)."""
-    queued = [(id_servicio, enqueue_client_sync(queue, id_servicio)) for id_servicio in ids]
+    expedite = via in PEOPLE  # a person asked: a waiting retry runs now
+    queued = [
+        (id_servicio, enqueue_client_sync(queue, id_servicio, expedite=expedite))
+        for id_servicio in ids
+    ]
     events = [
         (id_servicio, history.requested(via, job.job_id, coalesced=job.coalesced))
         for id_servicio, job in queued
@@ -222,10 +332,10 @@ def client_of(job: Job) -> int | None:
     return None
 
 
-def _is_waiting(redis: Redis, job_id: str) -> bool:
-    """Whether the job sits in the queue, not started yet (one field read, not the whole job)."""
+def _status(redis: Redis, job_id: str) -> str | None:
+    """A job's status (one field read, not the whole job)."""
     status = redis.hget(Job.key_for(job_id), "status")
-    return status is not None and status.decode() == JobStatus.QUEUED
+    return None if status is None else status.decode()
 
 
 def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:

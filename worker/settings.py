@@ -154,6 +154,8 @@ class ServiceSettings:
     api_token: str | None = field(default=None, repr=False)
     allow_unauthenticated: bool = False
     poll_interval: int = 60
+    # The poller compares WispHub with the BQN's own lists every this many passes.
+    poll_bqn_every: int = 1
     plan_refresh_interval: int = 900
     reconcile_cron: str = "0 3 * * *"
     reconcile_on_start: bool = True
@@ -174,6 +176,7 @@ class ServiceSettings:
             api_token=read.optional("API_TOKEN"),
             allow_unauthenticated=read.flag("ALLOW_UNAUTHENTICATED", default=False),
             poll_interval=read.integer("POLL_INTERVAL", cls.poll_interval, 0, 86400),
+            poll_bqn_every=read.integer("POLL_BQN_EVERY", cls.poll_bqn_every, 1, 1000),
             plan_refresh_interval=read.integer(
                 "PLAN_REFRESH_INTERVAL", cls.plan_refresh_interval, 0, 7 * 86400
             ),

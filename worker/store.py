@@ -1,7 +1,8 @@
 """What the service keeps in Redis besides RQ's own keys.
 
 - what was last applied for each client (so an IP change or a removal clears the old entries),
-  and which client each applied IP belongs to (so a job can see a client sharing its IP);
+  and the clients seen claiming each address, its rightful owner first (so a job reads them
+  again before it writes or deletes there: see `worker.ownership`);
 - the poller's snapshot of client fingerprints;
 - the last plan catalogue read completely (WispHub speeds with the operator's overrides);
 - per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.lock import Lock
 
 from worker.model import Footprint
@@ -22,10 +24,13 @@ from worker.plans import Plan
 
 PREFIX = "wisphub-bqn-sync:"
 APPLIED = PREFIX + "applied"
-IP_OWNERS = PREFIX + "applied:ip-owners"
+# Address -> the clients claiming it, comma-separated, the rightful owner first (a single id
+# is the form earlier releases kept, the owner alone).
+CLAIMS = PREFIX + "applied:ip-owners"
 SNAPSHOT = PREFIX + "poll:snapshot"
 SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
 PASS_SIZE = PREFIX + "pass:clients"
+POLLS = PREFIX + "poll:passes"
 PLANS = PREFIX + "plans"
 PLANS_READ = PREFIX + "plans:read-at"
 TOUCHED = PREFIX + "reconcile:touched"
@@ -42,6 +47,11 @@ PLAN_LOOKUP_SECONDS = 60
 def pending_key(id_servicio: int) -> str:
     """Key holding the id of the sync job waiting in the queue for a client."""
     return f"{PREFIX}pending:{id_servicio}"
+
+
+def pending_address_key(ip: str) -> str:
+    """Key holding the id of the sync job waiting in the queue for a BQN address."""
+    return f"{PREFIX}pending:address:{ip}"
 
 
 def client_lock(redis: Redis, id_servicio: int) -> Lock:
@@ -76,32 +86,33 @@ def last_applied(redis: Redis, id_servicio: int) -> Footprint | None:
     return None if raw is None else _decode(raw)
 
 
-def remember(
-    redis: Redis, id_servicio: int, applied: Footprint | None, *, before: Footprint | None
-) -> None:
-    """Record (or, with `None`, forget) what was applied for a client, and own its IPs;
-    `before` is what was recorded until now (the IPs the client may release)."""
-    released = set(before.ips if before else ()) - set(applied.ips if applied else ())
-    owners = ip_owners(redis, sorted(released))
-    with redis.pipeline(transaction=True) as pipe:
-        if applied is None:
-            pipe.hdel(APPLIED, str(id_servicio))
-        else:
-            pipe.hset(APPLIED, str(id_servicio), _encode(applied))
-            for ip in applied.ips:
-                pipe.hset(IP_OWNERS, ip, id_servicio)
-        for ip in (ip for ip, owner in owners.items() if owner == id_servicio):
-            pipe.hdel(IP_OWNERS, ip)
-        pipe.execute()
+def save_footprint(pipe: Pipeline, id_servicio: int, applied: Footprint | None) -> None:
+    """Record (or, with `None`, forget) what was applied for a client."""
+    if applied is None:
+        pipe.hdel(APPLIED, str(id_servicio))
+    else:
+        pipe.hset(APPLIED, str(id_servicio), _encode(applied))
 
 
-def ip_owners(redis: Redis, ips: Iterable[str]) -> dict[str, int]:
-    """The client whose entry was last applied at each of `ips` (IPs nobody holds are left out)."""
+def claimants(redis: Redis, ips: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """The clients seen claiming each of `ips`, the rightful owner first (IPs nobody claims
+    are left out)."""
     wanted = list(ips)
     if not wanted:
         return {}
-    found = redis.hmget(IP_OWNERS, wanted)
-    return {ip: int(owner) for ip, owner in zip(wanted, found, strict=True) if owner is not None}
+    found = redis.hmget(CLAIMS, wanted)
+    return {ip: _ids(raw) for ip, raw in zip(wanted, found, strict=True) if raw}
+
+
+def save_claims(
+    pipe: Pipeline, addresses: Iterable[str], claims: Mapping[str, Collection[int]]
+) -> None:
+    """Replace the claimants of `addresses` (an address without claimants is forgotten)."""
+    for ip in addresses:
+        if claims.get(ip):
+            pipe.hset(CLAIMS, ip, ",".join(map(str, claims[ip])))
+        else:
+            pipe.hdel(CLAIMS, ip)
 
 
 def all_applied(redis: Redis) -> dict[int, Footprint]:
@@ -109,16 +120,22 @@ def all_applied(redis: Redis) -> dict[int, Footprint]:
     return {int(key): _decode(raw) for key, raw in redis.hgetall(APPLIED).items()}
 
 
-def replace_applied(redis: Redis, applied: Mapping[int, Footprint]) -> None:
+def replace_applied(
+    redis: Redis, applied: Mapping[int, Footprint], claims: Mapping[str, Collection[int]]
+) -> None:
     """Replace everything remembered at once (after a full reconcile)."""
-    owners = {ip: key for key, footprint in applied.items() for ip in footprint.ips}
     with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(APPLIED, IP_OWNERS)
+        pipe.delete(APPLIED, CLAIMS)
         if applied:
             pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in applied.items()})
-        if owners:
-            pipe.hset(IP_OWNERS, mapping=owners)
+        if claims:
+            pipe.hset(CLAIMS, mapping={ip: ",".join(map(str, ids)) for ip, ids in claims.items()})
         pipe.execute()
+
+
+def _ids(raw: bytes | str) -> tuple[int, ...]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return tuple(int(part) for part in text.split(",") if part)
 
 
 def _encode(applied: Footprint) -> str:
@@ -170,6 +187,12 @@ def pass_size(redis: Redis) -> int | None:
     """How many clients the last complete WispHub pass had."""
     raw = redis.get(PASS_SIZE)
     return None if raw is None else int(raw)
+
+
+def next_poll_reads_bqn(redis: Redis, every: int) -> bool:
+    """Count a poll pass; True for those that compare with the BQN (the first, then one in
+    `every`)."""
+    return (int(redis.incr(POLLS)) - 1) % every == 0
 
 
 def snapshot_age(redis: Redis) -> float | None:

@@ -174,10 +174,29 @@ def run_cli(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable
     return run
 
 
-def expected_subscribers(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+def expected_policy_names(plans: dict[int, str]) -> dict[int, str]:
+    """Policy names by plan id, written out independently of the engine: the name with spaces
+    as `_` (a name of dots only made of `_`), the lowest plan id keeping a shared name and the
+    others taking `-<id>`, the block policy's name never given to a plan."""
+    taken, names = {"Wisphub_block"}, {}
+    for plan_id in sorted(plans):
+        name = plans[plan_id].strip().replace(" ", "_")
+        name = "_" * len(name) if set(name) == {"."} and len(name) <= 2 else name
+        while name in taken:
+            name = f"{name}-{plan_id}"
+        taken.add(name)
+        names[plan_id] = name
+    return names
+
+
+def expected_subscribers(
+    rows: list[dict[str, Any]], plans: dict[int, str] | None = None
+) -> dict[str, tuple[str, str]]:
     """The BQN subscribers the rules define, written out independently of the engine:
     IP -> (subscriberId, policyRate) for non-cancelled clients with a usable IPv4, the latest
-    `ultimo_cambio` (then the higher id) winning a shared IP."""
+    `ultimo_cambio` (then the higher id) winning a shared IP. With `plans` (the catalogue's
+    names by id), policies follow `expected_policy_names`."""
+    names = None if plans is None else expected_policy_names(plans)
     best: dict[str, tuple[tuple[datetime, int], str, str]] = {}
     for row in rows:
         if row["estado"] == "Cancelado":
@@ -191,12 +210,50 @@ def expected_subscribers(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str
             continue
         if row["estado"] == "Suspendido":
             policy = "Wisphub_block"
+        elif names is not None:
+            policy = names[row["plan_internet"]["id"]]
         else:
             policy = row["plan_internet"]["nombre"].replace(" ", "_")
         rank = (datetime.strptime(row["ultimo_cambio"], "%d/%m/%Y %H:%M:%S"), row["id_servicio"])
         if ip not in best or rank > best[ip][0]:
             best[ip] = (rank, row["nombre"].strip(), policy)
     return {ip: (name, policy) for ip, (_, name, policy) in best.items()}
+
+
+UNITS = {"k": 1, "M": 1_000, "G": 1_000_000}
+
+
+def kbps(speed: str) -> int:
+    """A WispHub speed (`10M`, `512k`, `1G`) in kbps."""
+    return round(float(speed[:-1]) * UNITS[speed[-1]])
+
+
+def differences(wisphub: WispHubSim, bqn: BqnSim) -> list[str]:
+    """What the BQN says that WispHub does not (empty: they agree): the subscribers, and the
+    rates of the plan policies they use (never an "undefined" one)."""
+    plans = {plan_id: plan["nombre"] for plan_id, plan in wisphub.state.plans.items()}
+    expected = expected_subscribers(wisphub.rows(), plans)
+    held = managed_state(bqn)
+    found = [
+        f"{ip}: BQN {held.get(ip)}, WispHub {expected.get(ip)}"
+        for ip in sorted(held.keys() | expected.keys())
+        if held.get(ip) != expected.get(ip)
+    ]
+    used = {policy for _, policy in expected.values()}
+    policies = bqn.policies()
+    for plan_id, name in expected_policy_names(plans).items():
+        plan = wisphub.state.plans[plan_id]
+        if name not in used or plan["tipo"].upper() == "PCQ":
+            continue
+        wanted = (kbps(plan["bajada"]), kbps(plan["subida"]))
+        limits = policies.get(name, {})
+        shown = tuple(limits.get(key, {}).get("rate") for key in RATE_LIMITS)
+        if shown != wanted:
+            found.append(f"policy {name}: BQN {shown}, WispHub {wanted}")
+    return found
+
+
+RATE_LIMITS = ("rateLimitDownlink", "rateLimitUplink")
 
 
 def managed_state(bqn_sim: BqnSim) -> dict[str, tuple[str, str]]:

@@ -5,45 +5,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.bqn_model import apply_to_state
+from tests.ops import create, delete, group_op, policy, sub, update
 from tests.rows import row
 from worker.desired import block_policy, desired_state
-from worker.diff import diff_groups, diff_policies, diff_subscribers, plan_client, plan_full
-from worker.model import Action, Footprint, Group, Kind, Operation, Policy, Subscriber
+from worker.diff import diff_groups, diff_policies, diff_subscribers, plan_full
+from worker.model import Action, Group, Kind, Operation, Policy, Subscriber
 from worker.settings import MappingRules
 
 RULES = MappingRules()
 BLOCK = block_policy(RULES)
-
-
-def policy(name, policy_id=None, down=None, up=None, **extra):
-    fields = dict(extra)
-    if policy_id is not None:
-        fields["policyId"] = policy_id
-    if down is not None:
-        fields["rateLimitDownlink"] = {"rate": down}
-    if up is not None:
-        fields["rateLimitUplink"] = {"rate": up}
-    return Policy(name, fields)
-
-
-def sub(ip, sid="a", policy="P", assigned_by="rest", id_servicio=None):
-    return Subscriber(ip, sid, policy, id_servicio, assigned_by)
-
-
-def create(ip, sid="a", policy="P", id_servicio=None):
-    return Operation(
-        Action.CREATE, Kind.SUBSCRIBER, ip, {"subscriberId": sid, "policyRate": policy}, id_servicio
-    )
-
-
-def update(ip, sid="a", policy="P", id_servicio=None):
-    return Operation(
-        Action.UPDATE, Kind.SUBSCRIBER, ip, {"subscriberId": sid, "policyRate": policy}, id_servicio
-    )
-
-
-def delete(ip):
-    return Operation(Action.DELETE, Kind.SUBSCRIBER, ip)
 
 
 @pytest.mark.parametrize(
@@ -142,62 +112,6 @@ def test_full_plan_puts_policies_first():
     ]
 
 
-# One client ----------------------------------------------------------------------------
-
-CLIENT = row(7, "10.0.0.7", "Activo", "Plan 10M", "Ana")
-ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
-WAS = Footprint("Ana", ("10.0.0.7",))
-
-
-@pytest.mark.parametrize(
-    ("client", "held", "previous", "operations"),
-    [
-        pytest.param(CLIENT, [], None, [create("10.0.0.7", "Ana", "Plan_10M", 7)], id="new"),
-        pytest.param(CLIENT, [ANA], None, [], id="in-line"),
-        pytest.param(
-            row(7, "10.0.0.7", "Suspendido", nombre="Ana"),
-            [ANA],
-            None,
-            [
-                Operation(Action.CREATE, Kind.POLICY, "Wisphub_block", BLOCK.fields),
-                update("10.0.0.7", "Ana", "Wisphub_block", 7),
-            ],
-            id="suspended-block-policy-first",
-        ),
-        pytest.param(
-            row(7, "10.0.0.8", nombre="Ana"),
-            [ANA],
-            WAS,
-            [create("10.0.0.8", "Ana", "Plan_10M", 7), delete("10.0.0.7")],
-            id="ip-change-clears-old",
-        ),
-        pytest.param(
-            row(7, "10.0.0.8", nombre="Ana"),
-            [sub("10.0.0.7", "Someone else")],
-            WAS,
-            [create("10.0.0.8", "Ana", "Plan_10M", 7)],
-            id="old-ip-taken-by-another-is-kept",
-        ),
-        pytest.param(
-            row(7, "10.0.0.7", "Cancelado"), [ANA], WAS, [delete("10.0.0.7")], id="cancelled"
-        ),
-        pytest.param(None, [ANA], WAS, [delete("10.0.0.7")], id="gone-from-wisphub"),
-        pytest.param(None, [ANA], None, [], id="gone-unknown-previous-touches-nothing"),
-        pytest.param(row(7, "10.0.0.7", "Cortado"), [ANA], WAS, [], id="unknown-estado-kept"),
-        pytest.param(
-            row(7, "10.0.0.7", "Activo"),
-            [sub("10.0.0.7", policy="rate-default", assigned_by="rules")],
-            None,
-            [update("10.0.0.7", "cliente", "Plan_10M", 7)],
-            id="rules-entry-taken-over",
-        ),
-    ],
-)
-def test_plan_client(client, held, previous, operations):
-    plan = plan_client(client, held, RULES, previous=previous, wanted_policies=[BLOCK])
-    assert list(plan.operations) == operations
-
-
 # Properties ----------------------------------------------------------------------------
 
 ips = st.sampled_from([f"10.0.0.{n}" for n in range(1, 16)] + ["2001:db8::1", "N/A", ""])
@@ -272,11 +186,6 @@ def test_every_ip_gets_at_most_one_operation(rows, actual):
 OURS = Group("wisphub-30", ("10.3.0.1",), ("200.1.2.0/30",), "Plan_10M", 30)
 
 
-def group_op(action, group, fields=True):
-    body = group.managed_fields() if fields else {}
-    return Operation(action, Kind.GROUP, group.name, body, group.id_servicio if fields else None)
-
-
 @pytest.mark.parametrize(
     ("desired", "actual", "protected", "operations", "unchanged"),
     [
@@ -323,48 +232,3 @@ def group_op(action, group, fields=True):
 def test_diff_groups(desired, actual, protected, operations, unchanged):
     wanted = {g.name: g for g in desired}
     assert diff_groups(wanted, actual, frozenset(protected)) == (operations, unchanged)
-
-
-def test_a_cancelled_client_loses_its_group():
-    cancelled = row(30, "10.3.0.1, 200.1.2.0/30", "Cancelado")
-    plan = plan_client(
-        cancelled, [], RULES, held_groups=[OURS], previous=Footprint(group="wisphub-30")
-    )
-    assert list(plan.operations) == [Operation(Action.DELETE, Kind.GROUP, "wisphub-30")]
-
-
-def test_a_client_moving_to_several_addresses_trades_its_subscriber_for_a_group():
-    now = row(7, "10.0.0.7, 10.0.0.8", nombre="Ana")
-    plan = plan_client(now, [ANA], RULES, previous=WAS, wanted_policies=[BLOCK])
-    group = Group("wisphub-7", ("10.0.0.7", "10.0.0.8"), (), "Plan_10M", 7)
-    assert list(plan.operations) == [delete("10.0.0.7"), group_op(Action.CREATE, group)]
-
-
-@pytest.mark.parametrize(
-    ("own_stamp", "held", "operations"),
-    [
-        pytest.param(
-            "03/01/2026 00:00:00",
-            [],
-            [create("10.0.0.7", "Ana", "Plan_10M", 7)],
-            id="changed-later-wins",
-        ),
-        pytest.param(
-            "01/01/2026 00:00:00",
-            [sub("10.0.0.7", "Beto", "Plan_10M")],
-            [],
-            id="changed-earlier-leaves-the-rival",
-        ),
-        pytest.param(
-            "01/01/2026 00:00:00",
-            [ANA],
-            [update("10.0.0.7", "Beto", "Plan_10M", 8)],
-            id="changed-earlier-hands-the-ip-over",
-        ),
-    ],
-)
-def test_a_shared_ip_goes_to_the_latest_change(own_stamp, held, operations):
-    own = row(7, "10.0.0.7", nombre="Ana", ultimo_cambio=own_stamp)
-    rival = row(8, "10.0.0.7", nombre="Beto", ultimo_cambio="02/01/2026 00:00:00")
-    plan = plan_client(own, held, RULES, rivals=[rival])
-    assert list(plan.operations) == operations

@@ -1,0 +1,52 @@
+"""Address locks on a real Redis: all or nothing, widened without deadlock, taken back by the
+same job's retry, and never held after the block."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from worker.address_book import AddressesBusy, hold_addresses
+
+pytestmark = pytest.mark.integration
+
+A, B = "10.80.0.1", "10.80.0.2"
+
+
+def test_two_jobs_widening_crosswise_both_go_ahead_one_after_the_other(redis):
+    """Two jobs each hold the address the other one moves to (an IP swap): the one that cannot
+    widen at once lets go and waits for both, so the other goes ahead; neither deadlocks."""
+    results = {}
+    second_holds_b = threading.Event()
+
+    def first():
+        with hold_addresses(redis, [A], "job-1") as lease:
+            second_holds_b.wait(5)
+            results["first widened at once"] = lease.widen([B])
+            results["first holds"] = sorted(lease.keys)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(0.1)
+    with hold_addresses(redis, [B], "job-2") as lease:
+        second_holds_b.set()
+        time.sleep(0.2)  # the first job tries now, lets A go and waits
+        results["second widened at once"] = lease.widen([A])
+    thread.join(10)
+    assert results == {
+        "second widened at once": True,
+        "first widened at once": False,
+        "first holds": [f"wisphub-bqn-sync:lock:address:{ip}" for ip in (A, B)],
+    }
+    assert not redis.keys("wisphub-bqn-sync:lock:address:*"), "nothing held after the blocks"
+
+
+def test_all_or_none_and_a_retry_takes_back_its_own_locks(redis):
+    with hold_addresses(redis, [A], "job-1"):
+        with pytest.raises(AddressesBusy), hold_addresses(redis, [A, B], "job-2", wait=0.2):
+            pass
+        assert not redis.exists(f"wisphub-bqn-sync:lock:address:{B}"), "none of them taken"
+        with hold_addresses(redis, [A, B], "job-1", wait=0):  # the same job, run again
+            pass

@@ -1,0 +1,196 @@
+"""Correct under concurrency: random sequences of WispHub changes over a small pool of shared
+IPs (moves, swaps, duplicates, cancels, re-activations, deletions, name sharing, plan renames),
+applied by the Procfile's processes with three workers, against simulators with latency and
+lost answers. After each sequence the BQN equals what WispHub says within seconds and stays so,
+with no reconcile: through notifications alone, through the poller alone, and through both."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+from rq import Queue
+
+from tests.integration.conftest import HOOK, BqnSim, WispHubSim, differences
+from tests.integration.processes import Processes, eventually
+from tests.rows import row
+from worker.settings import ServiceSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+WORKERS = 3
+POOL = [f"10.70.0.{n}" for n in range(1, 6)]
+CLIENTS = list(range(1, 8))
+PLANS = [439219, 439305, 451072]  # Online_basico, Plan 10 Megas, Online Free
+NAMES = ["Ana Pérez", "Beto", "Carolina"]
+RENAMES = ["Plan Twin", "Plan_Twin", "Online Plus", "."]
+ESTADOS = ["Activo", "Suspendido", "Cancelado", "Gratis"]
+# Seconds the BQN may take to say what WispHub says after a sequence (a bound, not a speed).
+CONVERGED_WITHIN = 30
+
+clients, ips = st.sampled_from(CLIENTS), st.sampled_from(POOL)
+client_steps = [
+    st.tuples(st.just("move"), clients, ips),
+    st.tuples(st.just("swap"), clients, clients),
+    st.tuples(st.just("duplicate"), clients, clients),
+    st.tuples(st.just("estado"), clients, st.sampled_from(ESTADOS)),
+    st.tuples(st.just("plan"), clients, st.sampled_from(PLANS)),
+    st.tuples(st.just("nombre"), clients, st.sampled_from(NAMES)),
+    st.tuples(st.just("delete"), clients),
+    st.tuples(st.just("create"), clients, ips, st.sampled_from(NAMES), st.sampled_from(PLANS)),
+    st.tuples(st.just("pause"), st.sampled_from([0.05, 0.3])),
+]
+rename = st.tuples(st.just("rename"), st.sampled_from(PLANS), st.sampled_from(RENAMES))
+
+
+def apply_step(wisphub: WispHubSim, step: tuple) -> set[int]:
+    """Make one change in WispHub as its operators would; return the clients it changed."""
+    state, kind = wisphub.state, step[0]
+    if kind == "pause":
+        time.sleep(step[1])
+        return set()
+    if kind == "rename":
+        plan = dict(state.plans[step[1]])
+        state.set_plan(**{**plan, "nombre": step[2]})
+        return {r["id_servicio"] for r in wisphub.rows() if r["plan_internet"]["id"] == step[1]}
+    if kind == "create":
+        state.upsert_client(row(step[1], step[2], nombre=step[3]))
+        state.update_client(step[1], plan_internet=step[4])
+        return {step[1]}
+    if kind == "delete":
+        state.remove_client(step[1])
+        return {step[1]}
+    present = [key for key in step[1:3] if isinstance(key, int) and key in CLIENTS]
+    if any(state.get_client(key) is None for key in present):
+        return set()
+    if kind == "swap":
+        first, second = state.get_client(step[1]), state.get_client(step[2])
+        state.update_client(step[1], ip=second["ip"])
+        state.update_client(step[2], ip=first["ip"])
+        return {step[1], step[2]}
+    if kind == "duplicate":  # the second client is given the first one's IP by mistake
+        state.update_client(step[2], ip=state.get_client(step[1])["ip"])
+        return {step[2]}
+    field = {"move": "ip", "estado": "estado", "plan": "plan_internet", "nombre": "nombre"}[kind]
+    state.update_client(step[1], **{field: step[2]})
+    return {step[1]}
+
+
+@pytest.fixture
+def stack(
+    request: pytest.FixtureRequest,
+    service_env: dict[str, str],
+    redis,
+    wisphub_sim: WispHubSim,
+    bqn_sim: BqnSim,
+) -> Iterator[Processes]:
+    """Web, three workers and the scheduler, polling every `request.param` seconds (0: never);
+    BQN writes are slow and one in nine loses its answer."""
+    env = {
+        **service_env,
+        "POLL_INTERVAL": str(request.param),
+        "PLAN_REFRESH_INTERVAL": "0",
+        "RECONCILE_ON_START": "0",
+        "RETRY_INTERVALS": "1,1,1,2,2,2,5,5",
+        "BQN_TIMEOUT": "1",
+        "BQN_RETRIES": "2",
+        "BQN_BACKOFF": "0.05",
+    }
+    wisphub_sim.state.faults.update(latency_ms=5)
+    bqn_sim.state.faults.update(latency_ms=10, lose_every=9, stall_seconds=1.5, writes_only=True)
+    processes = Processes(env, ["web", *["worker"] * WORKERS, "scheduler"])
+    try:
+        eventually(processes.ready, "the web process")
+        yield processes
+    finally:
+        processes.stop()
+
+
+def check(
+    stack: Processes,
+    wisphub: WispHubSim,
+    bqn: BqnSim,
+    redis,
+    sequence: list,
+    *,
+    notify: float,
+    rng: random.Random,
+) -> float:
+    """Apply `sequence`, notifying each change with probability `notify`; wait until the BQN
+    says what WispHub says, and check it still does a moment later. Returns the seconds it
+    took after the last change."""
+    session = requests.Session()
+    for step in sequence:
+        changed = apply_step(wisphub, step)
+        if changed and rng.random() < notify:
+            response = session.post(
+                f"{stack.url}/webhooks/wisphub",
+                json={"id_servicio": sorted(changed)},
+                headers=HOOK,
+                timeout=10,
+            )
+            assert response.status_code == 202, response.text
+    started = time.monotonic()
+    while differences(wisphub, bqn):
+        stack.check_alive()
+        if time.monotonic() - started > CONVERGED_WITHIN:
+            raise AssertionError(f"not converged after {sequence}: {differences(wisphub, bqn)}")
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    time.sleep(1)
+    assert not differences(wisphub, bqn), f"converged, then changed again after {sequence}"
+    failed = Queue(ServiceSettings.queue_name, connection=redis).failed_job_registry
+    assert failed.count == 0, f"failed jobs after {sequence}"
+    return took
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize(
+    ("stack", "notify", "steps"),
+    [
+        pytest.param(0, 1.0, st.one_of(client_steps), id="notifications-alone"),
+        pytest.param(1, 0.0, st.one_of([*client_steps, rename]), id="poller-alone"),
+        pytest.param(2, 0.5, st.one_of([*client_steps, rename]), id="both"),
+    ],
+    indirect=["stack"],
+)
+def test_any_sequence_of_changes_converges(stack, notify, steps, wisphub_sim, bqn_sim, redis):
+    rng = random.Random(12)
+    start = [
+        ("create", key, POOL[key % len(POOL)], NAMES[key % len(NAMES)], PLANS[key % len(PLANS)])
+        for key in CLIENTS
+    ]
+    check(stack, wisphub_sim, bqn_sim, redis, start, notify=1.0, rng=rng)
+    times: list[float] = []
+
+    @given(st.lists(steps, min_size=1, max_size=8))
+    @settings(
+        max_examples=8,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+    )
+    def sequence_converges(sequence):
+        times.append(check(stack, wisphub_sim, bqn_sim, redis, sequence, notify=notify, rng=rng))
+
+    sequence_converges()
+    print(f"converged {len(times)} times; slowest {max(times):.2f} s after the last change")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("stack", [0], indirect=True)
+def test_two_clients_swapping_ips_both_keep_their_subscriber(stack, wisphub_sim, bqn_sim, redis):
+    """Case 2: client 1 moves A→B while client 2 moves B→A, both notified, with several
+    workers and no poller. Each job read both IPs, then deleted its old IP without looking
+    again, after the other job had written there: one or both subscribers were lost in 6 of
+    6 rounds."""
+    rng = random.Random(2)
+    start = [("create", 1, POOL[0], "Uno", PLANS[0]), ("create", 2, POOL[1], "Dos", PLANS[1])]
+    check(stack, wisphub_sim, bqn_sim, redis, start, notify=1.0, rng=rng)
+    for _ in range(6):
+        check(stack, wisphub_sim, bqn_sim, redis, [("swap", 1, 2)], notify=1.0, rng=rng)

@@ -1,0 +1,139 @@
+"""The address book jobs keep in Redis (see `worker.ownership`): address locks, and the
+claimants and footprints kept in `worker.store`.
+
+A job writes or deletes at a BQN address only while it holds that address's lock. It takes the
+locks of all the addresses it needs at once, or none (so it never holds some while waiting for
+others), and may widen its hold once it knows more; locks expire, so a dead holder frees them,
+and a retry of the same job takes back the locks its dead run left.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+from redis import Redis
+
+from worker import store
+from worker.errors import TransientError
+from worker.model import Footprint
+from worker.ownership import Claims, Settlement
+
+PREFIX = store.PREFIX + "lock:address:"
+# Address locks outlive a client job's timeout, like client locks; a job waits a minute.
+LOCK_SECONDS = 660
+WAIT_SECONDS = 60
+
+# Every lock, or none; locks the holder has already are taken again (their expiry renewed).
+_ACQUIRE = """
+for i = 1, #KEYS do
+  local holder = redis.call('GET', KEYS[i])
+  if holder and holder ~= ARGV[1] then return 0 end
+end
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+_RELEASE = """
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+return 1
+"""
+
+
+class AddressesBusy(TransientError):
+    """Another job kept some of the addresses a job needs for longer than it waits."""
+
+
+class AddressLease:
+    """The address locks one job holds."""
+
+    def __init__(self, redis: Redis, holder: str, *, wait: float, seconds: int) -> None:
+        self.redis = redis
+        self.holder = holder
+        self.wait = wait
+        self.seconds = seconds
+        self.keys: set[str] = set()
+
+    def take(self, ips: Collection[str]) -> None:
+        """Hold `ips` as well, waiting for them; raise `AddressesBusy` when they stay taken."""
+        wanted = self.keys | {PREFIX + ip for ip in ips}
+        deadline = time.monotonic() + self.wait
+        pause = 0.01
+        while not self._acquire(wanted):
+            if time.monotonic() > deadline:
+                raise AddressesBusy(f"addresses {', '.join(sorted(ips))} stayed locked")
+            time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 (jitter, not a secret)
+            pause = min(pause * 2, 0.2)
+        self.keys = wanted
+
+    def widen(self, ips: Collection[str]) -> bool:
+        """Hold `ips` as well. True when they were free at once; False when the lease had to
+        let everything go and wait for all of it (what was read under it may have changed)."""
+        wanted = self.keys | {PREFIX + ip for ip in ips}
+        if wanted == self.keys or self._acquire(wanted):
+            self.keys = wanted
+            return True
+        held = {key.removeprefix(PREFIX) for key in self.keys}
+        self.release()
+        self.take({*held, *ips})
+        return False
+
+    def release(self) -> None:
+        """Let every lock go."""
+        if self.keys:
+            self.redis.register_script(_RELEASE)(sorted(self.keys), [self.holder])
+        self.keys = set()
+
+    def _acquire(self, keys: set[str]) -> bool:
+        if not keys:
+            return True
+        script = self.redis.register_script(_ACQUIRE)
+        return bool(script(sorted(keys), [self.holder, self.seconds * 1000]))
+
+
+@contextmanager
+def hold_addresses(
+    redis: Redis,
+    ips: Collection[str],
+    holder: str,
+    *,
+    wait: float = WAIT_SECONDS,
+    seconds: int = LOCK_SECONDS,
+) -> Iterator[AddressLease]:
+    """Hold the locks of all `ips` for `holder` (a job id) while the block runs."""
+    lease = AddressLease(redis, holder, wait=wait, seconds=seconds)
+    lease.take(ips)
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+@dataclass(frozen=True)
+class RedisAddressBook:
+    """The address book one job keeps in Redis (`worker.engine.AddressBook`)."""
+
+    redis: Redis
+    holder: str
+
+    def hold(self, ips: Collection[str]) -> AbstractContextManager[AddressLease]:
+        """Hold the addresses' locks."""
+        return hold_addresses(self.redis, ips, self.holder)
+
+    def claimants(self, ips: Collection[str]) -> Claims:
+        """Who was seen claiming each address."""
+        return store.claimants(self.redis, ips)
+
+    def record(
+        self, settlement: Settlement, footprint: tuple[int, Footprint | None] | None
+    ) -> None:
+        """Keep the settled addresses' claimants, and a client's footprint, at once."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            store.save_claims(pipe, settlement.addresses, settlement.claims)
+            if footprint is not None:
+                store.save_footprint(pipe, *footprint)
+            pipe.execute()
