@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.poll
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo
