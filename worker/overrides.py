@@ -27,7 +27,6 @@ from typing import Any
 
 import yaml
 
-from worker.desired import policy_name
 from worker.errors import ConfigError
 from worker.plans import Speeds
 from worker.speeds import SpeedError, parse_speed
@@ -36,7 +35,7 @@ FIELDS = ("download", "upload", "burst_rate", "burst_threshold", "burst_duration
 
 
 def load_overrides(path: str | None) -> dict[str, Speeds]:
-    """The file's speeds by policy name; empty without a file; `ConfigError` when it is bad."""
+    """The file's speeds by plan name; empty without a file; `ConfigError` when it is bad."""
     if not path:
         return {}
     file = Path(path)
@@ -88,7 +87,7 @@ def _speeds(entries: dict[str, dict[str, Any]], source: str) -> dict[str, Speeds
         if unknown:
             raise ConfigError(f"{source}: plan {plan!r}: unknown fields {sorted(unknown)}")
         try:
-            result[policy_name(plan)] = Speeds(
+            result[plan.strip()] = Speeds(
                 downlink_kbps=parse_speed(_text(values.get("download"))),
                 uplink_kbps=parse_speed(_text(values.get("upload"))),
                 burst_rate_kbps=_optional_speed(values.get("burst_rate")),

@@ -143,10 +143,14 @@ def plan_from_wisphub(summary: Mapping[str, Any], detail: Mapping[str, Any] | No
 
 
 def with_overrides(plans: Iterable[Plan], overrides: Mapping[str, Speeds]) -> list[Plan]:
-    """Plans with the operator's speeds laid over WispHub's (matched by policy name)."""
+    """Plans with the operator's speeds laid over WispHub's: matched by the plan's exact name
+    (so `Plan Twin` and `Plan_Twin` may have their own), else by the policy name it makes."""
+    by_policy: dict[str, Speeds] = {}
+    for name, speeds in overrides.items():
+        by_policy.setdefault(policy_name(name), speeds)
     result = []
     for plan in plans:
-        override = overrides.get(plan.policy_name)
+        override = overrides.get(plan.nombre.strip()) or by_policy.get(policy_name(plan.nombre))
         result.append(plan if override is None else replace(plan, speeds=override, source=OVERRIDE))
     return result
 

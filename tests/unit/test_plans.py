@@ -142,8 +142,8 @@ Plan 10 Megas,12M,4000,,,
 )
 def test_override_file_forms(parse, text):
     assert parse(text) == {
-        "Comunitario_PCQ": Speeds(30_000, 10_000, 40_000, 30_000, 10),
-        "Plan_10_Megas": Speeds(12_000, 4_000),
+        "Comunitario PCQ": Speeds(30_000, 10_000, 40_000, 30_000, 10),
+        "Plan 10 Megas": Speeds(12_000, 4_000),
     }
 
 
@@ -240,3 +240,13 @@ def test_policy_names_are_distinct_stable_and_never_the_block_policy(catalogue):
         for key, name in policy_names(resolved([*plans, newer], [], RULES)).items()
         if key != newer.id
     } == names, "a new plan never renames the policies of older ones"
+
+
+def test_twin_plans_may_each_have_their_own_override():
+    twins = [Plan(11, "Plan Twin", tipo="PCQ"), Plan(12, "Plan_Twin", tipo="PCQ")]
+    both = with_overrides(twins, {"Plan Twin": Speeds(1_000, 1_000)})
+    own = with_overrides(
+        twins, {"Plan Twin": Speeds(1_000, 1_000), "Plan_Twin": Speeds(2_000, 2_000)}
+    )
+    assert [p.speeds for p in both] == [Speeds(1_000, 1_000), Speeds(1_000, 1_000)]
+    assert [p.speeds for p in own] == [Speeds(1_000, 1_000), Speeds(2_000, 2_000)]
