@@ -131,9 +131,15 @@ class RedisAddressBook:
     def record(
         self, settlement: Settlement, footprint: tuple[int, Footprint | None] | None
     ) -> None:
-        """Keep the settled addresses' claimants, and a client's footprint, at once."""
+        """Keep the settled addresses' claimants, and a client's footprint, at once; every
+        other claimant of an address gets it in its footprint too, so that its own next job
+        looks there (a claimant's footprint always holds the address)."""
+        own = footprint[0] if footprint is not None else None
+        others = [(key, ip) for ip, keys in settlement.claims.items() for key in keys if key != own]
         with self.redis.pipeline(transaction=True) as pipe:
             store.save_claims(pipe, settlement.addresses, settlement.claims)
             if footprint is not None:
                 store.save_footprint(pipe, *footprint)
+            if others:
+                store.add_to_footprints(pipe, others)
             pipe.execute()

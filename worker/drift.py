@@ -25,7 +25,6 @@ class Drift:
     clients: tuple[int, ...] = ()
     addresses: tuple[str, ...] = ()
     policies: tuple[Operation, ...] = ()
-    entries: int = 0
     # Clients of groups the BQN holds and no client of the pass has: their jobs remove them.
     gone: tuple[int, ...] = ()
 
@@ -45,8 +44,7 @@ def find_drift(
     policies: Iterable[Policy],
     wanted_policies: Iterable[Policy],
 ) -> Drift:
-    """The drift between `desired` (from a complete pass) and what the BQN holds; `entries`
-    counts the subscribers and groups that differ."""
+    """The drift between `desired` (from a complete pass) and what the BQN holds."""
     changes = plan_full(desired, subscribers, policies, wanted_policies, groups)
     clients: set[int] = set()
     gone: set[int] = set()
@@ -66,5 +64,4 @@ def find_drift(
         gone=tuple(sorted(gone - clients)),
         addresses=tuple(sorted(addresses)),
         policies=tuple(policy_ops),
-        entries=sum(op.kind is not Kind.POLICY for op in changes.operations),
     )

@@ -17,7 +17,6 @@ from worker.desired import (
     PolicyNames,
     Row,
     as_id,
-    client_id,
     desired_state,
     group_name,
     is_own_group,
@@ -138,28 +137,24 @@ def full_sync(
         log.warning("deletion guard: %s", tripped)
     alive: list[int] = []
     if claimants is not None:
-        changes, alive = confirm_deletions(changes, rows, wisphub, rules, claimants)
+        changes, alive = confirm_deletions(changes, wisphub, rules, claimants)
     log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
     report = apply_changes(changes, bqn, dry_run=dry_run, progress=progress)
     report.guard = tripped
     report.plans_without_speeds = plans_without_speeds(plans)
     report.notes += name_collisions(plans)
-    report.notes += [f"client {key} is in WispHub though the pass missed it" for key in alive]
+    report.notes += [f"client {key} still claims an entry the pass gave nobody" for key in alive]
     return FullSync(report, desired, list(plans), subscribers, groups, alive)
 
 
 def confirm_deletions(
-    changes: Changes,
-    rows: Sequence[Row],
-    wisphub: WispHubClient,
-    rules: MappingRules,
-    claimants: ClaimLookup,
+    changes: Changes, wisphub: WispHubClient, rules: MappingRules, claimants: ClaimLookup
 ) -> tuple[Changes, list[int]]:
     """`changes` without the deletions a single read shows to be wrong: each client that last
-    claimed a deleted address or group and is missing from the pass is read again, and its
-    entries stay if it still claims them (or cannot be read). Returns the clients found."""
+    claimed a deleted address or group is read again (the pass is older than what jobs did
+    meanwhile, and may have missed a row), and its entries stay if it still claims them (or
+    cannot be read). Returns the clients found claiming them."""
     deletions = [op for op in changes.operations if op.action is Action.DELETE]
-    in_pass = {key for row in rows if (key := client_id(row)) is not None}
     claims = claimants([op.key for op in deletions if op.kind is Kind.SUBSCRIBER])
     suspects: list[tuple[Operation, set[int]]] = []
     for op in deletions:
@@ -167,8 +162,8 @@ def confirm_deletions(
             owners = {int(op.key.removeprefix(GROUP_PREFIX))}
         else:
             owners = set(claims.get(op.key, ()))
-        if owners - in_pass:
-            suspects.append((op, owners - in_pass))
+        if owners:
+            suspects.append((op, owners))
     wanted = sorted({key for _, keys in suspects for key in keys})
     if not wanted:
         return changes, []

@@ -110,17 +110,13 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
                 outcome = "superseded"  # counted there
                 return _superseded(job, client, other, func.__name__)
             outcome = "retried" if isinstance(result, Retry) else "succeeded"
-            if client is not None and isinstance(result, Retry):
-                _note(job, client, history.retrying(job.id, job.meta.get("last_error", "")))
+            _ended(job, client, result)
             return result
         except SyncError as exc:
-            job.retries_left = 0
-            if client is not None:
-                _note(job, client, history.failed(job.id, str(exc)))
+            _failed(job, client, str(exc), for_good=True)
             raise
         except Exception as exc:  # a bug or an outage of Redis: RQ's own retries apply
-            if client is not None:
-                _note(job, client, history.failed(job.id, f"{type(exc).__name__}: {exc}"))
+            _failed(job, client, f"{type(exc).__name__}: {exc}", for_good=False)
             raise
         finally:
             if outcome != "superseded":
@@ -128,6 +124,27 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
                 TALLY.flush(job.connection)
 
     return run
+
+
+def _ended(job: Job, client: int | None, result: JobResult) -> None:
+    """A run that returned: a retry goes to the client's history; a success clears the mark
+    of an earlier failure."""
+    if isinstance(result, Retry):
+        if client is not None:
+            _note(job, client, history.retrying(job.id, job.meta.get("last_error", "")))
+    elif claim := queueing.claim_key(job):
+        store.clear_failed(job.connection, claim)
+
+
+def _failed(job: Job, client: int | None, error: str, *, for_good: bool) -> None:
+    """A run that raised: into the client's history; a failure for good (no RQ retry left)
+    is marked, so the poller's drift correction leaves it in the failures list."""
+    if for_good:
+        job.retries_left = 0
+        if claim := queueing.claim_key(job):
+            store.mark_failed(job.connection, claim, job.id, queueing.FAILURE_TTL)
+    if client is not None:
+        _note(job, client, history.failed(job.id, error))
 
 
 def _superseded(job: Job, client: int | None, other: str, name: str) -> JobResult:
@@ -149,6 +166,7 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
     if not store.take(lock, job.id):
         return _retry(job, f"client {id_servicio} stayed locked by another job")
     try:
+        store.note_touched(redis, id_servicio)  # before it records: a reconcile keeps that
         outcome = engine.sync_client(
             id_servicio,
             rt.wisphub,
@@ -159,7 +177,6 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
             book=RedisAddressBook(redis, job.id),
             policies=rt.policies,
         )
-        store.note_touched(redis, id_servicio)
         if outcome.report.ok:
             seen = None if outcome.row is None else fingerprint(outcome.row, rt.rules)
             store.record_fingerprint(redis, id_servicio, seen)
@@ -246,10 +263,10 @@ def _reconcile(
             claimants=lambda ips: store.claimants(redis, ips),
         )
         store.save_pass_size(redis, outcome.report.clients)
+        if not dry_run:  # while jobs still note what they touch: those are synced again
+            _remember(redis, outcome)
     finally:
         touched = [] if dry_run else store.end_reconcile(redis)
-    if not dry_run:
-        _remember(redis, outcome)
     return outcome.report, sorted({*touched, *outcome.alive})
 
 
@@ -274,12 +291,16 @@ def _remember(redis: Redis, outcome: engine.FullSync) -> None:
         and group.name not in desired.groups
         and group.name not in deleted
     ]
+    before = store.all_applied(redis)
+    touched = store.touched(redis)
+    live = [ip for key in touched if key in before for ip in before[key].ips]
     applied, claims = remembered(
         desired,
-        store.all_applied(redis),
-        store.claimants(redis, leftover),
-        leftover,
-        leftover_groups,
+        before,
+        store.claimants(redis, [*leftover, *live]),
+        leftover=leftover,
+        leftover_groups=leftover_groups,
+        touched=touched,
     )
     store.replace_applied(redis, applied, claims)
 
@@ -388,10 +409,15 @@ def poll_changes(job: Job) -> JobResult:
             store.save_pass_size(redis, len(rows))
         changed = [] if before is None else changed_clients(before, current)
         queue = Queue(job.origin, connection=redis)
-        queued = queueing.request_syncs(queue, changed, "poll", rt.service.history)
-        healing = None
-        if store.next_poll_reads_bqn(redis, rt.service.poll_bqn_every):
-            healing = _heal(redis, rt, queue, rows, exclude=set(changed), guarded=held is not None)
+        healing, drifted, queued = None, set(), []
+        # a pass that lost clients is not compared with the BQN; a first or empty one is, but
+        # removes nothing it finds there
+        if held is None and store.next_poll_reads_bqn(redis, rt.service.poll_bqn_every):
+            guarded = before is None or not rows
+            healing, drifted, queued = _heal(redis, rt, queue, rows, guarded=guarded)
+        queued += queueing.request_syncs(
+            queue, [key for key in changed if key not in drifted], "poll", rt.service.history
+        )
         store.save_snapshot(redis, current)
     finally:
         lock.release()
@@ -410,22 +436,28 @@ def poll_changes(job: Job) -> JobResult:
 
 
 def _heal(
-    redis: Redis,
-    rt: Runtime,
-    queue: Queue,
-    rows: Sequence[Row],
-    *,
-    exclude: set[int],
-    guarded: bool,
-) -> dict[str, Any]:
+    redis: Redis, rt: Runtime, queue: Queue, rows: Sequence[Row], *, guarded: bool
+) -> tuple[dict[str, Any], set[int], list[queueing.Queued]]:
     """Compare a complete pass with the BQN and correct the drift: policies at once, clients
-    and addresses through their jobs (which read WispHub again before acting). Addresses to
-    remove are held back, like the poller's vanished clients, when the pass is held or when
-    there are more than the deletion guard lets go at once."""
-    if _plans_renamed(redis, rt):  # even a plan no client has: names are decided together
-        current_plans(redis, rt, refresh=True)
-    found = engine.drift(rt.bqn, rt.rules, plan_source(redis, rt)(rows), rows)
-    addresses, gone, held = list(found.addresses), list(found.gone), None
+    and addresses through their jobs (which read WispHub again before acting). Returns what
+    was found, the clients a sync was asked for, and their jobs.
+
+    Removals are held back when `guarded` or when there are more than the deletion guard lets
+    go at once. An entry nobody was ever seen claiming
+    is removed only when a second comparison in a row finds it so, and a client or address
+    whose last job failed for good is left in the failures list, not queued again."""
+    try:
+        if _plans_renamed(redis, rt):  # even a plan no client has: names are decided together
+            current_plans(redis, rt, refresh=True)
+        found = engine.drift(rt.bqn, rt.rules, plan_source(redis, rt)(rows), rows)
+    except SyncError as exc:
+        log.warning("poll: the BQN was not compared: %s", exc)
+        return {"error": str(exc)}, set(), []
+    claimed = store.claimants(redis, found.addresses)
+    unclaimed = [ip for ip in found.addresses if ip not in claimed]
+    seen_before = store.swap_unclaimed(redis, unclaimed)
+    addresses = [ip for ip in found.addresses if ip in claimed or ip in seen_before]
+    gone, held = list(found.gone), None
     limit = allowed_deletions(rt.guard, max(len(rows), 1))
     if found.removals and (guarded or found.removals > limit):
         held = f"{found.removals} BQN entries no client of the pass claims were left as they are"
@@ -433,9 +465,15 @@ def _heal(
         TALLY.count("deletion_guard_trips", where="poll")
         addresses, gone = [], []
     policies = engine.correct_policies(rt.bqn, found.policies) if found.policies else None
-    clients = [key for key in (*found.clients, *gone) if key not in exclude]
+    failing = store.failed(redis, [store.pending_key(key) for key in (*found.clients, *gone)])
+    clients = [key for key in (*found.clients, *gone) if store.pending_key(key) not in failing]
     queued = queueing.request_syncs(queue, clients, "drift", rt.service.history)
-    by_address = [queueing.enqueue_address_sync(queue, ip) for ip in addresses]
+    failing = store.failed(redis, [store.pending_address_key(ip) for ip in addresses])
+    by_address = [
+        queueing.enqueue_address_sync(queue, ip)
+        for ip in addresses
+        if store.pending_address_key(ip) not in failing
+    ]
     corrected = {
         "client": sum(not item.coalesced for item in queued),
         "address": sum(not item.coalesced for item in by_address),
@@ -447,17 +485,18 @@ def _heal(
     if found:
         log.info(
             "poll: the BQN differed from WispHub: %d clients, %d addresses, %d policies",
-            len(found.clients),
+            len(found.clients) + len(found.gone),
             len(found.addresses),
             len(found.policies),
         )
-    return {
+    summary = {
         "clients": len(found.clients) + len(found.gone),
         "addresses": len(found.addresses),
         "policies": len(found.policies),
         "held_back": held,
         "policy_failures": [] if policies is None else [f.to_dict() for f in policies.failures],
     }
+    return summary, set(clients), queued
 
 
 def _current_job() -> Job:

@@ -140,25 +140,35 @@ def remembered(
     desired: Desired,
     before: Mapping[int, Footprint],
     before_claims: Claims,
+    *,
     leftover: Iterable[str] = (),
     leftover_groups: Iterable[str] = (),
+    touched: Collection[int] = (),
 ) -> tuple[dict[int, Footprint], dict[str, tuple[int, ...]]]:
     """What to remember after a full sync of `desired`: each client's footprint and each
-    address's claimants. `leftover` are the addresses the BQN still holds that `desired` gives
-    nobody (a deletion held back by the guard, refused, or not confirmed): their claimants
-    stay, so the next job there reads them again; `leftover_groups` likewise."""
+    address's claimants. `before` and `before_claims` are what is kept now (the claimants of
+    the addresses below at least).
+
+    `leftover` are the addresses the BQN still holds that `desired` gives nobody (a deletion
+    held back by the guard, refused, or not confirmed): their claimants stay, so the next job
+    there reads them again; `leftover_groups` likewise. The clients jobs `touched` while the
+    sync ran may have moved since its pass: what those jobs recorded is kept beside it."""
     claims = claims_in(desired, {*desired.subscribers, *desired.protected})
-    for ip in leftover:
-        if before_claims.get(ip) and ip not in claims:
-            claims[ip] = tuple(before_claims[ip])
+    kept = [ip for ip in leftover if ip not in claims]
+    kept += [ip for key in touched if key in before for ip in before[key].ips]
+    for ip in kept:
+        extra = [key for key in before_claims.get(ip, ()) if key not in claims.get(ip, ())]
+        if extra:
+            claims[ip] = (*claims.get(ip, ()), *extra)
     ips: dict[int, list[str]] = defaultdict(list)
     for ip in sorted(claims):
         for id_servicio in claims[ip]:
             ips[id_servicio].append(ip)
     groups = {g.id_servicio: g.name for g in desired.groups.values() if g.id_servicio is not None}
-    kept = set(leftover_groups) | desired.protected_groups
+    kept_groups = set(leftover_groups) | desired.protected_groups
     for id_servicio, footprint in before.items():
-        if footprint.group in kept and id_servicio not in groups:
+        keep = footprint.group in kept_groups or id_servicio in touched
+        if footprint.group and keep and id_servicio not in groups:
             groups[id_servicio] = footprint.group
     names = {
         sub.id_servicio: sub.subscriber_id

@@ -2,10 +2,11 @@
 back.
 
 While a sync job for client N waits in the queue, or waits for a retry, a new request for N gets
-that job's id and adds nothing (a person's request through the API runs a retry now instead of
-at its time). Once the job starts it clears its claim, so a request arriving while it runs
-queues exactly one follow-up: the last change always wins. A job that must be retried takes
-its claim back, unless a follow-up is already waiting, which then does the work instead.
+that job's id and adds nothing (a notification, a person's request or the poller's drift
+correction runs a waiting retry now instead of at its time). Once the job starts it clears
+its claim, so a request arriving while it runs queues exactly one follow-up: the last change
+always wins. A job that must be retried takes its claim back, unless a follow-up is already
+waiting, which then does the work instead.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import Queue, Retry
-from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from worker import history, metrics, store
@@ -47,8 +49,11 @@ CLAIM_ATTEMPTS = 5
 # again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.
 RESTARTS = Retry(max=3, interval=[5, 60, 300])
 
-# Where a person asks for a sync (rather than a sender or the poller): a retry runs at once.
-PEOPLE = frozenset({"api", "status-page"})
+# Requests that run a waiting retry at once: a person's, a notification (WispHub changed), and
+# the poller's drift correction (the BQN differs: after an outage, this is what catches up
+# within a poll interval instead of at the next backed-off retry). Each such run spends one of
+# the job's retries; a change the poller saw in WispHub only waits for the retry.
+EXPEDITED = frozenset({"api", "status-page", "webhook", "drift"})
 # Statuses of a job that has not started yet: queued, or waiting for a retry.
 WAITING = (JobStatus.QUEUED.value, JobStatus.SCHEDULED.value)
 
@@ -136,7 +141,7 @@ def _enqueue_once(
                 status = None if waiting is None else _status(redis, waiting.decode())
                 if waiting is not None and status in WAITING:
                     if expedite and status == JobStatus.SCHEDULED:
-                        queue.scheduled_job_registry.requeue(waiting.decode())
+                        _run_now(queue, waiting.decode())
                     return Queued(waiting.decode(), coalesced=True)
                 pipe.multi()
                 pipe.set(key, job_id, ex=PENDING_TTL)
@@ -159,6 +164,13 @@ def _enqueue_once(
     if waiting is None:
         raise RuntimeError(f"could not queue {description}")
     return Queued(waiting.decode(), coalesced=True)
+
+
+def _run_now(queue: Queue, job_id: str) -> None:
+    """Move a job waiting for its retry to the queue (RQ's own requeue of a scheduled job);
+    nothing to do when the scheduler is queueing it right now, or it has just expired."""
+    with suppress(InvalidJobOperation, NoSuchJobError):
+        queue.scheduled_job_registry.requeue(job_id)
 
 
 def claim_key(job: Job) -> str | None:
@@ -215,7 +227,7 @@ def request_syncs(
 ) -> list[Queued]:
     """Queue (or coalesce) a sync of each client, noting in each client's history, and in the
     metrics, where the request came from (`via`: webhook, api, poll, reconcile, requeue)."""
-    expedite = via in PEOPLE  # a person asked: a waiting retry runs now
+    expedite = via in EXPEDITED
     queued = [
         (id_servicio, enqueue_client_sync(queue, id_servicio, expedite=expedite))
         for id_servicio in ids

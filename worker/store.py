@@ -31,6 +31,7 @@ SNAPSHOT = PREFIX + "poll:snapshot"
 SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
 PASS_SIZE = PREFIX + "pass:clients"
 POLLS = PREFIX + "poll:passes"
+UNCLAIMED = PREFIX + "poll:unclaimed"
 PLANS = PREFIX + "plans"
 PLANS_READ = PREFIX + "plans:read-at"
 TOUCHED = PREFIX + "reconcile:touched"
@@ -52,6 +53,31 @@ def pending_key(id_servicio: int) -> str:
 def pending_address_key(ip: str) -> str:
     """Key holding the id of the sync job waiting in the queue for a BQN address."""
     return f"{PREFIX}pending:address:{ip}"
+
+
+def failed_key(claim: str) -> str:
+    """Key marking that the last job queued under `claim` (a pending key) failed for good."""
+    return f"{claim}:failed"
+
+
+def mark_failed(redis: Redis, claim: str, job_id: str, seconds: int) -> None:
+    """Note that a client's (or an address's) job failed for good: the poller's drift
+    correction leaves it in the failures list instead of queueing it again and again."""
+    redis.set(failed_key(claim), job_id, ex=seconds)
+
+
+def clear_failed(redis: Redis, claim: str) -> None:
+    """A job under `claim` went through: drift may queue it again."""
+    redis.delete(failed_key(claim))
+
+
+def failed(redis: Redis, claims: Iterable[str]) -> set[str]:
+    """Those of `claims` whose last job failed for good."""
+    wanted = list(claims)
+    if not wanted:
+        return set()
+    marks = redis.mget([failed_key(claim) for claim in wanted])
+    return {claim for claim, mark in zip(wanted, marks, strict=True) if mark is not None}
 
 
 def client_lock(redis: Redis, id_servicio: int) -> Lock:
@@ -92,6 +118,33 @@ def save_footprint(pipe: Pipeline, id_servicio: int, applied: Footprint | None) 
         pipe.hdel(APPLIED, str(id_servicio))
     else:
         pipe.hset(APPLIED, str(id_servicio), _encode(applied))
+
+
+# Adds addresses to footprints, (client, address) pairs in ARGV; a footprint gains an address
+# only if it lacks it, and one is made for a client that has none.
+_ADD_TO_FOOTPRINTS = """
+for i = 1, #ARGV, 2 do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  local footprint = {subscriber_id = '', ips = {}, group = cjson.null}
+  if raw then footprint = cjson.decode(raw) end
+  local found = false
+  for _, ip in ipairs(footprint.ips) do
+    if ip == ARGV[i + 1] then found = true end
+  end
+  if not found then
+    table.insert(footprint.ips, ARGV[i + 1])
+    redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(footprint))
+  end
+end
+return 1
+"""
+
+
+def add_to_footprints(pipe: Pipeline, pairs: Iterable[tuple[int, str]]) -> None:
+    """Make sure each (client, address) is in the client's footprint."""
+    args = [item for key, ip in pairs for item in (str(key), ip)]
+    if args:
+        pipe.register_script(_ADD_TO_FOOTPRINTS)([APPLIED], args, client=pipe)
 
 
 def claimants(redis: Redis, ips: Iterable[str]) -> dict[str, tuple[int, ...]]:
@@ -189,6 +242,19 @@ def pass_size(redis: Redis) -> int | None:
     return None if raw is None else int(raw)
 
 
+def swap_unclaimed(redis: Redis, ips: Iterable[str]) -> set[str]:
+    """Keep the BQN entries this comparison found claimed by nobody; return those the last
+    one found (an entry nobody ever claimed goes only once two passes in a row agree)."""
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.smembers(UNCLAIMED)
+        pipe.delete(UNCLAIMED)
+        wanted = list(ips)
+        if wanted:
+            pipe.sadd(UNCLAIMED, *wanted)
+        before = pipe.execute()[0]
+    return {ip.decode() for ip in before}
+
+
 def next_poll_reads_bqn(redis: Redis, every: int) -> bool:
     """Count a poll pass; True for those that compare with the BQN (the first, then one in
     `every`)."""
@@ -244,10 +310,16 @@ def begin_reconcile(redis: Redis) -> None:
 
 
 def note_touched(redis: Redis, id_servicio: int) -> None:
-    """Remember that a client was applied while a reconcile was running (its read may be
-    older than this job's, so the client is synced again when the reconcile ends)."""
+    """Remember that a client is being applied while a reconcile runs (the reconcile's read
+    may be older than this job's: the client is synced again when the reconcile ends, and
+    what the job records is kept beside the reconcile's)."""
     if redis.exists(RECONCILING):
         redis.sadd(TOUCHED, id_servicio)
+
+
+def touched(redis: Redis) -> set[int]:
+    """The clients jobs have touched since the running reconcile began."""
+    return {int(x) for x in redis.smembers(TOUCHED)}
 
 
 def end_reconcile(redis: Redis) -> list[int]:

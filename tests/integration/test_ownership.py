@@ -120,7 +120,8 @@ def test_a_client_waiting_for_a_retry_is_not_queued_again(
     web, work, wisphub_sim, bqn_sim, queue, redis
 ):
     """Case 9: while a notified job waits for its retry, the poller found the client changed
-    and queued a second job for it."""
+    and queued a second job for it. Now the poller's request waits for that retry (its drift
+    correction runs it at once), and a person's request does too."""
     state = wisphub_sim.state
     state.upsert_client(row(1, X, nombre="Uno", plan="Online_basico"))
     notify(web, 1)
@@ -137,17 +138,68 @@ def test_a_client_waiting_for_a_retry_is_not_queued_again(
     poll = queue.enqueue("worker.jobs.poll_changes")
     work()
     result = Job.fetch(poll.id, connection=redis).return_value()
-    assert result["changed"] == [1]
-    assert result["jobs"] == [job_id], "the poll waits for the retry instead of a second job"
-    assert queue.count == 0
+    assert result["jobs"] == [job_id], "the poll asks the waiting retry, not a second job"
+    waiting = {*queue.get_job_ids(), *queue.scheduled_job_registry.get_job_ids()}
+    assert waiting == {job_id}
     bqn_sim.state.faults.clear()
-    # a person asking for the client now runs the retry now rather than at its time
     response = web.post("/api/v1/clients/1/sync", headers=API)
     assert response.json == {"job_id": job_id, "coalesced": True}
-    assert status(redis, job_id) == "queued"
+    assert status(redis, job_id) == "queued", "a person's request runs the retry now"
     work()
     assert status(redis, job_id) == "finished"
     assert managed_state(bqn_sim) == {X: ("Uno", "Online_Free")}
+
+
+def test_a_client_whose_job_failed_for_good_waits_in_the_failures_list(
+    web, work, wisphub_sim, bqn_sim, queue, redis
+):
+    """The poller's drift correction does not queue, poll after poll, a client whose last job
+    failed for good (the failures list holds it, for a person to requeue once the cause is
+    fixed); a change of the client in WispHub still queues it."""
+    state = wisphub_sim.state
+    state.upsert_client(row(1, X, nombre="Uno", plan="Online_basico"))
+    bqn_sim.state.faults.update(fail_every=1, fail_status=400, writes_only=True)
+    [job_id] = notify(web, 1)
+    work()
+    assert status(redis, job_id) == "failed"
+    for _ in range(2):
+        if redis.exists(store.SNAPSHOT_TAKEN):
+            redis.set(store.SNAPSHOT_TAKEN, 0)  # let the next poll run at once
+        poll = queue.enqueue("worker.jobs.poll_changes")
+        work()
+        result = Job.fetch(poll.id, connection=redis).return_value()
+        assert result["drift"]["clients"] == 1
+        assert result["jobs"] == []
+    assert queue.failed_job_registry.count == 1
+    bqn_sim.state.faults.clear()
+    state.update_client(1, estado="Suspendido")
+    redis.set(store.SNAPSHOT_TAKEN, 0)
+    queue.enqueue("worker.jobs.poll_changes")
+    work()
+    assert managed_state(bqn_sim) == {X: ("Uno", "Wisphub_block")}
+
+
+def test_a_job_records_the_other_claimants_it_found_in_their_footprints(
+    web, work, wisphub_sim, bqn_sim, redis
+):
+    """Client 1 moves A→B while client 2 moves B→A, and only client 1 is notified: its job
+    gives A to client 2, so client 2's footprint must hold A, and client 2's next move (to a
+    third IP) clears A without any help from the poller."""
+    state = wisphub_sim.state
+    state.upsert_client(row(1, X, nombre="Uno", plan="Online_basico"))
+    state.upsert_client(row(2, Y, nombre="Dos", plan="Online_basico"))
+    notify(web, 1, 2)
+    work()
+    state.update_client(1, ip=Y)
+    state.update_client(2, ip=X)
+    notify(web, 1)
+    work()
+    assert managed_state(bqn_sim) == {X: ("Dos", "Online_basico"), Y: ("Uno", "Online_basico")}
+    assert X in store.last_applied(redis, 2).ips
+    state.update_client(2, ip=Z)
+    notify(web, 2)
+    work()
+    assert managed_state(bqn_sim) == {Y: ("Uno", "Online_basico"), Z: ("Dos", "Online_basico")}
 
 
 def test_a_job_to_be_retried_leaves_the_work_to_a_follow_up_already_waiting(

@@ -259,7 +259,10 @@ def test_a_full_sync_remembers_winners_losers_and_leftovers():
     ]
     before = {5: Footprint("Dani", ("10.0.0.5",)), 9: Footprint("Caro", ("10.0.0.9",))}
     applied, claims = remembered(
-        desired_state(rows, RULES), before, {"10.0.0.5": (5,), "10.0.0.6": (6,)}, ["10.0.0.5"]
+        desired_state(rows, RULES),
+        before,
+        {"10.0.0.5": (5,), "10.0.0.6": (6,)},
+        leftover=["10.0.0.5"],
     )
     assert claims == {"10.0.0.7": (7, 8), "10.0.0.9": (9,), "10.0.0.5": (5,)}
     assert applied == {
@@ -325,3 +328,17 @@ def test_the_rightful_owner_comes_first_and_every_claimant_is_kept(rows):
     for row_ in rows:
         if row_["estado"] != "Cancelado" and row_["ip"] in POOL:
             assert row_["id_servicio"] in claims[row_["ip"]]
+
+
+def test_what_jobs_recorded_during_a_full_sync_is_kept_beside_it():
+    """The pass had client 4 at .4; meanwhile 4 moved to .8 and 3 took .4, and their jobs
+    recorded it. The full sync must not forget that 4 is at .8 and 3 claims .4."""
+    rows = [row(4, "10.0.0.4", nombre="Ana"), row(3, "10.0.0.3", nombre="Beto")]
+    live = {4: Footprint("Ana", ("10.0.0.8",)), 3: Footprint("Beto", ("10.0.0.4",))}
+    live_claims = {"10.0.0.8": (4,), "10.0.0.4": (3,)}
+    applied, claims = remembered(desired_state(rows, RULES), live, live_claims, touched={3, 4})
+    assert claims == {"10.0.0.4": (4, 3), "10.0.0.3": (3,), "10.0.0.8": (4,)}
+    assert applied == {
+        4: Footprint("Ana", ("10.0.0.4", "10.0.0.8")),
+        3: Footprint("Beto", ("10.0.0.3", "10.0.0.4")),
+    }
