@@ -61,6 +61,8 @@ def passed(redis: Redis, env: dict[str, str], *, every: int) -> float:
     expected_drift = every == 1
     if result.get("changed") or bool(result.get("drift")) is not expected_drift:
         raise RuntimeError(f"not a warm pass of the kind asked: {result}")
+    if expected_drift and "error" in result["drift"]:
+        raise RuntimeError(f"the BQN was not compared: {result['drift']['error']}")
     if expected_drift and any(result["drift"][k] for k in ("clients", "addresses", "policies")):
         raise RuntimeError(f"the BQN was not in line: {result['drift']}")
     return float(result["seconds"])

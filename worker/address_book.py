@@ -119,10 +119,11 @@ class RedisAddressBook:
 
     redis: Redis
     holder: str
+    wait: float = WAIT_SECONDS
 
     def hold(self, ips: Collection[str]) -> AbstractContextManager[AddressLease]:
         """Hold the addresses' locks."""
-        return hold_addresses(self.redis, ips, self.holder)
+        return hold_addresses(self.redis, ips, self.holder, wait=self.wait)
 
     def claimants(self, ips: Collection[str]) -> Claims:
         """Who was seen claiming each address."""

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # Consecutive transient failures after which the remaining operations are not attempted.
 GIVE_UP_AFTER = 5
+# Holds a deletion's key while it is sent, and says whether it may still go.
+DeletionCheck = Callable[[Operation], AbstractContextManager[bool]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Outcome:
     error: str | None = None
     transient: bool = False
     note: str | None = None
+    kept: bool = False  # a deletion the check held back: not sent, not counted
 
 
 @dataclass
@@ -60,10 +64,16 @@ class Breaker:
 
 
 def apply_changes(
-    changes: Changes, bqn: BqnClient, *, dry_run: bool = False, progress: Progress = silent
+    changes: Changes,
+    bqn: BqnClient,
+    *,
+    dry_run: bool = False,
+    progress: Progress = silent,
+    check_deletion: DeletionCheck | None = None,
 ) -> Report:
     """Apply `changes` (or, with `dry_run`, only count them) and return the report;
-    `progress` hears of each operation done."""
+    `progress` hears of each operation done. Each deletion is sent inside `check_deletion`,
+    when given, and only if it allows it."""
     report = Report.of(changes, dry_run=dry_run)
     if dry_run:
         for op in changes.operations:
@@ -87,14 +97,16 @@ def apply_changes(
                 ready.append(op)
 
         def work(op: Operation) -> Outcome:
-            outcome = attempt(bqn, op, breaker)
+            outcome = attempt(bqn, op, breaker, check_deletion)
             applied.tick()
             return outcome
 
         for outcome in run_all(work, ready, bqn.concurrency):
             if outcome.note:
                 report.notes.append(outcome.note)
-            if outcome.error is None:
+            if outcome.kept:
+                report.drop(outcome.op)
+            elif outcome.error is None:
                 report.record_success(outcome.op)
                 continue
             report.record_failure(outcome.op, outcome.error, transient=outcome.transient)
@@ -109,19 +121,26 @@ def phases(operations: Iterable[Operation]) -> Iterator[tuple[Kind, list[Operati
         yield kind, list(ops)
 
 
-def attempt(bqn: BqnClient, op: Operation, breaker: Breaker) -> Outcome:
-    """Send one operation unless the BQN is taken to be down; never raises but for
-    `ConfigError` (credentials), which stops the whole run."""
+def attempt(
+    bqn: BqnClient, op: Operation, breaker: Breaker, check: DeletionCheck | None = None
+) -> Outcome:
+    """Send one operation unless the BQN is taken to be down (or, for a deletion, `check`
+    holds it back); never raises but for `ConfigError` (credentials), which stops the run."""
     if breaker.tripped():
         return Outcome(op, "not attempted: the BQN kept failing", transient=True)
-    try:
-        send(bqn, op)
-        note = _check_taken(bqn, op) if op.kind is Kind.POLICY else None
-    except (TransientError, ApiError) as exc:
-        transient = isinstance(exc, TransientError)
-        breaker.record(transient_failure=transient)
-        log.warning("failed: %s: %s", op.describe(), exc)
-        return Outcome(op, str(exc), transient=transient)
+    checked = check(op) if check is not None and op.action is Action.DELETE else nullcontext(True)
+    with checked as allowed:
+        if not allowed:
+            log.info("kept: %s (a client claims it now)", op.describe())
+            return Outcome(op, note=f"kept {op.kind} {op.key}: a client claims it now", kept=True)
+        try:
+            send(bqn, op)
+            note = _check_taken(bqn, op) if op.kind is Kind.POLICY else None
+        except (TransientError, ApiError) as exc:
+            transient = isinstance(exc, TransientError)
+            breaker.record(transient_failure=transient)
+            log.warning("failed: %s: %s", op.describe(), exc)
+            return Outcome(op, str(exc), transient=transient)
     breaker.record(transient_failure=False)
     log.info("done: %s", op.describe())
     return Outcome(op, note=note)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from worker.apply import apply_changes
+from worker.apply import DeletionCheck, apply_changes
 from worker.bqn import BqnClient
 from worker.desired import (
     GROUP_PREFIX,
@@ -24,7 +24,7 @@ from worker.desired import (
 )
 from worker.diff import RULES, Changes, diff_policies, plan_full
 from worker.drift import Drift, find_drift
-from worker.errors import SyncError
+from worker.errors import SyncError, TransientError
 from worker.guard import guard_deletions
 from worker.model import Action, Footprint, Group, Kind, Operation, Policy, Skip, Subscriber
 from worker.ownership import Claims, Settlement, footprint_after, settle
@@ -109,16 +109,18 @@ def full_sync(
     force: bool = False,
     dry_run: bool = False,
     progress: Progress = silent,
-    claimants: ClaimLookup | None = None,
+    book: AddressBook | None = None,
 ) -> FullSync:
     """Bring the whole BQN in line with a complete WispHub pass.
 
     The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
     nothing is written); then the BQN is read once and the plan applied, policies first. The
     deletion guard may hold deletions back (see `worker.guard`); `last_pass` is the size of
-    the last complete pass, when the caller knows it. With `claimants`, an entry the guard
-    lets go whose last claimant is missing from the pass is kept if a single read of that
-    client shows it still there (a row the paging skipped). `progress` hears how the WispHub
+    the last complete pass, when the caller knows it. With a `book`, every client last seen
+    claiming an entry the guard lets go is read once more, and the entry stays if one still
+    claims it (a row the paging skipped, a client that moved there since the pass); each
+    deletion is then sent holding its address, and held back if a job gave the address to a
+    client meanwhile. `progress` hears how the WispHub
     pass and the operations advance.
     """
     rows = wisphub.list_clients(progress)
@@ -136,10 +138,12 @@ def full_sync(
     if tripped:
         log.warning("deletion guard: %s", tripped)
     alive: list[int] = []
-    if claimants is not None:
-        changes, alive = confirm_deletions(changes, wisphub, rules, claimants)
+    check = None
+    if book is not None:
+        changes, alive, confirmed = confirm_deletions(changes, wisphub, rules, book.claimants)
+        check = deletion_check(book, confirmed)
     log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
-    report = apply_changes(changes, bqn, dry_run=dry_run, progress=progress)
+    report = apply_changes(changes, bqn, dry_run=dry_run, progress=progress, check_deletion=check)
     report.guard = tripped
     report.plans_without_speeds = plans_without_speeds(plans)
     report.notes += name_collisions(plans)
@@ -149,11 +153,12 @@ def full_sync(
 
 def confirm_deletions(
     changes: Changes, wisphub: WispHubClient, rules: MappingRules, claimants: ClaimLookup
-) -> tuple[Changes, list[int]]:
+) -> tuple[Changes, list[int], Claims]:
     """`changes` without the deletions a single read shows to be wrong: each client that last
     claimed a deleted address or group is read again (the pass is older than what jobs did
     meanwhile, and may have missed a row), and its entries stay if it still claims them (or
-    cannot be read). Returns the clients found claiming them."""
+    cannot be read). Returns the clients found claiming them, and the claimants read for the
+    addresses still to be deleted."""
     deletions = [op for op in changes.operations if op.action is Action.DELETE]
     claims = claimants([op.key for op in deletions if op.kind is Kind.SUBSCRIBER])
     suspects: list[tuple[Operation, set[int]]] = []
@@ -166,7 +171,7 @@ def confirm_deletions(
             suspects.append((op, owners))
     wanted = sorted({key for _, keys in suspects for key in keys})
     if not wanted:
-        return changes, []
+        return changes, [], claims
     reads = run_all(_read_or_fault(wisphub), wanted, wisphub.settings.concurrency)
     found = dict(zip(wanted, reads, strict=True))
     kept = [
@@ -179,7 +184,29 @@ def confirm_deletions(
         log.warning("kept %s: a client missing from the pass still claims it", op.describe())
     dropped = {id(op) for op, _ in kept}
     operations = tuple(op for op in changes.operations if id(op) not in dropped)
-    return replace(changes, operations=operations), alive
+    return replace(changes, operations=operations), alive, claims
+
+
+def deletion_check(book: AddressBook, confirmed: Claims) -> DeletionCheck:
+    """Send a subscriber deletion holding its address, and only if nobody but the claimants
+    read (and found elsewhere) when it was confirmed claims it now; on a busy address, keep
+    the entry for the next pass."""
+
+    @contextmanager
+    def check(op: Operation) -> Iterator[bool]:
+        if op.kind is not Kind.SUBSCRIBER:
+            yield True
+            return
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(book.hold([op.key]))
+            except TransientError:
+                yield False
+                return
+            now = set(book.claimants([op.key]).get(op.key, ()))
+            yield now <= set(confirmed.get(op.key, ()))
+
+    return check
 
 
 def _read_or_fault(wisphub: WispHubClient) -> Callable[[int], Row | SyncError | None]:

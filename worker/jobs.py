@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any, Concatenate, ParamSpec
 
-from redis import Redis
+from redis import Redis, WatchError
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
@@ -43,6 +43,8 @@ from worker.wisphub import WispHubClient
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+# Times a reconcile works out what to remember again when jobs record meanwhile.
+REMEMBER_ATTEMPTS = 5
 JobResult = dict[str, Any] | Retry
 
 
@@ -142,7 +144,7 @@ def _failed(job: Job, client: int | None, error: str, *, for_good: bool) -> None
     if for_good:
         job.retries_left = 0
         if claim := queueing.claim_key(job):
-            store.mark_failed(job.connection, claim, job.id, queueing.FAILURE_TTL)
+            store.mark_failed(job.connection, claim, job.id)
     if client is not None:
         _note(job, client, history.failed(job.id, error))
 
@@ -220,7 +222,7 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult
         return {"skipped": "another reconcile is running"}
     started = time.time()
     try:
-        report, touched = _reconcile(redis, rt, dry_run=dry_run, force=force)
+        report, touched = _reconcile(redis, rt, job.id, dry_run=dry_run, force=force)
     except SyncError as exc:
         if not dry_run:
             entry = runs.reconcile_entry(job.id, started, time.time(), error=str(exc))
@@ -233,6 +235,8 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult
     if not dry_run:
         entry = runs.reconcile_entry(job.id, started, time.time(), report)
         runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
+        if report.ok:
+            store.clear_all_failed(redis)
     queue = Queue(job.origin, connection=redis)
     queueing.request_syncs(queue, touched, "reconcile", rt.service.history)
     # the clients' histories get the reconcile's writes, not its skips: a client skipped every
@@ -243,7 +247,7 @@ def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult
 
 
 def _reconcile(
-    redis: Redis, rt: Runtime, *, dry_run: bool, force: bool
+    redis: Redis, rt: Runtime, job_id: str, *, dry_run: bool, force: bool
 ) -> tuple[Report, list[int]]:
     """Run the full sync and keep what it applied; return its report and the clients to sync
     again: those per-client jobs touched meanwhile, and those the pass missed."""
@@ -260,7 +264,7 @@ def _reconcile(
             last_pass=store.pass_size(redis),
             force=force,
             dry_run=dry_run,
-            claimants=lambda ips: store.claimants(redis, ips),
+            book=RedisAddressBook(redis, job_id),
         )
         store.save_pass_size(redis, outcome.report.clients)
         if not dry_run:  # while jobs still note what they touch: those are synced again
@@ -291,18 +295,32 @@ def _remember(redis: Redis, outcome: engine.FullSync) -> None:
         and group.name not in desired.groups
         and group.name not in deleted
     ]
-    before = store.all_applied(redis)
-    touched = store.touched(redis)
-    live = [ip for key in touched if key in before for ip in before[key].ips]
-    applied, claims = remembered(
-        desired,
-        before,
-        store.claimants(redis, [*leftover, *live]),
-        leftover=leftover,
-        leftover_groups=leftover_groups,
-        touched=touched,
-    )
-    store.replace_applied(redis, applied, claims)
+    for _ in range(REMEMBER_ATTEMPTS):
+        with redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(*store.REMEMBERED)  # a job recording meanwhile: work it out again
+                before, touched = store.all_applied(pipe), store.touched(pipe)
+                live = [ip for key in touched if key in before for ip in before[key].ips]
+                applied, claims = remembered(
+                    desired,
+                    before,
+                    store.claimants(pipe, [*leftover, *live]),
+                    leftover=leftover,
+                    leftover_groups=leftover_groups,
+                    touched=touched,
+                )
+                pipe.multi()
+                store.replace_applied(pipe, applied, claims)
+                pipe.execute()
+                return
+            except WatchError:
+                continue
+    # jobs kept recording: keep what was worked out last; the touched clients are synced
+    # again when the reconcile ends, and the poller compares with the BQN
+    log.warning("reconcile: jobs kept recording; what they recorded may be synced again")
+    with redis.pipeline(transaction=True) as pipe:
+        store.replace_applied(pipe, applied, claims)
+        pipe.execute()
 
 
 @rq_job
@@ -310,7 +328,10 @@ def sync_plans(job: Job) -> JobResult:
     """Read the plan catalogue again and put every plan's rate policy in place on the BQN."""
     rt = runtime()
     plans = current_plans(job.connection, rt, refresh=True)
-    return _finish(job, engine.sync_policies(rt.bqn, rt.rules, plans))
+    report = engine.sync_policies(rt.bqn, rt.rules, plans)
+    if report.ok and report.planned:  # a policy was put right: its clients may go through now
+        store.clear_all_failed(job.connection)
+    return _finish(job, report)
 
 
 def current_plans(redis: Redis, rt: Runtime, *, refresh: bool) -> list[Plan]:

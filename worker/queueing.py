@@ -11,6 +11,7 @@ waiting, which then does the work instead.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -49,11 +50,14 @@ CLAIM_ATTEMPTS = 5
 # again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.
 RESTARTS = Retry(max=3, interval=[5, 60, 300])
 
-# Requests that run a waiting retry at once: a person's, a notification (WispHub changed), and
-# the poller's drift correction (the BQN differs: after an outage, this is what catches up
-# within a poll interval instead of at the next backed-off retry). Each such run spends one of
-# the job's retries; a change the poller saw in WispHub only waits for the retry.
-EXPEDITED = frozenset({"api", "status-page", "webhook", "drift"})
+# Requests that run a waiting retry at once: a person's, every time; a notification (WispHub
+# changed) or the poller's drift correction (the BQN differs: after an outage, this is what
+# catches up within a poll interval instead of at the next backed-off retry), once per job, so
+# that a failure that lasts keeps its backoff. A change the poller saw only waits for the retry.
+EXPEDITE_ALWAYS = frozenset({"api", "status-page"})
+EXPEDITE_ONCE = frozenset({"webhook", "drift"})
+# A retry due sooner than this is left to the scheduler, which may be queueing it right now.
+EXPEDITE_MARGIN_SECONDS = 5
 # Statuses of a job that has not started yet: queued, or waiting for a retry.
 WAITING = (JobStatus.QUEUED.value, JobStatus.SCHEDULED.value)
 
@@ -94,9 +98,9 @@ def make_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis)
 
 
-def enqueue_client_sync(queue: Queue, id_servicio: int, *, expedite: bool = False) -> Queued:
+def enqueue_client_sync(queue: Queue, id_servicio: int, *, expedite: str | None = None) -> Queued:
     """Queue a sync of one client unless one is already waiting; return the job to watch.
-    With `expedite`, a waiting retry runs now."""
+    With `expedite` (`always`, or `once` per job), a waiting retry runs now."""
     return _enqueue_once(
         queue,
         store.pending_key(id_servicio),
@@ -128,7 +132,7 @@ def _enqueue_once(
     *,
     job_id: str,
     description: str,
-    expedite: bool = False,
+    expedite: str | None = None,
 ) -> Queued:
     """Queue `func(argument)` under the claim `key` unless the job holding the claim is still
     waiting (queued, or scheduled for a retry, which `expedite` runs now)."""
@@ -141,7 +145,7 @@ def _enqueue_once(
                 status = None if waiting is None else _status(redis, waiting.decode())
                 if waiting is not None and status in WAITING:
                     if expedite and status == JobStatus.SCHEDULED:
-                        _run_now(queue, waiting.decode())
+                        _run_now(queue, waiting.decode(), once=expedite == "once")
                     return Queued(waiting.decode(), coalesced=True)
                 pipe.multi()
                 pipe.set(key, job_id, ex=PENDING_TTL)
@@ -166,11 +170,21 @@ def _enqueue_once(
     return Queued(waiting.decode(), coalesced=True)
 
 
-def _run_now(queue: Queue, job_id: str) -> None:
-    """Move a job waiting for its retry to the queue (RQ's own requeue of a scheduled job);
-    nothing to do when the scheduler is queueing it right now, or it has just expired."""
+def _run_now(queue: Queue, job_id: str, *, once: bool) -> None:
+    """Move a job waiting for its retry to the queue (RQ's own requeue of a scheduled job),
+    unless it is due within `EXPEDITE_MARGIN_SECONDS` (the scheduler may be queueing it now: it
+    would be queued twice) or, with `once`, it was run early before."""
+    registry = queue.scheduled_job_registry
+    try:
+        due = registry.get_scheduled_time(job_id).timestamp()
+    except NoSuchJobError:
+        return  # queued by the scheduler just now, or gone
+    if due - time.time() < EXPEDITE_MARGIN_SECONDS:
+        return
+    if once and not queue.connection.set(store.expedited_key(job_id), 1, nx=True, ex=PENDING_TTL):
+        return
     with suppress(InvalidJobOperation, NoSuchJobError):
-        queue.scheduled_job_registry.requeue(job_id)
+        registry.requeue(job_id)
 
 
 def claim_key(job: Job) -> str | None:
@@ -227,7 +241,7 @@ def request_syncs(
 ) -> list[Queued]:
     """Queue (or coalesce) a sync of each client, noting in each client's history, and in the
     metrics, where the request came from (`via`: webhook, api, poll, reconcile, requeue)."""
-    expedite = via in EXPEDITED
+    expedite = "always" if via in EXPEDITE_ALWAYS else "once" if via in EXPEDITE_ONCE else None
     queued = [
         (id_servicio, enqueue_client_sync(queue, id_servicio, expedite=expedite))
         for id_servicio in ids

@@ -73,6 +73,10 @@ class Report:
         else:
             self.deleted += 1
 
+    def drop(self, op: Operation) -> None:
+        """Forget a planned operation that was held back on purpose (not sent, not counted)."""
+        self.planned = tuple(planned for planned in self.planned if planned is not op)
+
     def record_failure(self, op: Operation, error: str, *, transient: bool = True) -> None:
         """Keep an operation that failed, with its reason; `transient` if a retry may help."""
         self.failures.append(Failure(op, error, transient))

@@ -43,6 +43,8 @@ CLIENT_LOCK_WAIT_SECONDS = 60
 # Outlives the reconcile job's own timeout (queueing.RECONCILE_JOB_TIMEOUT, 3 hours).
 RECONCILE_LOCK_SECONDS = 3 * 3600 + 600
 PLAN_LOOKUP_SECONDS = 60
+# How long drift leaves a client whose job failed for good in the failures list.
+FAILED_MARK_SECONDS = 3600
 
 
 def pending_key(id_servicio: int) -> str:
@@ -55,20 +57,33 @@ def pending_address_key(ip: str) -> str:
     return f"{PREFIX}pending:address:{ip}"
 
 
+def expedited_key(job_id: str) -> str:
+    """Key marking that a job waiting for a retry was run early once."""
+    return f"{PREFIX}expedited:{job_id}"
+
+
 def failed_key(claim: str) -> str:
     """Key marking that the last job queued under `claim` (a pending key) failed for good."""
     return f"{claim}:failed"
 
 
-def mark_failed(redis: Redis, claim: str, job_id: str, seconds: int) -> None:
-    """Note that a client's (or an address's) job failed for good: the poller's drift
-    correction leaves it in the failures list instead of queueing it again and again."""
-    redis.set(failed_key(claim), job_id, ex=seconds)
+def mark_failed(redis: Redis, claim: str, job_id: str) -> None:
+    """Note that a client's (or an address's) job failed for good: for an hour, the poller's
+    drift correction leaves it in the failures list instead of queueing it at every pass."""
+    redis.set(failed_key(claim), job_id, ex=FAILED_MARK_SECONDS)
 
 
 def clear_failed(redis: Redis, claim: str) -> None:
     """A job under `claim` went through: drift may queue it again."""
     redis.delete(failed_key(claim))
+
+
+def clear_all_failed(redis: Redis) -> None:
+    """A reconcile or a plan refresh went through (a cause may be fixed): drift may queue
+    every client again."""
+    keys = list(redis.scan_iter(match=failed_key(f"{PREFIX}pending:*"), count=1000))
+    for start in range(0, len(keys), 1000):
+        redis.delete(*keys[start : start + 1000])
 
 
 def failed(redis: Redis, claims: Iterable[str]) -> set[str]:
@@ -174,16 +189,18 @@ def all_applied(redis: Redis) -> dict[int, Footprint]:
 
 
 def replace_applied(
-    redis: Redis, applied: Mapping[int, Footprint], claims: Mapping[str, Collection[int]]
+    pipe: Pipeline, applied: Mapping[int, Footprint], claims: Mapping[str, Collection[int]]
 ) -> None:
-    """Replace everything remembered at once (after a full reconcile)."""
-    with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(APPLIED, CLAIMS)
-        if applied:
-            pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in applied.items()})
-        if claims:
-            pipe.hset(CLAIMS, mapping={ip: ",".join(map(str, ids)) for ip, ids in claims.items()})
-        pipe.execute()
+    """Replace everything remembered (after a full reconcile), in `pipe`'s transaction."""
+    pipe.delete(APPLIED, CLAIMS)
+    if applied:
+        pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in applied.items()})
+    if claims:
+        pipe.hset(CLAIMS, mapping={ip: ",".join(map(str, ids)) for ip, ids in claims.items()})
+
+
+# What a reconcile's bookkeeping watches: if a job records meanwhile, it is worked out again.
+REMEMBERED = (APPLIED, CLAIMS, TOUCHED)
 
 
 def _ids(raw: bytes | str) -> tuple[int, ...]:

@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from worker.address_book import AddressesBusy, hold_addresses
+from worker import store
+from worker.address_book import AddressesBusy, RedisAddressBook, hold_addresses
+from worker.engine import deletion_check
+from worker.model import Action, Kind, Operation
 
 pytestmark = pytest.mark.integration
 
@@ -50,3 +53,21 @@ def test_all_or_none_and_a_retry_takes_back_its_own_locks(redis):
         assert not redis.exists(f"wisphub-bqn-sync:lock:address:{B}"), "none of them taken"
         with hold_addresses(redis, [A, B], "job-1", wait=0):  # the same job, run again
             pass
+
+
+def test_a_reconcile_deletes_only_while_nobody_new_claims_the_address(redis):
+    """A full reconcile confirms its deletions, then sends each one holding its address: one
+    a job gave to a client since the confirmation is held back."""
+    book = RedisAddressBook(redis, "reconcile-1", wait=0.2)
+    check = deletion_check(book, {A: (5,)})  # client 5 was read again: it left A
+    delete_a, delete_b = (Operation(Action.DELETE, Kind.SUBSCRIBER, ip) for ip in (A, B))
+    with redis.pipeline() as pipe:
+        store.save_claims(pipe, [A, B], {A: (5,), B: (7,)})  # a job recorded 7 at B meanwhile
+        pipe.execute()
+    with check(delete_a) as allowed:
+        assert allowed
+        assert redis.exists(f"wisphub-bqn-sync:lock:address:{A}"), "sent holding the address"
+    with check(delete_b) as allowed:
+        assert not allowed
+    with hold_addresses(redis, [A], "job-9"), check(delete_a) as allowed:
+        assert not allowed, "an address another job holds for good is left for the next pass"
