@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
 
 from sandbox import bqn, seed, wisphub
 from sandbox.redis_server import RedisServer
@@ -353,3 +354,15 @@ def settle(work: Callable[..., None], queue: Queue) -> Callable[..., None]:
 
 API = {"Authorization": f"Bearer {API_TOKEN}"}
 HOOK = {"X-Webhook-Token": WEBHOOK_SECRET}
+
+
+def notify(web: FlaskClient, *ids: int) -> list[str]:
+    """Send one change notification for `ids`; it must be accepted. Returns the job ids."""
+    response = web.post("/webhooks/wisphub", json={"id_servicio": list(ids)}, headers=HOOK)
+    assert response.status_code == 202, response.json
+    return [job["job_id"] for job in response.json["jobs"]]
+
+
+def job_status(redis: Redis, job_id: str) -> str:
+    """A job's RQ status."""
+    return Job.fetch(job_id, connection=redis).get_status()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from tests.integration.conftest import API, HOOK, managed_state
+from tests.integration.conftest import API, job_status, managed_state, notify
 from tests.rows import row
 from worker import queueing, store
 
@@ -21,16 +21,6 @@ def service_env(service_env):
     return {**service_env, "RETRY_INTERVALS": "60,60,60,60,60", "BQN_RETRIES": "0"}
 
 
-def notify(web, *ids):
-    response = web.post("/webhooks/wisphub", json={"id_servicio": list(ids)}, headers=HOOK)
-    assert response.status_code == 202, response.json
-    return [job["job_id"] for job in response.json["jobs"]]
-
-
-def status(redis, job_id):
-    return Job.fetch(job_id, connection=redis).get_status()
-
-
 def test_a_notification_runs_a_waiting_retry_once_then_waits_for_it(
     web, work, wisphub_sim, bqn_sim, redis
 ):
@@ -41,13 +31,13 @@ def test_a_notification_runs_a_waiting_retry_once_then_waits_for_it(
     bqn_sim.state.faults.update(fail_every=1, fail_status=503, writes_only=True)
     [job_id] = notify(web, 1)
     work()
-    assert status(redis, job_id) == "scheduled"
+    assert job_status(redis, job_id) == "scheduled"
     assert notify(web, 1) == [job_id]
-    assert status(redis, job_id) == "queued", "run at once"
+    assert job_status(redis, job_id) == "queued", "run at once"
     work()
-    assert status(redis, job_id) == "scheduled", "the BQN still fails: a retry later"
+    assert job_status(redis, job_id) == "scheduled", "the BQN still fails: a retry later"
     assert notify(web, 1) == [job_id]
-    assert status(redis, job_id) == "scheduled", "not run early twice"
+    assert job_status(redis, job_id) == "scheduled", "not run early twice"
 
 
 def test_a_client_waiting_for_a_retry_is_not_queued_again(
@@ -66,7 +56,7 @@ def test_a_client_waiting_for_a_retry_is_not_queued_again(
     state.update_client(1, estado="Suspendido")
     [job_id] = notify(web, 1)
     work()
-    assert status(redis, job_id) == "scheduled"
+    assert job_status(redis, job_id) == "scheduled"
     state.update_client(1, plan_internet=451072, estado="Activo")
     redis.set(store.SNAPSHOT_TAKEN, 0)  # let the next poll run at once
     poll = queue.enqueue("worker.jobs.poll_changes")
@@ -78,9 +68,9 @@ def test_a_client_waiting_for_a_retry_is_not_queued_again(
     bqn_sim.state.faults.clear()
     response = web.post("/api/v1/clients/1/sync", headers=API)
     assert response.json == {"job_id": job_id, "coalesced": True}
-    assert status(redis, job_id) == "queued", "a person's request runs the retry now"
+    assert job_status(redis, job_id) == "queued", "a person's request runs the retry now"
     work()
-    assert status(redis, job_id) == "finished"
+    assert job_status(redis, job_id) == "finished"
     assert managed_state(bqn_sim) == {X: ("Uno", "Online_Free")}
 
 
@@ -95,7 +85,7 @@ def test_a_client_whose_job_failed_for_good_waits_in_the_failures_list(
     bqn_sim.state.faults.update(fail_every=1, fail_status=400, writes_only=True)
     [job_id] = notify(web, 1)
     work()
-    assert status(redis, job_id) == "failed"
+    assert job_status(redis, job_id) == "failed"
     for _ in range(2):
         if redis.exists(store.SNAPSHOT_TAKEN):
             redis.set(store.SNAPSHOT_TAKEN, 0)  # let the next poll run at once

@@ -8,12 +8,12 @@ Each test names the case it covers; the concurrent ones (several worker processe
 from __future__ import annotations
 
 import pytest
-from rq.job import Job
 
 from tests.integration.conftest import (
-    HOOK,
     expected_subscribers,
+    job_status,
     managed_state,
+    notify,
 )
 from tests.rows import row
 from worker import store
@@ -22,16 +22,6 @@ pytestmark = pytest.mark.integration
 
 X, Y, Z = "10.60.0.1", "10.60.0.2", "10.60.0.3"
 EARLY, LATE = "01/11/2026 08:00:00", "02/11/2026 08:00:00"
-
-
-def notify(web, *ids):
-    response = web.post("/webhooks/wisphub", json={"id_servicio": list(ids)}, headers=HOOK)
-    assert response.status_code == 202, response.json
-    return [job["job_id"] for job in response.json["jobs"]]
-
-
-def status(redis, job_id):
-    return Job.fetch(job_id, connection=redis).get_status()
 
 
 @pytest.mark.parametrize("how", ["cancelled", "moved"])
@@ -104,7 +94,7 @@ def test_a_partly_failed_job_then_another_move_leaves_no_orphan(
     bqn_sim.state.faults.update(fail_every=2, fail_status=503, writes_only=True)
     [job_id] = notify(web, 1)
     work()
-    assert status(redis, job_id) == "scheduled", "the failed delete is retried"
+    assert job_status(redis, job_id) == "scheduled", "the failed delete is retried"
     assert managed_state(bqn_sim) == {X: ("Uno", "Online_basico"), Y: ("Uno", "Online_basico")}
     assert set(store.last_applied(redis, 1).ips) == {X, Y}, "it remembers what it wrote"
     bqn_sim.state.faults.clear()

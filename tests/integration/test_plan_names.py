@@ -6,19 +6,13 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from tests.integration.conftest import API, HOOK, managed_state
+from tests.integration.conftest import API, managed_state, notify
 from tests.rows import row
 from worker import store
 
 pytestmark = pytest.mark.integration
 
 X, Y = "10.61.0.1", "10.61.0.2"
-
-
-def notify(web, *ids):
-    response = web.post("/webhooks/wisphub", json={"id_servicio": list(ids)}, headers=HOOK)
-    assert response.status_code == 202, response.json
-    return [job["job_id"] for job in response.json["jobs"]]
 
 
 def add_plan(state, plan_id, nombre, bajada, subida):

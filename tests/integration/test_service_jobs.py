@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from tests.integration.conftest import API, API_KEY, HOOK, expected_subscribers, managed_state
+from tests.integration.conftest import (
+    API,
+    API_KEY,
+    expected_subscribers,
+    managed_state,
+    notify,
+)
 from tests.rows import row
 from worker import queueing, store
 
 pytestmark = pytest.mark.integration
-
-
-def notify(web, *ids):
-    response = web.post("/webhooks/wisphub", json={"id_servicio": list(ids)}, headers=HOOK)
-    assert response.status_code == 202
-    return [job["job_id"] for job in response.json["jobs"]]
 
 
 def job_view(web, job_id):
