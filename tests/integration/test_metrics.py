@@ -114,7 +114,7 @@ def test_reconcile_poll_and_guard_figures(web, work, wisphub_sim, bqn_sim, queue
 
 def test_promtool_accepts_the_exposition(web, work, wisphub_sim):
     if PROMTOOL is None:
-        pytest.skip("no promtool (make test fetches it from Debian's prometheus package)")
+        pytest.skip("no promtool (make test-tools fetches it from Debian's prometheus package)")
     wisphub_sim.state.upsert_client(row(1, "10.1.0.1", "Activo", "Online_basico", "José"))
     web.post("/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK)
     work()

@@ -23,8 +23,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 if CHROMIUM is None or CHROMEDRIVER is None:
     pytest.skip(
-        "the browser test needs Debian's chromium and chromium-driver: `make test` installs "
-        "them when run as root; otherwise run `apt-get install chromium chromium-driver`",
+        "the browser test needs Debian's chromium and chromium-driver: `make test-tools` "
+        "installs them when run as root; otherwise run `apt-get install chromium chromium-driver`",
         allow_module_level=True,
     )
 
