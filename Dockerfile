@@ -8,11 +8,11 @@ RUN apt-get update \
     && useradd --create-home --uid 10001 app
 
 WORKDIR /app
-COPY pyproject.toml README.md Procfile ./
+COPY pyproject.toml requirements.lock README.md Procfile ./
 COPY worker worker
 COPY service service
 COPY sandbox sandbox
-RUN pip install --no-cache-dir '.[sandbox]'
+RUN pip install --no-cache-dir -c requirements.lock '.[sandbox]'
 
 USER app
 EXPOSE 8000

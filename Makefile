@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-tools test-faults lint demo bench clean browser promtool
+.PHONY: lock test test-fast ci-tools test-faults lint demo bench clean browser promtool
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +14,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The whole suite, as CI runs it: lint, the layer contracts (pyproject.toml), every test.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+# For the edit loop, under a minute: the pure tests and the quick integration ones (no Procfile
+# processes, no fault injection, no browser).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/pytest -m "not slow and not faults" -q
 
 # What two tests use from the system, kept out of `make test` (which changes nothing outside
 # .venv): CI runs it first. Without them, those two tests are skipped and say why.
-test-tools: browser promtool
+ci-tools: browser promtool
 
 # The status page's browser test drives Debian's Chromium: installed here when missing and
 # `make` runs as root with apt-get.
@@ -57,6 +66,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.poll
+
+# requirements.lock: the runtime dependencies resolved in a clean virtualenv, for production
+# installs (`pip install -c requirements.lock .`). Run after changing pyproject.toml's dependencies.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet .
+	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude wisphub-bqn-sync; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .lock-venv
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo

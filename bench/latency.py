@@ -28,8 +28,8 @@ from bench.stack import (
     wisphub,
 )
 from sandbox.seed import wisphub_clients
-from worker.desired import desired_state
-from worker.settings import MappingRules
+from worker.core.desired import desired_state
+from worker.core.rules import MappingRules
 
 CLIENTS = 3000
 SECRET = "bench-webhook-secret"

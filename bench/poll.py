@@ -16,7 +16,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from bench.stack import bqn, machine, redis_server, sync_env, table, wisphub
-from worker import jobs
+from worker.queue import runtime
 from worker.settings import ServiceSettings
 
 
@@ -71,7 +71,7 @@ def passed(redis: Redis, env: dict[str, str], *, every: int) -> float:
 def run(redis: Redis, env: dict[str, str], function: str, *, every: int) -> dict:
     """Run one job to its end in this process, with `POLL_BQN_EVERY=every`."""
     os.environ.update({**env, "POLL_BQN_EVERY": str(every)})
-    jobs.runtime.cache_clear()
+    runtime.runtime.cache_clear()
     queue = Queue(ServiceSettings.queue_name, connection=redis)
     job = queue.enqueue(function, job_timeout=3600)
     SimpleWorker([queue], connection=redis).work(burst=True, logging_level="WARNING")

@@ -9,14 +9,16 @@ from flask import Blueprint, Response, abort, jsonify, request
 from service.auth import require_api_token
 from service.context import context
 from service.errors import error_response
-from service.payloads import MAX_IDS, PayloadError, parse_id, parse_job_id
-from worker import engine, history, runs, store
-from worker.address_book import RedisAddressBook
-from worker.bqn import BqnClient
-from worker.errors import ConfigError, SyncError, TransientError
-from worker.overrides import load_overrides
-from worker.plans import Plan, policy_state, resolved
-from worker.queueing import (
+from service.payloads import PayloadError, parse_id, parse_job_id
+from worker import defaults
+from worker.clients.bqn import BqnClient
+from worker.clients.wisphub import WispHubClient
+from worker.core.errors import ConfigError, SyncError, TransientError
+from worker.core.overrides import load_overrides
+from worker.core.plans import Plan, policy_state, resolved
+from worker.queue import history, runs, store
+from worker.queue.address_book import RedisAddressBook
+from worker.queue.queueing import (
     describe,
     enqueue_plan_sync,
     enqueue_reconcile,
@@ -24,7 +26,7 @@ from worker.queueing import (
     request_syncs,
     requeue_failures,
 )
-from worker.wisphub import WispHubClient
+from worker.sync import engine
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -148,8 +150,8 @@ def requeue() -> tuple[Response, int]:
     if job_ids is not None:
         if not isinstance(job_ids, list):
             raise PayloadError('"job_ids" must be a list of job ids')
-        if len(job_ids) > MAX_IDS:
-            raise PayloadError(f"at most {MAX_IDS} job ids per request")
+        if len(job_ids) > defaults.MAX_IDS:
+            raise PayloadError(f"at most {defaults.MAX_IDS} job ids per request")
         job_ids = [parse_job_id(job_id) for job_id in job_ids]
     ctx = context()
     queued, missing = requeue_failures(ctx.queue, job_ids, ctx.service.history)

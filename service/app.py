@@ -11,15 +11,12 @@ from redis import Redis
 
 from service import api, docs, errors, health, limits, metrics, status, webhooks
 from service.context import Context
-from worker.errors import ConfigError
-from worker.queueing import make_queue
+from worker import defaults
+from worker.core.errors import ConfigError
+from worker.queue.queueing import make_queue
 from worker.settings import ServiceSettings, Settings
 
 log = logging.getLogger(__name__)
-
-# Notifications carry ids, not documents: 64 KiB holds 1,000 ids in any accepted shape.
-MAX_BODY_BYTES = 64 * 1024
-REDIS_TIMEOUT_SECONDS = 2
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -30,12 +27,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     sync = Settings.from_env(env)
     redis = Redis.from_url(
         service.redis_url,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=defaults.REDIS_TIMEOUT_SECONDS,
+        socket_timeout=defaults.REDIS_TIMEOUT_SECONDS,
         health_check_interval=30,
     )
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = defaults.MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[Context.KEY] = Context(
         service=service, sync=sync, redis=redis, queue=make_queue(redis, service.queue_name)

@@ -15,7 +15,7 @@ from limits import parse
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import webhooks
-from worker.errors import ConfigError
+from worker.core.errors import ConfigError
 from worker.settings import ServiceSettings
 
 

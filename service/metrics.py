@@ -4,7 +4,7 @@ Three sources make one exposition:
 - the web process's own counters (notifications by outcome, requests by endpoint with their
   latency), kept by prometheus_client in multiprocess mode under gunicorn (see
   `service.gunicorn_conf`), in memory otherwise;
-- the worker processes' counters, which they publish through Redis (`worker.metrics`);
+- the worker processes' counters, which they publish through Redis (`worker.queue.metrics`);
 - gauges read at scrape time: queue depth and oldest job, retrying and failed jobs, workers,
   last reconcile and last poll (`service.overview`).
 """
@@ -39,7 +39,7 @@ from rq import Queue
 from service import overview
 from service.auth import require_api_token
 from service.context import context
-from worker import metrics
+from worker.queue import metrics
 
 NS = metrics.NAMESPACE
 

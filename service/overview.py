@@ -14,7 +14,7 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from worker import runs, store
+from worker.queue import runs, store
 
 
 @dataclass(frozen=True)

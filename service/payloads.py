@@ -3,7 +3,7 @@
 Accepted: JSON `{"id_servicio": 123}`, `{"id_servicio": [123, 456]}`,
 `{"clientes": [{"id_servicio": 123}, ...]}`, and `id_servicio` as form fields or query
 parameters (repeated, or comma-separated). Ids are positive whole numbers, at most
-`MAX_IDS` per request; duplicates count once.
+`defaults.MAX_IDS` per request; duplicates count once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-MAX_IDS = 1000
+from worker import defaults
+
 FIELD = "id_servicio"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -33,8 +34,8 @@ def client_ids(
     if not raw:
         raise PayloadError(f"no {FIELD} given (JSON body, form field or query parameter)")
     ids = list(dict.fromkeys(parse_id(value) for value in raw))
-    if len(ids) > MAX_IDS:
-        raise PayloadError(f"{len(ids)} ids in one request; at most {MAX_IDS}")
+    if len(ids) > defaults.MAX_IDS:
+        raise PayloadError(f"{len(ids)} ids in one request; at most {defaults.MAX_IDS}")
     return ids
 
 

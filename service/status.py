@@ -33,14 +33,12 @@ from service import overview
 from service.auth import offered_api_token, same
 from service.context import Context, context
 from service.payloads import PayloadError, parse_id, parse_job_id
-from worker import history, store
-from worker.queueing import failures, request_syncs, requeue_failures
+from worker import defaults
+from worker.queue import history, store
+from worker.queue.queueing import failures, request_syncs, requeue_failures
 
 blueprint = Blueprint("status", __name__)
 
-SESSION_HOURS = 12
-CHART_HOURS = 24
-FAILURES_SHOWN = 50
 CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -55,7 +53,7 @@ def install(app: Flask) -> None:
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=SESSION_HOURS * 3600,
+        PERMANENT_SESSION_LIFETIME=defaults.STATUS_SESSION_HOURS * 3600,
     )
     app.jinja_env.filters["step"] = describe_event
     app.jinja_env.filters["ago"] = ago
@@ -118,13 +116,13 @@ def page() -> str:
                 "applied": applied,
                 "events": history.read(ctx.redis, id_servicio, 100),
             }
-    count, failed = failures(ctx.queue, FAILURES_SHOWN)
+    count, failed = failures(ctx.queue, defaults.FAILURES_SHOWN)
     return render_template(
         "status.html",
         now=overview.read(ctx.redis, ctx.queue),
         failures=failed,
         failure_count=count,
-        chart=chart(history.operations_per_hour(ctx.redis, CHART_HOURS)),
+        chart=chart(history.operations_per_hour(ctx.redis, defaults.CHART_HOURS)),
         client=client,
         found=found,
         csrf=csrf_token(),

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from service.auth import require_webhook_secret
 from service.context import context
 from service.payloads import FIELD, PayloadError, client_ids
-from worker.queueing import request_syncs
+from worker.queue.queueing import request_syncs
 
 blueprint = Blueprint("webhooks", __name__)
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 
-from worker.model import Action, Kind, Operation, Subscriber
+from worker.core.model import Action, Kind, Operation, Subscriber
 
 
 def apply_to_state(

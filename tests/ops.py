@@ -1,6 +1,6 @@
 """Building BQN entries and the sync's operations for tests."""
 
-from worker.model import Action, Kind, Operation, Policy, Subscriber
+from worker.core.model import Action, Kind, Operation, Policy, Subscriber
 
 
 def policy(name, policy_id=None, down=None, up=None, **extra):

@@ -19,14 +19,14 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from worker import logs
-from worker.bqn import BqnClient
-from worker.engine import full_sync, read_plans, sync_client
-from worker.errors import ConfigError, SyncError
-from worker.overrides import load_overrides
-from worker.progress import Progress, TerminalProgress, silent
-from worker.report import Report
+from worker.clients.bqn import BqnClient
+from worker.clients.wisphub import WispHubClient
+from worker.core.errors import ConfigError, SyncError
+from worker.core.overrides import load_overrides
+from worker.core.progress import Progress, TerminalProgress, silent
+from worker.core.report import Report
 from worker.settings import ServiceSettings, Settings, redacted
-from worker.wisphub import WispHubClient
+from worker.sync.engine import full_sync, read_plans, sync_client
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # The original script's defaults, kept so that its command lines mean the same here.

@@ -3,8 +3,8 @@
 `LOG_LEVEL` (default INFO) and `LOG_FORMAT` (`text`, the default, or `json`) choose them. While a
 job runs (`job_context`), each line names the job and, for a client job, the client:
 
-    2026-11-26 06:20:36,123 INFO worker.jobs [job=sync-12-ab12cd client=12] message
-    {"time": "2026-11-26T06:20:36.123-05:00", "level": "INFO", "logger": "worker.jobs",
+    2026-11-26 06:20:36,123 INFO worker.queue.jobs [job=sync-12-ab12cd client=12] message
+    {"time": "2026-11-26T06:20:36.123-05:00", "level": "INFO", "logger": "worker.queue.jobs",
      "message": "message", "job_id": "sync-12-ab12cd", "id_servicio": 12}
 
 Only these fields are written: whatever else a library attaches to a record (RQ attaches a
@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-from worker.errors import ConfigError
+from worker.core.errors import ConfigError
 
 LEVEL_ENV, FORMAT_ENV = "LOG_LEVEL", "LOG_FORMAT"
 TEXT, JSON = "text", "json"

@@ -17,7 +17,8 @@ from rq.job import Job
 from rq.logutils import ColorizingStreamHandler, colorizer
 from rq.queue import Queue
 
-from worker import logs, queueing
+from worker import logs
+from worker.queue import queueing
 
 RESULT_LINE = "Worker %s: result: %r"
 

@@ -14,112 +14,47 @@ from urllib.parse import urlsplit
 
 from croniter import croniter
 
-from worker.errors import ConfigError
-
-SUBSCRIBER_ID_FIELDS = ("nombre", "usuario", "id_servicio")
-MULTI_IP_MODES = ("group", "subscribers", "skip")
-
-# Bequant's own client relaxes the cipher list because some BQN releases fail the TLS handshake
-# with OpenSSL's defaults (see docs/bqn-api.md, "Relaxed ciphers").
-BQN_CIPHERS = "DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK"
-BQN_DEFAULT_PORT = 3443
-
-
-@dataclass(frozen=True)
-class MappingRules:
-    """How WispHub clients become BQN subscribers."""
-
-    subscriber_id_field: str = "nombre"
-    block_policy: str = "Wisphub_block"
-    ipv6_prefix: int = 64
-    multi_ip_mode: str = "group"
-
-
-@dataclass(frozen=True)
-class GuardLimits:
-    """The deletion guard's limits: up to `floor` deletions always pass; beyond, at most
-    `max_fraction` of the managed entries, and a WispHub pass may be at most `max_fraction`
-    shorter than the last complete one."""
-
-    max_fraction: float = 0.10
-    floor: int = 10
-
-
-@dataclass(frozen=True)
-class WispHubSettings:
-    """Where and how to read WispHub."""
-
-    url: str = "https://api.wisphub.net"
-    api_key: str = field(default="", repr=False)
-    ca_bundle: str | None = None
-    page_size: int = 500
-    connect_timeout: float = 3.05
-    read_timeout: float = 8.0
-    retries: int = 4
-    backoff: float = 0.5
-    concurrency: int = 4
-
-
-@dataclass(frozen=True)
-class BqnSettings:
-    """Where and how to reach the BQN REST API."""
-
-    url: str
-    user: str
-    password: str = field(repr=False)
-    ca_bundle: str | None = None
-    check_hostname: bool = False
-    ciphers: str = BQN_CIPHERS
-    connect_timeout: float = 5.0
-    read_timeout: float = 20.0
-    retries: int = 3
-    backoff: float = 0.5
-    concurrency: int = 8
+from worker import defaults
+from worker.clients.connection import Connection
+from worker.core.errors import ConfigError
+from worker.core.rules import MULTI_IP_MODES, SUBSCRIBER_ID_FIELDS, GuardLimits, MappingRules
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the sync engine needs."""
 
-    wisphub: WispHubSettings
-    bqn: BqnSettings
-    rules: MappingRules = MappingRules()
+    wisphub: Connection
+    bqn: Connection
+    rules: MappingRules = field(default_factory=MappingRules)
     plan_speeds_file: str | None = None
-    guard: GuardLimits = GuardLimits()
+    guard: GuardLimits = field(default_factory=GuardLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read and validate every setting; raise `ConfigError` naming the first bad one."""
         read = _Reader(env)
-        wisphub = WispHubSettings(
-            url=wisphub_base_url(read.text("WISPHUB_URL", WispHubSettings.url)),
-            api_key=read.required("WISPHUB_API_KEY", "the WispHub API key"),
-            ca_bundle=read.optional("WISPHUB_CA_BUNDLE"),
-            page_size=read.integer("WISPHUB_PAGE_SIZE", WispHubSettings.page_size, 1, 5000),
-            read_timeout=read.number("WISPHUB_TIMEOUT", WispHubSettings.read_timeout),
-            retries=read.integer("WISPHUB_RETRIES", WispHubSettings.retries, 0, 10),
-            backoff=read.number("WISPHUB_BACKOFF", WispHubSettings.backoff),
-            concurrency=read.integer("WISPHUB_CONCURRENCY", WispHubSettings.concurrency, 1, 16),
+        wisphub = read.connection(
+            "WISPHUB",
+            url=wisphub_base_url(read.text("WISPHUB_URL", defaults.WISPHUB_URL)),
+            secret=read.required("WISPHUB_API_KEY", "the WispHub API key"),
+            page_size=read.integer("WISPHUB_PAGE_SIZE", defaults.WISPHUB_PAGE_SIZE, 1, 5000),
         )
-        bqn = BqnSettings(
+        bqn = read.connection(
+            "BQN",
             url=bqn_base_url(read.required("BQN_URL", "the BQN address")),
             user=read.required("BQN_USER", "the BQN REST user"),
-            password=read.required("BQN_PASSWORD", "the BQN REST password"),
-            ca_bundle=read.optional("BQN_CA_BUNDLE"),
+            secret=read.required("BQN_PASSWORD", "the BQN REST password"),
             check_hostname=read.flag("BQN_CHECK_HOSTNAME", default=False),
-            ciphers=read.text("BQN_TLS_CIPHERS", BQN_CIPHERS),
-            read_timeout=read.number("BQN_TIMEOUT", BqnSettings.read_timeout),
-            retries=read.integer("BQN_RETRIES", BqnSettings.retries, 0, 10),
-            backoff=read.number("BQN_BACKOFF", BqnSettings.backoff),
-            concurrency=read.integer("BQN_CONCURRENCY", BqnSettings.concurrency, 1, 64),
+            ciphers=read.text("BQN_TLS_CIPHERS", defaults.BQN_CIPHERS),
         )
         rules = MappingRules(
             subscriber_id_field=read.choice(
-                "SUBSCRIBER_ID_FIELD", MappingRules.subscriber_id_field, SUBSCRIBER_ID_FIELDS
+                "SUBSCRIBER_ID_FIELD", defaults.SUBSCRIBER_ID_FIELD, SUBSCRIBER_ID_FIELDS
             ),
-            block_policy=read.text("BLOCK_POLICY", MappingRules.block_policy),
-            ipv6_prefix=read.integer("IPV6_PREFIX", MappingRules.ipv6_prefix, 1, 128),
-            multi_ip_mode=read.choice("MULTI_IP_MODE", MappingRules.multi_ip_mode, MULTI_IP_MODES),
+            block_policy=read.text("BLOCK_POLICY", defaults.BLOCK_POLICY),
+            ipv6_prefix=read.integer("IPV6_PREFIX", defaults.IPV6_PREFIX, 1, 128),
+            multi_ip_mode=read.choice("MULTI_IP_MODE", defaults.MULTI_IP_MODE, MULTI_IP_MODES),
         )
         return cls(
             wisphub=wisphub,
@@ -127,8 +62,8 @@ class Settings:
             rules=rules,
             plan_speeds_file=read.optional("PLAN_SPEEDS_FILE"),
             guard=GuardLimits(
-                max_fraction=read.fraction("MAX_DELETE_FRACTION", GuardLimits.max_fraction),
-                floor=read.integer("DELETE_GUARD_FLOOR", GuardLimits.floor, 0, 1_000_000),
+                max_fraction=read.fraction("MAX_DELETE_FRACTION", defaults.MAX_DELETE_FRACTION),
+                floor=read.integer("DELETE_GUARD_FLOOR", defaults.DELETE_GUARD_FLOOR, 0, 1_000_000),
             ),
         )
 
@@ -139,31 +74,31 @@ class HistoryLimits:
     event, for how many clients at most (the least recently active go first), and how many
     full-reconcile reports."""
 
-    per_client: int = 50
-    days: int = 30
-    clients: int = 20_000
-    reconcile_reports: int = 30
+    per_client: int = defaults.HISTORY_PER_CLIENT
+    days: int = defaults.HISTORY_DAYS
+    clients: int = defaults.HISTORY_CLIENTS
+    reconcile_reports: int = defaults.RECONCILE_REPORTS
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     """What the web, worker and scheduler processes need besides the engine's settings."""
 
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold a password
+    redis_url: str = field(default=defaults.REDIS_URL, repr=False)  # may hold a password
     webhook_secret: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     allow_unauthenticated: bool = False
-    poll_interval: int = 60
+    poll_interval: int = defaults.POLL_INTERVAL
     # The poller compares WispHub with the BQN's own lists every this many passes.
-    poll_bqn_every: int = 1
-    plan_refresh_interval: int = 900
-    reconcile_cron: str = "0 3 * * *"
+    poll_bqn_every: int = defaults.POLL_BQN_EVERY
+    plan_refresh_interval: int = defaults.PLAN_REFRESH_INTERVAL
+    reconcile_cron: str = defaults.RECONCILE_CRON
     reconcile_on_start: bool = True
-    queue_name: str = "wisphub-bqn-sync"
+    queue_name: str = defaults.QUEUE_NAME
     webhook_rate_limit: str | None = None
     trusted_proxies: int = 0
-    # Seconds before each retry of a job that failed transiently: 57 minutes over 10 retries.
-    retry_intervals: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200)
+    # Seconds before each retry of a job that failed transiently.
+    retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     history: HistoryLimits = field(default_factory=HistoryLimits)
 
     @classmethod
@@ -313,6 +248,24 @@ class _Reader:
             raise ConfigError(f"{name} must list 1 to 20 delays of 0 to 86400 seconds, not {raw!r}")
         return values
 
+    def connection(self, prefix: str, **fixed: Any) -> Connection:
+        """One API's connection: what both APIs have is read under `prefix` (`WISPHUB_TIMEOUT`,
+        `BQN_TIMEOUT`, ...), with the defaults named alike (`defaults.WISPHUB_READ_TIMEOUT`)."""
+
+        def default(name: str) -> Any:
+            return getattr(defaults, f"{prefix}_{name}")
+
+        most = default("MAX_CONCURRENCY")
+        return Connection(
+            ca_bundle=self.optional(f"{prefix}_CA_BUNDLE"),
+            connect_timeout=default("CONNECT_TIMEOUT"),
+            read_timeout=self.number(f"{prefix}_TIMEOUT", default("READ_TIMEOUT")),
+            retries=self.integer(f"{prefix}_RETRIES", default("RETRIES"), 0, 10),
+            backoff=self.number(f"{prefix}_BACKOFF", default("BACKOFF")),
+            concurrency=self.integer(f"{prefix}_CONCURRENCY", default("CONCURRENCY"), 1, most),
+            **fixed,
+        )
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default)
         if value not in choices:
@@ -353,4 +306,4 @@ def wisphub_base_url(value: str) -> str:
 def bqn_base_url(value: str) -> str:
     """Normalise `-b`/`BQN_URL` (IP, host:port or URL) to `https://host:3443/api/v1` form."""
     scheme, host, port, path = _split_address(value, "https")
-    return f"{scheme}://{host}:{port or BQN_DEFAULT_PORT}{path or '/api/v1'}"
+    return f"{scheme}://{host}:{port or defaults.BQN_PORT}{path or '/api/v1'}"

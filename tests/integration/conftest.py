@@ -25,10 +25,11 @@ from sandbox.redis_server import RedisServer
 from sandbox.server import RunningServer, serve
 from sandbox.tls import TlsFiles, make_tls
 from service.app import create_app
-from worker import cli, jobs
-from worker.bqn import BqnClient
+from worker import cli
+from worker.clients.bqn import BqnClient
+from worker.clients.wisphub import WispHubClient
+from worker.queue import runtime
 from worker.settings import ServiceSettings, Settings
-from worker.wisphub import WispHubClient
 
 API_KEY = "Xy12ab34.0123456789abcdef0123456789abcdef"
 BQN_USER = "rest-sync"
@@ -324,14 +325,14 @@ def work(
     """Run a real RQ worker in this process until the queue is empty (burst mode)."""
     for name, value in service_env.items():
         monkeypatch.setenv(name, value)
-    jobs.runtime.cache_clear()
+    runtime.runtime.cache_clear()
 
     def run(*, scheduler: bool = False) -> None:
         worker = SimpleWorker([queue], connection=queue.connection)
         worker.work(burst=True, with_scheduler=scheduler)
 
     yield run
-    jobs.runtime.cache_clear()
+    runtime.runtime.cache_clear()
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from worker import store
-from worker.address_book import AddressesBusy, RedisAddressBook, hold_addresses
-from worker.engine import deletion_check
-from worker.model import Action, Kind, Operation
+from worker.core.model import Action, Kind, Operation
+from worker.queue import store
+from worker.queue.address_book import AddressesBusy, RedisAddressBook, hold_addresses
+from worker.sync.engine import deletion_check
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,23 @@ import dataclasses
 
 import pytest
 
-from worker.bqn import BqnClient
-from worker.errors import ConfigError, TransientError
-from worker.model import Policy, covers
+from sandbox import seed
+from worker.clients.bqn import BqnClient
+from worker.core.errors import ConfigError, TransientError
+from worker.core.model import Policy, covers
 
 pytestmark = pytest.mark.integration
 
 FIELDS = {"subscriberId": "José Pérez Ñandú", "policyRate": "Fibra_Óptica_50M"}
+SEEDED = seed.bqn_state_extras(1)  # what the `bqn_sim` fixture starts with
+SEEDED_SUBSCRIBERS = {
+    (item["subscriberIp"], item["policyRate"], "rules") for item in SEEDED["rules_subscribers"]
+}
+SEEDED_POLICIES = {item["policyName"] for item in SEEDED["static_policies"]}
+
+
+def listed_subscribers(client: BqnClient) -> set[tuple[str, str, str | None]]:
+    return {(s.ip, s.policy_rate, s.assigned_by) for s in client.list_subscribers()}
 
 
 def test_create_update_delete_round_trip(bqn_sim, bqn_client):
@@ -77,12 +87,12 @@ def test_policy_names_are_encoded_and_undefined_ones_read_as_unrated(bqn_sim, bq
 
 
 def test_static_policies_and_rules_subscribers_are_listed(bqn_client):
-    assert "rate-default" in {p.name for p in bqn_client.list_policies()}
-    assert any(s.assigned_by == "rules" for s in bqn_client.list_subscribers())
+    assert {p.name for p in bqn_client.list_policies()} == SEEDED_POLICIES
+    assert listed_subscribers(bqn_client) == SEEDED_SUBSCRIBERS
 
 
 def test_wrong_password_is_a_config_error(settings):
-    client = BqnClient(dataclasses.replace(settings.bqn, password="wrong"))
+    client = BqnClient(dataclasses.replace(settings.bqn, secret="wrong"))
     with pytest.raises(ConfigError, match="refused the REST user or password"):
         client.list_subscribers()
 
@@ -111,7 +121,7 @@ def test_a_refused_connection_is_transient(settings):
 
 def test_a_ca_bundle_turns_verification_on(settings, tls):
     verified = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(tls.ca)))
-    assert verified.list_subscribers() is not None
+    assert listed_subscribers(verified) == SEEDED_SUBSCRIBERS
     foreign_ca = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(tls.cert)))
     with pytest.raises(ConfigError, match="TLS failed"):
         foreign_ca.list_subscribers()
@@ -124,4 +134,4 @@ def test_hostname_checking_can_be_turned_on(settings, tls):
         check_hostname=True,
         url=settings.bqn.url.replace("127.0.0.1", "localhost"),
     )
-    assert BqnClient(named).list_policies()
+    assert {p.name for p in BqnClient(named).list_policies()} == SEEDED_POLICIES

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.conftest import API, BqnSim, WispHubSim, differences, managed_state
 from tests.integration.processes import Processes, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POLL_INTERVAL = 3
 ORPHAN, BY_RULES = "10.99.250.1", "10.99.250.2"

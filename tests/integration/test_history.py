@@ -6,7 +6,7 @@ import pytest
 
 from tests.integration.conftest import API, HOOK
 from tests.rows import row
-from worker import history, queueing
+from worker.queue import history, queueing
 from worker.settings import HistoryLimits
 
 pytestmark = pytest.mark.integration

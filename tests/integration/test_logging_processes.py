@@ -16,7 +16,7 @@ from tests.integration.conftest import API, WEBHOOK_SECRET, managed_state
 from tests.integration.processes import Processes, eventually, start
 from tests.rows import row
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAMES = ("Zoraida Quintero", "Evaristo Mondragón", "Filomena Arciniegas")
 
@@ -96,7 +96,7 @@ def test_every_process_logs_json_lines_without_secrets_or_results(running, wisph
     job_lines = [r for r in worker if r.get("job_id") == sync_job]
     assert all(r["id_servicio"] == 1 for r in job_lines)
     assert any(r["logger"] == "rq.worker" and "Job OK" in r["message"] for r in job_lines)
-    assert any(r["logger"] == "worker.apply" and r["level"] == "INFO" for r in job_lines)
+    assert any(r["logger"] == "worker.sync.apply" and r["level"] == "INFO" for r in job_lines)
     assert any(r.get("job_id") == dry_run and "id_servicio" not in r for r in worker)
     text = "\n".join(json.dumps(record, ensure_ascii=False) for record in everything)
     assert WEBHOOK_SECRET not in text

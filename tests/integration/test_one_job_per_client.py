@@ -8,7 +8,7 @@ from rq.job import Job
 
 from tests.integration.conftest import API, job_status, managed_state, notify
 from tests.rows import row
-from worker import queueing, store
+from worker.queue import queueing, store
 
 pytestmark = pytest.mark.integration
 

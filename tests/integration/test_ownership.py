@@ -16,7 +16,7 @@ from tests.integration.conftest import (
     notify,
 )
 from tests.rows import row
-from worker import store
+from worker.queue import store
 
 pytestmark = pytest.mark.integration
 

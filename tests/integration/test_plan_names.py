@@ -8,7 +8,7 @@ from rq.job import Job
 
 from tests.integration.conftest import API, managed_state, notify
 from tests.rows import row
-from worker import store
+from worker.queue import store
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from sandbox import seed
 from tests.integration.conftest import API, HOOK, expected_subscribers, managed_state
 from tests.integration.processes import Processes, eventually, start
 from tests.rows import row
-from worker.scheduler import build
+from worker.queue.scheduler import build
 from worker.settings import ServiceSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -29,8 +29,9 @@ def running(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
 
 @pytest.fixture
 def running_quietly(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
-    """The three processes with no scheduled work to compete with the test's jobs."""
-    yield from run_processes(service_env, poll="0", plans="0")
+    """The three processes with no scheduled work to compete with the test's jobs, waiting
+    up to 10 s for the BQN (the test slows it down)."""
+    yield from run_processes({**service_env, "BQN_TIMEOUT": "10"}, poll="0", plans="0")
 
 
 def run_processes(env: dict[str, str], *, poll: str, plans: str) -> Iterator[Processes]:
@@ -86,41 +87,48 @@ def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphu
     assert managed_state(bqn_sim) == expected_subscribers(rows)
 
 
-def test_a_burst_for_one_client_makes_at_most_two_jobs(running_quietly, wisphub_sim, bqn_sim):
+def test_a_burst_for_one_client_makes_two_jobs_and_the_last_change_wins(
+    running_quietly, wisphub_sim, bqn_sim
+):
     running = running_quietly
     wisphub_sim.state.upsert_client(row(2, "10.7.0.2", "Activo", "Online_basico", "Paz"))
-    wisphub_sim.state.update_client(2, plan_internet=439219)  # a plan the catalogue has
     session = requests.Session()
-    warm_up = session.post(f"{running.url}/api/v1/plans/sync", headers=API, timeout=5).json()
-    eventually(
-        lambda: (
-            session.get(
-                f"{running.url}/api/v1/jobs/{warm_up['job_id']}", headers=API, timeout=5
-            ).json()["status"]
-            == "finished"
-        ),
-        "the plan catalogue to be read",
-    )
-    # each WispHub read now takes 1.5 s, so the first job outlasts the whole burst
-    wisphub_sim.state.faults.update(latency_ms=1500)
-    job_ids = set()
-    for _ in range(100):
+
+    def status(job_id: str) -> str:
+        view = session.get(f"{running.url}/api/v1/jobs/{job_id}", headers=API, timeout=5)
+        return view.json()["status"]
+
+    def notify() -> str:
         response = session.post(
             f"{running.url}/webhooks/wisphub", json={"id_servicio": 2}, headers=HOOK, timeout=5
         )
         assert response.status_code == 202
-        job_ids.add(response.json()["jobs"][0]["job_id"])
-    assert len(job_ids) <= 2
+        return response.json()["jobs"][0]["job_id"]
 
-    def done() -> bool:
-        views = [
-            session.get(f"{running.url}/api/v1/jobs/{j}", headers=API, timeout=5).json()
-            for j in job_ids
-        ]
-        return all(view["status"] == "finished" for view in views)
+    warm_up = session.post(f"{running.url}/api/v1/plans/sync", headers=API, timeout=5).json()
+    eventually(lambda: status(warm_up["job_id"]) == "finished", "the plan catalogue to be read")
+    # each BQN write now takes 5 s: the first job, once it writes, outlasts the whole burst
+    writes = bqn_sim.writes()
+    bqn_sim.state.faults.update(stall_every=1, stall_seconds=5, writes_only=True)
+    first = notify()
+    # a write means the first job has read the client: the changes below come after that read
+    eventually(lambda: bqn_sim.writes() > writes, "the first job to write to the BQN")
+    job_ids = []
+    for number in range(99):
+        if number == 33:
+            wisphub_sim.state.update_client(2, plan_internet=451072)
+        if number == 66:
+            wisphub_sim.state.update_client(2, nombre="Paz Vega")
+        job_ids.append(notify())
+    assert status(first) == "started", "the first job ended before the burst did"
+    bqn_sim.state.faults.clear()
+    # the worker is busy with the first job: the whole burst waits in one follow-up
+    follow_up = job_ids[0]
+    assert follow_up != first
+    assert job_ids == [follow_up] * 99
 
-    eventually(done, "the jobs to finish")
-    assert managed_state(bqn_sim) == {"10.7.0.2": ("Paz", "Online_basico")}
+    eventually(lambda: status(first) == status(follow_up) == "finished", "the two jobs to finish")
+    assert managed_state(bqn_sim) == {"10.7.0.2": ("Paz Vega", "Online_Free")}
 
 
 def test_only_one_scheduler_is_active(service_env, redis):

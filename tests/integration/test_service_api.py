@@ -13,7 +13,7 @@ import pytest
 from service.app import create_app
 from tests.integration.conftest import API, API_TOKEN, HOOK, WEBHOOK_SECRET
 from tests.rows import row
-from worker.errors import ConfigError
+from worker.core.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 

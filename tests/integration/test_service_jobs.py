@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from rq.job import Job
 
@@ -9,11 +11,13 @@ from tests.integration.conftest import (
     API,
     API_KEY,
     expected_subscribers,
+    job_status,
     managed_state,
     notify,
 )
+from tests.integration.processes import eventually
 from tests.rows import row
-from worker import queueing, store
+from worker.queue import history, queueing, store
 
 pytestmark = pytest.mark.integration
 
@@ -83,16 +87,36 @@ def test_the_old_ip_is_kept_when_another_client_took_it(web, work, wisphub_sim, 
     }
 
 
-def test_a_follow_up_is_queued_once_the_job_has_started(web, queue, work, wisphub_sim, redis):
-    wisphub_sim.state.upsert_client(row(7, "10.1.0.7"))
+def test_notifications_while_the_job_runs_queue_one_follow_up_with_the_last_change(
+    web, work, wisphub_sim, bqn_sim, redis, monkeypatch
+):
+    wisphub_sim.state.upsert_client(row(7, "10.1.0.7", "Activo", "Online_basico", "Sol"))
+    # every BQN call takes 1.5 s, so the job is still writing while the notifications come in
+    monkeypatch.setenv("BQN_TIMEOUT", "10")
+    bqn_sim.state.faults.update(latency_ms=1500)
     [first] = notify(web, 7)
-    # the worker takes the job: its claim is released, the next notification queues a follow-up
-    job = Job.fetch(first, connection=redis)
-    redis.delete(store.pending_key(7))
-    job.set_status("started")
-    follow_ups = {notify(web, 7)[0] for _ in range(50)}
+
+    def during_the_run() -> set[str]:
+        # a BQN write means the job has read the client from WispHub: the change comes after
+        eventually(lambda: bqn_sim.writes() > 0, "the job to write to the BQN")
+        wisphub_sim.state.update_client(7, estado="Suspendido")
+        follow_ups = {notify(web, 7)[0] for _ in range(10)}
+        assert job_status(redis, first) == "started", "the job ended before the notifications"
+        bqn_sim.state.faults.clear()
+        return follow_ups
+
+    with ThreadPoolExecutor(1) as pool:
+        notifications = pool.submit(during_the_run)
+        work()  # runs the job, then the follow-up queued meanwhile
+    follow_ups = notifications.result()
     assert len(follow_ups) == 1
-    assert first not in follow_ups
+    [follow_up] = follow_ups
+    assert follow_up != first
+    assert job_status(redis, first) == "finished"
+    assert job_status(redis, follow_up) == "finished"
+    reads = {e["job_id"]: e["estado"] for e in history.read(redis, 7) if e["event"] == "read"}
+    assert reads == {first: "Activo", follow_up: "Suspendido"}
+    assert managed_state(bqn_sim) == {"10.1.0.7": ("Sol", "Wisphub_block")}
 
 
 def test_transient_failures_are_retried_with_the_reason_shown(web, work, wisphub_sim, bqn_sim):

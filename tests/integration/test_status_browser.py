@@ -16,14 +16,14 @@ from tests.integration.conftest import API_TOKEN, HOOK, managed_state
 from tests.integration.processes import eventually
 from tests.rows import row
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 if CHROMIUM is None or CHROMEDRIVER is None:
     pytest.skip(
-        "the browser test needs Debian's chromium and chromium-driver: `make test-tools` "
+        "the browser test needs Debian's chromium and chromium-driver: `make ci-tools` "
         "installs them when run as root; otherwise run `apt-get install chromium chromium-driver`",
         allow_module_level=True,
     )

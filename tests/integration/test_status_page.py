@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.conftest import API, API_TOKEN, HOOK
 from tests.rows import row
-from worker import queueing
+from worker.queue import queueing
 
 pytestmark = pytest.mark.integration
 

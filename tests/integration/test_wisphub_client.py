@@ -10,9 +10,9 @@ import requests
 
 from sandbox.server import serve
 from tests.rows import row
-from worker.errors import ConfigError, FilterIgnored, IncompletePass, TransientError
+from worker.clients.wisphub import WispHubClient
+from worker.core.errors import ConfigError, FilterIgnored, IncompletePass, TransientError
 from worker.settings import Settings
-from worker.wisphub import WispHubClient
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,7 @@ def test_an_ignored_id_filter_is_detected(wisphub_sim, wisphub_client):
 
 
 def test_a_wrong_key_says_key_or_host(settings):
-    client = WispHubClient(dataclasses.replace(settings.wisphub, api_key="nope"))
+    client = WispHubClient(dataclasses.replace(settings.wisphub, secret="nope"))
     with pytest.raises(ConfigError, match="wrong API key or wrong WispHub host"):
         client.list_clients()
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker.addresses import AddressError, Addresses, expand, normalise_key, read_addresses
+from worker.core.addresses import AddressError, Addresses, expand, normalise_key, read_addresses
 
 
 @pytest.mark.parametrize(

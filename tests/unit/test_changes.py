@@ -3,8 +3,8 @@
 import pytest
 
 from tests.rows import row
-from worker.changes import changed_clients, fingerprint, fingerprints
-from worker.settings import MappingRules
+from worker.core.changes import changed_clients, fingerprint, fingerprints
+from worker.core.rules import MappingRules
 
 RULES = MappingRules()
 BASE = row(1, "10.0.0.1", "Activo", "Plan 10M", "Ana")

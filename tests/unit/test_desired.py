@@ -3,9 +3,9 @@
 import pytest
 
 from tests.rows import row
-from worker.desired import Entries, desired_state, last_change, map_client, policy_name
-from worker.model import Group, Skip, Subscriber
-from worker.settings import MappingRules
+from worker.core.desired import Entries, desired_state, last_change, map_client, policy_name
+from worker.core.model import Group, Skip, Subscriber
+from worker.core.rules import MappingRules
 
 RULES = MappingRules()
 

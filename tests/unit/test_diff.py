@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 from tests.bqn_model import apply_to_state
 from tests.ops import create, delete, group_op, policy, sub, update
 from tests.rows import row
-from worker.desired import block_policy, desired_state
-from worker.diff import diff_groups, diff_policies, diff_subscribers, plan_full
-from worker.model import Action, Group, Kind, Operation, Policy, Subscriber
-from worker.settings import MappingRules
+from worker.core.desired import block_policy, desired_state
+from worker.core.diff import diff_groups, diff_policies, diff_subscribers, plan_full
+from worker.core.model import Action, Group, Kind, Operation, Policy, Subscriber
+from worker.core.rules import MappingRules
 
 RULES = MappingRules()
 BLOCK = block_policy(RULES)

@@ -4,10 +4,10 @@ import pytest
 
 from tests.ops import policy, sub
 from tests.rows import row
-from worker.desired import block_policy, desired_state
-from worker.drift import Drift, find_drift
-from worker.model import Action, Group, Kind, Operation
-from worker.settings import MappingRules
+from worker.core.desired import block_policy, desired_state
+from worker.core.drift import Drift, find_drift
+from worker.core.model import Action, Group, Kind, Operation
+from worker.core.rules import MappingRules
 
 RULES = MappingRules()
 WANTED = [block_policy(RULES), policy("Plan_10M", "7", 10_000, 2_000)]

@@ -2,10 +2,10 @@
 
 import pytest
 
-from worker.diff import Changes
-from worker.guard import guard_deletions, hold_vanished
-from worker.model import Action, Kind, Operation
-from worker.settings import GuardLimits
+from worker.core.diff import Changes
+from worker.core.guard import guard_deletions, hold_vanished
+from worker.core.model import Action, Kind, Operation
+from worker.core.rules import GuardLimits
 
 LIMITS = GuardLimits(max_fraction=0.10, floor=3)
 UPDATE = Operation(Action.UPDATE, Kind.SUBSCRIBER, "10.0.0.1", {"policyRate": "P"})

@@ -7,11 +7,12 @@ import pytest
 
 from service.status import ago, chart, describe_event
 from tests.rows import row
-from worker import history, metrics, runs
-from worker.diff import Changes
-from worker.http import operation
-from worker.model import Action, Kind, Operation, Skip
-from worker.report import Report
+from worker import defaults
+from worker.clients.http import operation
+from worker.core.diff import Changes
+from worker.core.model import Action, Kind, Operation, Skip
+from worker.core.report import Report
+from worker.queue import history, metrics, runs
 
 CREATE = Operation(Action.CREATE, Kind.SUBSCRIBER, "10.0.0.1", {"policyRate": "P"}, 1)
 POLICY = Operation(Action.UPDATE, Kind.POLICY, "P", {"rateLimitDownlink": {"rate": 10}})
@@ -121,7 +122,7 @@ def test_ago(seconds, text):
 
 def test_long_report_lists_are_cut_and_counted():
     kept = runs.trimmed({"skipped": list(range(120)), "notes": ["a"], "ok": True})
-    assert len(kept["skipped"]) == runs.LIST_ITEMS_KEPT
+    assert len(kept["skipped"]) == defaults.RUN_LIST_ITEMS
     assert kept["skipped_total"] == 120
     assert kept["notes"] == ["a"]
     assert "notes_total" not in kept

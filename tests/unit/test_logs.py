@@ -16,8 +16,9 @@ from redis import Redis
 from rq.job import Job
 from rq.logutils import ColorizingStreamHandler
 
-from worker import logs, queueing, rqworker
-from worker.errors import ConfigError
+from worker import logs, rqworker
+from worker.core.errors import ConfigError
+from worker.queue import queueing
 
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<rest>.*)$")
 LOGGERS = ("", "urllib3", "rq.worker", "gunicorn.error", "gunicorn.access")
@@ -89,18 +90,18 @@ def test_job_contexts_nest_and_end_with_their_block():
 
 def test_a_json_line_has_the_documented_fields_only():
     def emit() -> None:
-        logging.getLogger("worker.apply").info("outside")
+        logging.getLogger("worker.sync.apply").info("outside")
         with logs.job_context("sync-7-0123", 7):
-            logging.getLogger("worker.apply").info("inside", extra={"cedula": "1012345678"})
+            logging.getLogger("worker.sync.apply").info("inside", extra={"cedula": "1012345678"})
 
     outside, inside = (json.loads(line) for line in lines_of("json", emit))
     assert set(outside) == {"time", "level", "logger", "message"}
     assert outside["level"] == "INFO"
-    assert outside["logger"] == "worker.apply"
+    assert outside["logger"] == "worker.sync.apply"
     assert datetime.fromisoformat(outside["time"]).tzinfo is not None
     assert {k: v for k, v in inside.items() if k != "time"} == {
         "level": "INFO",
-        "logger": "worker.apply",
+        "logger": "worker.sync.apply",
         "message": "inside",
         "job_id": "sync-7-0123",
         "id_servicio": 7,

@@ -8,12 +8,12 @@ from hypothesis import strategies as st
 from tests.bqn_model import apply_to_state
 from tests.ops import create, delete, group_op, sub, update
 from tests.rows import plan_id, row
-from worker.desired import block_policy, desired_state
-from worker.diff import diff_subscribers
-from worker.model import Action, Footprint, Group, Kind, Operation
-from worker.ownership import claims_in, footprint_after, remembered, settle
-from worker.report import Report
-from worker.settings import MappingRules
+from worker.core.desired import block_policy, desired_state
+from worker.core.diff import diff_subscribers
+from worker.core.model import Action, Footprint, Group, Kind, Operation
+from worker.core.ownership import claims_in, footprint_after, remembered, settle
+from worker.core.report import Report
+from worker.core.rules import MappingRules
 
 RULES = MappingRules()
 BLOCK = block_policy(RULES)

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from worker.progress import TerminalProgress, Ticker, line
+from worker.core.progress import TerminalProgress, Ticker, line
 
 
 @pytest.mark.parametrize(

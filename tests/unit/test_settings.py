@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker.errors import ConfigError
+from worker.core.errors import ConfigError
 from worker.settings import Settings, bqn_base_url, wisphub_base_url
 
 BASE_ENV = {

@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker.speeds import SpeedError, parse_speed
+from worker.core.speeds import SpeedError, parse_speed
 
 
 @pytest.mark.parametrize(

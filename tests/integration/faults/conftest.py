@@ -21,7 +21,7 @@ from tests.integration.conftest import (
     expected_subscribers,
     managed_state,
 )
-from worker import queueing
+from worker.queue import queueing
 
 # Ten retries a second apart: a fault outlasts a few of them, never all.
 QUICK_RETRIES = ",".join(["1"] * 10)

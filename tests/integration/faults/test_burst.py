@@ -1,19 +1,19 @@
 """A burst of 10,000 notifications over 200 clients through the Procfile's processes: every
-client converges, and the queue never holds more than one waiting job per client."""
+client converges, every notification is answered with a job that has yet to start, and a
+client never has two jobs waiting at once."""
 
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 import requests
-from redis import Redis
-from rq import Queue
 from rq.job import Job
 
 from tests.integration.conftest import HOOK
@@ -25,52 +25,29 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 NOTIFICATIONS = 10_000
 CLIENTS = 200
 SENDERS = 4
-JOB_CLIENT = re.compile(r"^sync-(\d+)-")
-
-
-class QueueWatch(threading.Thread):
-    """Samples the queue while the burst runs: the most waiting jobs seen for one client."""
-
-    def __init__(self, queue: Queue) -> None:
-        super().__init__(daemon=True)
-        self.queue = queue
-        self.most = 0
-        self.samples = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            waiting = Counter(
-                match.group(1)
-                for job_id in self.queue.get_job_ids()
-                if (match := JOB_CLIENT.match(job_id))
-            )
-            self.most = max(self.most, *waiting.values(), 0)
-            self.samples += 1
-            self.done.wait(0.01)
 
 
 @pytest.mark.timeout(400)
 def test_a_burst_of_notifications_converges_one_waiting_job_per_client(
-    service_env, baseline, queue, redis, wisphub_sim, bqn_sim
+    service_env, baseline, redis, wisphub_sim, bqn_sim
 ):
     ids = baseline(CLIENTS)
     env = {**service_env, "POLL_INTERVAL": "0", "PLAN_REFRESH_INTERVAL": "0"}
     processes = Processes({**env, "RECONCILE_ON_START": "0"}, ["web", "worker"])
     second = Processes(env, ["worker"])  # two workers, as a deployment would scale them
-    watch = QueueWatch(Queue(queue.name, connection=Redis.from_url(service_env["REDIS_URL"])))
+    # (client, when the notification was sent, the job it was given), one per notification
+    answers: list[tuple[int, datetime, str]] = []
     try:
         eventually(processes.ready, "the web process")
-        watch.start()
         rng = random.Random(5)
         order = [rng.choice(ids) for _ in range(NOTIFICATIONS)]
-        accepted: set[str] = set()
         lock = threading.Lock()
         local = threading.local()
 
         def send(id_servicio: int) -> None:
             session = getattr(local, "session", None) or requests.Session()
             local.session = session
+            sent = datetime.now(UTC)
             response = session.post(
                 f"{processes.url}/webhooks/wisphub",
                 json={"id_servicio": id_servicio},
@@ -79,7 +56,7 @@ def test_a_burst_of_notifications_converges_one_waiting_job_per_client(
             )
             assert response.status_code == 202, response.text
             with lock:
-                accepted.add(response.json()["jobs"][0]["job_id"])
+                answers.append((id_servicio, sent, response.json()["jobs"][0]["job_id"]))
 
         started = time.monotonic()
         with ThreadPoolExecutor(SENDERS) as pool:
@@ -88,20 +65,37 @@ def test_a_burst_of_notifications_converges_one_waiting_job_per_client(
                 list(pool.map(send, order[start : start + 1000]))
 
         sent = time.monotonic()
+        accepted = sorted({job_id for _, _, job_id in answers})
 
         def settled() -> bool:
             processes.check_alive()
-            jobs = Job.fetch_many(sorted(accepted), connection=redis)
+            jobs = Job.fetch_many(accepted, connection=redis)
             return all(job is not None and job.get_status() == "finished" for job in jobs)
 
         eventually(settled, "every accepted job to finish")
         print(f"sent in {sent - started:.1f} s, all applied {time.monotonic() - sent:.1f} s later")
     finally:
-        watch.done.set()
         second.stop()
         processes.stop()
-    print(f"{len(accepted)} jobs for {NOTIFICATIONS} notifications; {watch.samples} samples")
-    assert watch.samples > 10
-    assert watch.most <= 1, "at most one waiting job per client"
-    assert len(accepted) < NOTIFICATIONS, "notifications for a waiting client were coalesced"
+    print(f"{len(accepted)} jobs for {NOTIFICATIONS} notifications")
+    assert len(answers) == NOTIFICATIONS
+    jobs = {job.id: job for job in Job.fetch_many(accepted, connection=redis)}
+
+    # a notification is given a job only while that job waits: it reads WispHub afterwards
+    wrong_client = [(c, j) for c, _, j in answers if not j.startswith(f"sync-{c}-")]
+    assert not wrong_client, f"notifications given another client's job: {wrong_client[:5]}"
+    already_started = [(c, j) for c, sent, j in answers if jobs[j].started_at <= sent]
+    assert not already_started, f"given a job that had started: {already_started[:5]}"
+
+    # a client's next job is queued only once its last one has started: never two waiting
+    by_client: dict[int, dict[str, Job]] = defaultdict(dict)
+    for client, _, job_id in answers:
+        by_client[client][job_id] = jobs[job_id]
+    overlapping = [
+        (earlier.id, later.id)
+        for client_jobs in by_client.values()
+        for earlier, later in pairwise(sorted(client_jobs.values(), key=lambda j: j.created_at))
+        if later.created_at <= earlier.started_at
+    ]
+    assert not overlapping, f"two jobs waiting for one client: {overlapping[:5]}"
     assert_converged(wisphub_sim, bqn_sim)

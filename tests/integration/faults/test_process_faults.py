@@ -16,7 +16,7 @@ from tests.integration.conftest import HOOK, managed_state
 from tests.integration.faults.conftest import Ledger, assert_converged, churn
 from tests.integration.processes import Processes, eventually
 from tests.rows import row
-from worker import queueing
+from worker import defaults
 from worker.settings import ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -72,7 +72,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_retried(
         assert ledger.view(job_id)["status"] == "started", "nobody finished it"
         # RQ gives a dead worker's job up once its execution has outlived the job timeout,
         # when a worker cleans the registries: do that cleaning now, with the clock moved on
-        later = time.time() + queueing.CLIENT_JOB_TIMEOUT + 120
+        later = time.time() + defaults.CLIENT_JOB_TIMEOUT + 120
         queue.started_job_registry.cleanup(timestamp=later)
         assert ledger.view(job_id)["status"] in ("scheduled", "retrying", "queued")
 

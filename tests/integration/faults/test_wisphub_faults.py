@@ -8,7 +8,7 @@ from rq.job import Job
 
 from tests.integration.conftest import managed_state
 from tests.integration.faults.conftest import assert_converged, churn, failed_jobs
-from worker import store
+from worker.queue import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -13,22 +13,22 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 from rq.cron import CronScheduler
 from rq.exceptions import StopRequested
+from rq.utils import import_attribute
 
-from worker import jobs, logs, queueing, store
-from worker.errors import ConfigError
+from worker import defaults, logs
+from worker.core.errors import ConfigError
+from worker.queue import queueing, store
 from worker.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-
-# The cron loop beats at least once a minute; the lock outlives two missed beats.
-LEADER_LOCK_SECONDS = 150
-STANDBY_RETRY_SECONDS = 15
 
 
 class LeaderCronScheduler(CronScheduler):
@@ -43,7 +43,7 @@ class LeaderCronScheduler(CronScheduler):
         """Wait to become the leader, queue the start-up reconcile, then run the cron loop."""
         while not self.leader.acquire(blocking=False):
             log.info("another scheduler is active; standing by")
-            time.sleep(STANDBY_RETRY_SECONDS)
+            time.sleep(defaults.SCHEDULER_STANDBY_RETRY_SECONDS)
         log.info("scheduler %s is active", self.name)
         if self.settings.reconcile_on_start:
             queue = queueing.make_queue(self.connection, self.settings.queue_name)
@@ -68,33 +68,36 @@ class LeaderCronScheduler(CronScheduler):
 
 
 def build(settings: ServiceSettings, redis: Redis) -> LeaderCronScheduler:
-    """A scheduler with the reconcile, plan refresh and poll jobs registered."""
-    leader = store.singleton_lock(redis, "scheduler", LEADER_LOCK_SECONDS)
+    """A scheduler with the reconcile, plan refresh and poll jobs registered, each with the
+    options the API queues it with (`queueing.JobKind`)."""
+    leader = store.singleton_lock(redis, "scheduler", defaults.SCHEDULER_LEADER_SECONDS)
     scheduler = LeaderCronScheduler(redis, leader, settings)
     scheduler.register(
-        jobs.reconcile,
+        _function(queueing.RECONCILE),
         queue_name=settings.queue_name,
         cron=settings.reconcile_cron,
         kwargs={"dry_run": False},
-        job_timeout=queueing.RECONCILE_JOB_TIMEOUT,
-        result_ttl=queueing.RECONCILE_RESULT_TTL,
-        failure_ttl=queueing.FAILURE_TTL,
+        **queueing.RECONCILE.options(),
     )
     every = [
-        (jobs.sync_plans, settings.plan_refresh_interval, queueing.PLANS_JOB_TIMEOUT),
-        (jobs.poll_changes, settings.poll_interval, queueing.POLL_JOB_TIMEOUT),
+        (queueing.SYNC_PLANS, settings.plan_refresh_interval),
+        (queueing.POLL_CHANGES, settings.poll_interval),
     ]
-    for function, interval, timeout in every:
+    for kind, interval in every:
         if interval:
             scheduler.register(
-                function,
+                _function(kind),
                 queue_name=settings.queue_name,
                 interval=interval,
-                job_timeout=timeout,
-                result_ttl=queueing.POLL_RESULT_TTL,
-                failure_ttl=queueing.FAILURE_TTL,
+                **kind.options(),
             )
     return scheduler
+
+
+def _function(kind: queueing.JobKind) -> Callable[..., Any]:
+    """The job function at the path RQ stores (RQ's cron scheduler wants the function; it
+    queues it under that same path)."""
+    return import_attribute(kind.path)
 
 
 def main() -> int:

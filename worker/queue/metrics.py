@@ -22,7 +22,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 
-from worker.store import PREFIX
+from worker.queue.store import PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -168,5 +168,13 @@ def stored(redis: Redis) -> Iterator[tuple[str, str, dict[str, str], float]]:
             yield name, part, labels, float(value)
 
 
-# This process's counts (the API clients time every request here).
+# This process's counts.
 TALLY = Tally()
+
+
+def observe_request(service: str, operation: str, status: str, seconds: float) -> None:
+    """Count and time one request to WispHub or the BQN: the hook the jobs give the API
+    clients (`worker.clients.connection.RequestHook`)."""
+    labels = {"service": service, "operation": operation}
+    TALLY.count("upstream_requests", **labels, status=status)
+    TALLY.observe("upstream_request_duration_seconds", seconds, **labels)

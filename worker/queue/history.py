@@ -20,11 +20,12 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from worker.desired import Row
-from worker.model import Operation
-from worker.report import Report
+from worker import defaults
+from worker.core.desired import Row
+from worker.core.model import Operation
+from worker.core.report import Report
+from worker.queue.store import PREFIX
 from worker.settings import HistoryLimits
-from worker.store import PREFIX
 
 Event = dict[str, Any]
 # An event and the client it belongs to.
@@ -32,7 +33,6 @@ ClientEvent = tuple[int, Event]
 
 INDEX = PREFIX + "history:clients"
 HOURLY_PREFIX = PREFIX + "operations:hour:"
-HOURLY_KEEP_SECONDS = 2 * 86400
 # Events written per pipeline (a reconcile may write thousands).
 CHUNK = 500
 
@@ -205,7 +205,7 @@ def count_operations(pipe: Pipeline, report: Report, now: float | None = None) -
     )
     for name, amount in counts.items():
         pipe.hincrby(key, name, amount)
-    pipe.expire(key, HOURLY_KEEP_SECONDS)
+    pipe.expire(key, defaults.HOURLY_COUNTS_SECONDS)
 
 
 def operations_per_hour(redis: Redis, hours: int = 24) -> list[tuple[int, dict[str, int]]]:

@@ -8,16 +8,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from worker.model import Policy
-
-POLICY_CACHE_SECONDS = 300
+from worker import defaults
+from worker.core.model import Policy
 
 
 class PolicyCache:
     """Policies by name, each kept for `ttl` seconds (thread-safe)."""
 
     def __init__(
-        self, ttl: float = POLICY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl: float = defaults.POLICY_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
         self.clock = clock

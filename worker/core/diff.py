@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from worker.desired import Desired, is_own_group
-from worker.model import (
+from worker.core.desired import Desired, is_own_group
+from worker.core.model import (
     Action,
     Conflict,
     Group,

@@ -2,7 +2,7 @@
 
 - what was last applied for each client (so an IP change or a removal clears the old entries),
   and the clients seen claiming each address, its rightful owner first (so a job reads them
-  again before it writes or deletes there: see `worker.ownership`);
+  again before it writes or deletes there: see `worker.core.ownership`);
 - the poller's snapshot of client fingerprints;
 - the last plan catalogue read completely (WispHub speeds with the operator's overrides);
 - per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
@@ -19,8 +19,9 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.lock import Lock
 
-from worker.model import Footprint
-from worker.plans import Plan
+from worker import defaults
+from worker.core.model import Footprint
+from worker.core.plans import Plan
 
 PREFIX = "wisphub-bqn-sync:"
 APPLIED = PREFIX + "applied"
@@ -36,15 +37,6 @@ PLANS = PREFIX + "plans"
 PLANS_READ = PREFIX + "plans:read-at"
 TOUCHED = PREFIX + "reconcile:touched"
 RECONCILING = PREFIX + "reconcile:running"
-
-# The lock outlives the client job's timeout (queueing.CLIENT_JOB_TIMEOUT).
-CLIENT_LOCK_SECONDS = 660
-CLIENT_LOCK_WAIT_SECONDS = 60
-# Outlives the reconcile job's own timeout (queueing.RECONCILE_JOB_TIMEOUT, 3 hours).
-RECONCILE_LOCK_SECONDS = 3 * 3600 + 600
-PLAN_LOOKUP_SECONDS = 60
-# How long drift leaves a client whose job failed for good in the failures list.
-FAILED_MARK_SECONDS = 3600
 
 
 def pending_key(id_servicio: int) -> str:
@@ -70,7 +62,7 @@ def failed_key(claim: str) -> str:
 def mark_failed(redis: Redis, claim: str, job_id: str) -> None:
     """Note that a client's (or an address's) job failed for good: for an hour, the poller's
     drift correction leaves it in the failures list instead of queueing it at every pass."""
-    redis.set(failed_key(claim), job_id, ex=FAILED_MARK_SECONDS)
+    redis.set(failed_key(claim), job_id, ex=defaults.FAILED_MARK_SECONDS)
 
 
 def clear_failed(redis: Redis, claim: str) -> None:
@@ -99,8 +91,8 @@ def client_lock(redis: Redis, id_servicio: int) -> Lock:
     """The lock that keeps two workers from applying the same client at once."""
     return redis.lock(
         f"{PREFIX}lock:client:{id_servicio}",
-        timeout=CLIENT_LOCK_SECONDS,
-        blocking_timeout=CLIENT_LOCK_WAIT_SECONDS,
+        timeout=defaults.CLIENT_LOCK_SECONDS,
+        blocking_timeout=defaults.LOCK_WAIT_SECONDS,
     )
 
 
@@ -304,9 +296,8 @@ def save_plans(redis: Redis, plans: Iterable[Plan]) -> None:
 
 def may_look_for_plan(redis: Redis, plan_id: int) -> bool:
     """True unless the catalogue was read for this unknown plan in the last minute."""
-    return bool(
-        redis.set(f"{PREFIX}plans:looked-for:{plan_id}", 1, nx=True, ex=PLAN_LOOKUP_SECONDS)
-    )
+    key = f"{PREFIX}plans:looked-for:{plan_id}"
+    return bool(redis.set(key, 1, nx=True, ex=defaults.PLAN_LOOKUP_SECONDS))
 
 
 def plans_age(redis: Redis) -> float | None:
@@ -322,7 +313,7 @@ def begin_reconcile(redis: Redis) -> None:
     """Mark a reconcile as running and start collecting the clients jobs touch meanwhile."""
     with redis.pipeline(transaction=True) as pipe:
         pipe.delete(TOUCHED)
-        pipe.set(RECONCILING, time.time(), ex=RECONCILE_LOCK_SECONDS)
+        pipe.set(RECONCILING, time.time(), ex=defaults.RECONCILE_LOCK_SECONDS)
         pipe.execute()
 
 

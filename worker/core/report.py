@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.diff import Changes
-from worker.model import Action, Kind, Operation
+from worker.core.diff import Changes
+from worker.core.model import Action, Kind, Operation
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,17 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from worker.bqn import BqnClient
-from worker.diff import Changes
-from worker.errors import ApiError, TransientError
-from worker.model import Action, Kind, Operation, covers
-from worker.parallel import run_all
-from worker.progress import Progress, Ticker, silent
-from worker.report import Report
+from worker import defaults
+from worker.clients.bqn import BqnClient
+from worker.clients.parallel import run_all
+from worker.core.diff import Changes
+from worker.core.errors import ApiError, TransientError
+from worker.core.model import Action, Kind, Operation, covers
+from worker.core.progress import Progress, Ticker, silent
+from worker.core.report import Report
 
 log = logging.getLogger(__name__)
 
-# Consecutive transient failures after which the remaining operations are not attempted.
-GIVE_UP_AFTER = 5
 # Holds a deletion's key while it is sent, and says whether it may still go.
 DeletionCheck = Callable[[Operation], AbstractContextManager[bool]]
 
@@ -79,7 +78,7 @@ def apply_changes(
         for op in changes.operations:
             report.record_success(op)
         return report
-    breaker = Breaker(GIVE_UP_AFTER)
+    breaker = Breaker(defaults.BQN_GIVE_UP_AFTER)
     applied = Ticker(progress, "operations applied", len(changes.operations))
     failed_policies: dict[str, bool] = {}  # name -> whether the failure was transient
     for kind, ops in phases(changes.operations):

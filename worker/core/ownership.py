@@ -16,11 +16,11 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from worker.desired import Desired, PolicyNames, Row, desired_state
-from worker.diff import Changes, diff_groups, diff_policies, diff_subscribers
-from worker.model import Footprint, Group, Policy, Subscriber
-from worker.report import Report
-from worker.settings import MappingRules
+from worker.core.desired import Desired, PolicyNames, Row, desired_state
+from worker.core.diff import Changes, diff_groups, diff_policies, diff_subscribers
+from worker.core.model import Footprint, Group, Policy, Subscriber
+from worker.core.report import Report
+from worker.core.rules import MappingRules
 
 # Each address's claimants, its rightful owner (if any) first.
 Claims = Mapping[str, tuple[int, ...]]

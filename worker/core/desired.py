@@ -17,20 +17,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from worker.addresses import AddressError, Addresses, expand, read_addresses
-from worker.model import Conflict, Group, Policy, Skip, Subscriber
-from worker.settings import MappingRules
+from worker import defaults
+from worker.core.addresses import AddressError, Addresses, expand, read_addresses
+from worker.core.model import Conflict, Group, Policy, Skip, Subscriber
+from worker.core.rules import MappingRules
 
 SHAPED = frozenset({"activo", "gratis"})
 BLOCKED = frozenset({"suspendido"})
 REMOVED = frozenset({"cancelado"})
 CHANGE_FORMATS = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y")
 GROUP_PREFIX = "wisphub-"
-# With MULTI_IP_MODE=subscribers, a block is expanded into at most this many subscribers.
-MAX_SUBSCRIBERS_PER_CLIENT = 256
 
 Row = Mapping[str, Any]
-# Policy names by WispHub plan id, when the plan catalogue is known (see `worker.plans.named`).
+# Policy names by WispHub plan id, when the plan catalogue is known (see `worker.core.plans.named`).
 PolicyNames = Mapping[int, str]
 
 
@@ -163,7 +162,7 @@ def _entries(
     if addresses.single is None and rules.multi_ip_mode == "skip":
         return Skip(id_servicio, shown_ip, "several addresses or a block (MULTI_IP_MODE=skip)")
     try:
-        keys = expand(addresses, MAX_SUBSCRIBERS_PER_CLIENT)
+        keys = expand(addresses, defaults.MAX_SUBSCRIBERS_PER_CLIENT)
     except AddressError as exc:
         return Skip(id_servicio, shown_ip, f"{exc} (MULTI_IP_MODE=subscribers)")
     return Entries(tuple(replace(template, ip=key) for key in keys))

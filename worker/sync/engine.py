@@ -8,9 +8,10 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
-from worker.apply import DeletionCheck, apply_changes
-from worker.bqn import BqnClient
-from worker.desired import (
+from worker.clients.bqn import BqnClient
+from worker.clients.parallel import run_all
+from worker.clients.wisphub import WispHubClient
+from worker.core.desired import (
     GROUP_PREFIX,
     Desired,
     Entries,
@@ -22,14 +23,13 @@ from worker.desired import (
     is_own_group,
     map_client,
 )
-from worker.diff import RULES, Changes, diff_policies, plan_full
-from worker.drift import Drift, find_drift
-from worker.errors import SyncError, TransientError
-from worker.guard import guard_deletions
-from worker.model import Action, Footprint, Group, Kind, Operation, Policy, Skip, Subscriber
-from worker.ownership import Claims, Settlement, footprint_after, settle
-from worker.parallel import run_all
-from worker.plans import (
+from worker.core.diff import RULES, Changes, diff_policies, plan_full
+from worker.core.drift import Drift, find_drift
+from worker.core.errors import SyncError, TransientError
+from worker.core.guard import guard_deletions
+from worker.core.model import Action, Footprint, Group, Kind, Operation, Policy, Skip, Subscriber
+from worker.core.ownership import Claims, Settlement, footprint_after, settle
+from worker.core.plans import (
     Plan,
     Speeds,
     name_collisions,
@@ -39,11 +39,11 @@ from worker.plans import (
     wanted_policies,
     with_overrides,
 )
-from worker.policy_cache import PolicyCache
-from worker.progress import Progress, silent
-from worker.report import Report
-from worker.settings import GuardLimits, MappingRules
-from worker.wisphub import WispHubClient
+from worker.core.progress import Progress, silent
+from worker.core.report import Report
+from worker.core.rules import GuardLimits, MappingRules
+from worker.sync.apply import DeletionCheck, apply_changes
+from worker.sync.policy_cache import PolicyCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,7 +51,7 @@ T = TypeVar("T")
 # The plan catalogue to sync some client rows with (a job's reads it again when a row names a
 # plan it lacks, or names one otherwise).
 PlanSource = Callable[[Sequence[Row]], Sequence[Plan]]
-# The clients seen claiming some addresses (see `worker.ownership`).
+# The clients seen claiming some addresses (see `worker.core.ownership`).
 ClaimLookup = Callable[[Collection[str]], Claims]
 # A client and what to remember of it.
 ClientFootprint = tuple[int, Footprint | None]
@@ -115,7 +115,7 @@ def full_sync(
 
     The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
     nothing is written); then the BQN is read once and the plan applied, policies first. The
-    deletion guard may hold deletions back (see `worker.guard`); `last_pass` is the size of
+    deletion guard may hold deletions back (see `worker.core.guard`); `last_pass` is the size of
     the last complete pass, when the caller knows it. With a `book`, every client last seen
     claiming an entry the guard lets go is read once more, and the entry stays if one still
     claims it (a row the paging skipped, a client that moved there since the pass); each
@@ -276,13 +276,13 @@ def plans_without_speeds(plans: Sequence[Plan]) -> list[dict[str, str]]:
 
 
 class Lease(Protocol):
-    """Address locks held by one job (see `worker.address_book.AddressLease`)."""
+    """Address locks held by one job (see `worker.queue.address_book.AddressLease`)."""
 
     def widen(self, ips: Collection[str]) -> bool: ...
 
 
 class AddressBook(Protocol):
-    """Where jobs keep who claims each address (see `worker.ownership`): `hold` keeps other
+    """Where jobs keep who claims each address (see `worker.core.ownership`): `hold` keeps other
     jobs off some addresses while one decides and writes there, `claimants` says whom to read
     again, `record` keeps what was settled (and, for a client job, the client's footprint)."""
 
@@ -326,7 +326,7 @@ def sync_client(
 
     The addresses are held (`book.hold`) while the clients that claim them are read again
     and the BQN is read and written there, so two jobs never decide one address at once; who
-    gets an address follows `worker.ownership`. The addresses last had are held first, so that
+    gets an address follows `worker.core.ownership`. The addresses last had are held first, so that
     the client and what the BQN holds there are read at once; the hold widens to the addresses
     the client has now. The policies the entries use are put in place first; with a `policies`
     cache, a policy seen or written lately is not read again.

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from worker.desired import GROUP_PREFIX, Desired
-from worker.diff import plan_full
-from worker.model import Action, Group, Kind, Operation, Policy, Subscriber
+from worker.core.desired import GROUP_PREFIX, Desired
+from worker.core.diff import plan_full
+from worker.core.model import Action, Group, Kind, Operation, Policy, Subscriber
 
 
 @dataclass(frozen=True)

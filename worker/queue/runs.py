@@ -1,7 +1,7 @@
 """The last full reconciles and the last change poll, kept in Redis for the API, the status
 page and `/metrics`.
 
-A reconcile's entry is its report with long lists cut to their first `LIST_ITEMS_KEPT` items
+A reconcile's entry is its report with long lists cut to their first `RUN_LIST_ITEMS` items
 (their full length is kept beside them), so 100,000 skipped clients do not fill Redis.
 """
 
@@ -14,12 +14,12 @@ from typing import Any
 
 from redis import Redis
 
-from worker.report import Report
-from worker.store import PREFIX
+from worker import defaults
+from worker.core.report import Report
+from worker.queue.store import PREFIX
 
 RECONCILES = PREFIX + "runs:reconciles"
 LAST_POLL = PREFIX + "runs:last-poll"
-LIST_ITEMS_KEPT = 50
 
 
 def reconcile_entry(
@@ -49,11 +49,11 @@ def reconcile_entry(
 
 
 def trimmed(data: dict[str, Any]) -> dict[str, Any]:
-    """`data` with every list longer than `LIST_ITEMS_KEPT` cut, and `<name>_total` beside it."""
+    """`data` with every list longer than `RUN_LIST_ITEMS` cut, and `<name>_total` beside it."""
     result: dict[str, Any] = {}
     for name, value in data.items():
-        if isinstance(value, list) and len(value) > LIST_ITEMS_KEPT:
-            result[name] = value[:LIST_ITEMS_KEPT]
+        if isinstance(value, list) and len(value) > defaults.RUN_LIST_ITEMS:
+            result[name] = value[: defaults.RUN_LIST_ITEMS]
             result[f"{name}_total"] = len(value)
         else:
             result[name] = value

@@ -25,30 +25,47 @@ from rq import Queue, Retry
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from worker import history, metrics, store
+from worker import defaults
+from worker.queue import history, metrics, store
 from worker.settings import HistoryLimits
 
-# Job functions by name, so that queueing does not import the code the workers run.
-SYNC_CLIENT = "worker.jobs.sync_client"
-SYNC_ADDRESS = "worker.jobs.sync_address"
-RECONCILE = "worker.jobs.reconcile"
-SYNC_PLANS = "worker.jobs.sync_plans"
 
-# A client job makes up to four API calls, each with its own retries (see the settings).
-CLIENT_JOB_TIMEOUT = 600
-RECONCILE_JOB_TIMEOUT = 3 * 3600
-POLL_JOB_TIMEOUT = 600
-PLANS_JOB_TIMEOUT = 600
-CLIENT_RESULT_TTL = 24 * 3600
-RECONCILE_RESULT_TTL = 30 * 24 * 3600
-POLL_RESULT_TTL = 3600
-FAILURE_TTL = 30 * 24 * 3600
-# A claim outlives any reasonable queue wait; a stale one is replaced anyway.
-PENDING_TTL = 24 * 3600
-CLAIM_ATTEMPTS = 5
+@dataclass(frozen=True)
+class JobKind:
+    """A job function, by the path RQ stores with the job (`worker.jobs`: queueing does not
+    import the code the workers run), and how long it may run and its result is kept."""
+
+    path: str
+    timeout: int
+    result_ttl: int
+
+    def options(self) -> dict[str, Any]:
+        """What RQ takes to queue this job, the same for the API and the scheduler."""
+        return {
+            "job_timeout": self.timeout,
+            "result_ttl": self.result_ttl,
+            "failure_ttl": defaults.FAILURE_TTL,
+        }
+
+
+SYNC_CLIENT = JobKind(
+    "worker.jobs.sync_client", defaults.CLIENT_JOB_TIMEOUT, defaults.CLIENT_RESULT_TTL
+)
+SYNC_ADDRESS = JobKind(
+    "worker.jobs.sync_address", defaults.CLIENT_JOB_TIMEOUT, defaults.CLIENT_RESULT_TTL
+)
+RECONCILE = JobKind(
+    "worker.jobs.reconcile", defaults.RECONCILE_JOB_TIMEOUT, defaults.RECONCILE_RESULT_TTL
+)
+SYNC_PLANS = JobKind(
+    "worker.jobs.sync_plans", defaults.PLANS_JOB_TIMEOUT, defaults.PLANS_RESULT_TTL
+)
+POLL_CHANGES = JobKind(
+    "worker.jobs.poll_changes", defaults.POLL_JOB_TIMEOUT, defaults.POLL_RESULT_TTL
+)
 # RQ's own retries, spent when a worker dies mid-job (or on an unexpected error): the job runs
 # again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.
-RESTARTS = Retry(max=3, interval=[5, 60, 300])
+RESTARTS = Retry(max=len(defaults.RESTART_DELAYS), interval=list(defaults.RESTART_DELAYS))
 
 # Requests that run a waiting retry at once: a person's, every time; a notification (WispHub
 # changed) or the poller's drift correction (the BQN differs: after an outage, this is what
@@ -56,8 +73,6 @@ RESTARTS = Retry(max=3, interval=[5, 60, 300])
 # that a failure that lasts keeps its backoff. A change the poller saw only waits for the retry.
 EXPEDITE_ALWAYS = frozenset({"api", "status-page"})
 EXPEDITE_ONCE = frozenset({"webhook", "drift"})
-# A retry due sooner than this is left to the scheduler, which may be queueing it right now.
-EXPEDITE_MARGIN_SECONDS = 5
 # Statuses of a job that has not started yet: queued, or waiting for a retry.
 WAITING = (JobStatus.QUEUED.value, JobStatus.SCHEDULED.value)
 
@@ -127,17 +142,17 @@ def enqueue_address_sync(queue: Queue, ip: str) -> Queued:
 def _enqueue_once(
     queue: Queue,
     key: str,
-    func: str,
+    kind: JobKind,
     argument: int | str,
     *,
     job_id: str,
     description: str,
     expedite: str | None = None,
 ) -> Queued:
-    """Queue `func(argument)` under the claim `key` unless the job holding the claim is still
-    waiting (queued, or scheduled for a retry, which `expedite` runs now)."""
+    """Queue a `kind` job with `argument` under the claim `key` unless the job holding the
+    claim is still waiting (queued, or scheduled for a retry, which `expedite` runs now)."""
     redis = queue.connection
-    for _ in range(CLAIM_ATTEMPTS):
+    for _ in range(defaults.CLAIM_ATTEMPTS):
         with redis.pipeline() as pipe:
             try:
                 pipe.watch(key)
@@ -148,17 +163,15 @@ def _enqueue_once(
                         _run_now(queue, waiting.decode(), once=expedite == "once")
                     return Queued(waiting.decode(), coalesced=True)
                 pipe.multi()
-                pipe.set(key, job_id, ex=PENDING_TTL)
+                pipe.set(key, job_id, ex=defaults.PENDING_TTL)
                 queue.enqueue(
-                    func,
+                    kind.path,
                     argument,
                     job_id=job_id,
                     description=description,
-                    job_timeout=CLIENT_JOB_TIMEOUT,
-                    result_ttl=CLIENT_RESULT_TTL,
-                    failure_ttl=FAILURE_TTL,
                     retry=RESTARTS,
                     pipeline=pipe,
+                    **kind.options(),
                 )
                 pipe.execute()
                 return Queued(job_id, coalesced=False)
@@ -179,9 +192,10 @@ def _run_now(queue: Queue, job_id: str, *, once: bool) -> None:
         due = registry.get_scheduled_time(job_id).timestamp()
     except NoSuchJobError:
         return  # queued by the scheduler just now, or gone
-    if due - time.time() < EXPEDITE_MARGIN_SECONDS:
+    if due - time.time() < defaults.EXPEDITE_MARGIN_SECONDS:
         return
-    if once and not queue.connection.set(store.expedited_key(job_id), 1, nx=True, ex=PENDING_TTL):
+    mark = store.expedited_key(job_id)
+    if once and not queue.connection.set(mark, 1, nx=True, ex=defaults.PENDING_TTL):
         return
     with suppress(InvalidJobOperation, NoSuchJobError):
         registry.requeue(job_id)
@@ -192,7 +206,7 @@ def claim_key(job: Job) -> str | None:
     client = client_of(job)
     if client is not None:
         return store.pending_key(client)
-    if job.func_name == SYNC_ADDRESS and job.args:
+    if job.func_name == SYNC_ADDRESS.path and job.args:
         return store.pending_address_key(str(job.args[0]))
     return None
 
@@ -231,7 +245,7 @@ def reclaim(redis: Redis, job: Job) -> str | None:
     script = redis.register_script(_RECLAIM)
     other = script(
         [key],
-        [job.id, PENDING_TTL, Job.redis_job_namespace_prefix, *WAITING],
+        [job.id, defaults.PENDING_TTL, Job.redis_job_namespace_prefix, *WAITING],
     )
     return other.decode() if other else None
 
@@ -263,15 +277,13 @@ def request_syncs(
 def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> str:
     """Queue a full reconcile; return its job id."""
     job = queue.enqueue(
-        RECONCILE,
+        RECONCILE.path,
         kwargs={"dry_run": dry_run, "force": force},
         description="full reconcile"
         + (" (dry run)" if dry_run else "")
         + (" (forced)" if force else ""),
-        job_timeout=RECONCILE_JOB_TIMEOUT,
-        result_ttl=RECONCILE_RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
         retry=RESTARTS,
+        **RECONCILE.options(),
     )
     return job.id
 
@@ -279,12 +291,10 @@ def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> st
 def enqueue_plan_sync(queue: Queue) -> str:
     """Queue a plan catalogue refresh with its policy updates; return its job id."""
     job = queue.enqueue(
-        SYNC_PLANS,
+        SYNC_PLANS.path,
         description="plan catalogue refresh",
-        job_timeout=PLANS_JOB_TIMEOUT,
-        result_ttl=CLIENT_RESULT_TTL,
-        failure_ttl=FAILURE_TTL,
         retry=RESTARTS,
+        **SYNC_PLANS.options(),
     )
     return job.id
 
@@ -335,14 +345,14 @@ def requeue_failures(
 
 def _again(queue: Queue, job: Job, limits: HistoryLimits) -> str:
     """A fresh job doing what `job` did."""
-    if job.func_name == SYNC_CLIENT and job.args:
+    if job.func_name == SYNC_CLIENT.path and job.args:
         return request_syncs(queue, [int(job.args[0])], "requeue", limits)[0].job_id
-    if job.func_name == RECONCILE:
+    if job.func_name == RECONCILE.path:
         options = job.kwargs
         return enqueue_reconcile(
             queue, dry_run=bool(options.get("dry_run")), force=bool(options.get("force"))
         )
-    if job.func_name == SYNC_PLANS:
+    if job.func_name == SYNC_PLANS.path:
         return enqueue_plan_sync(queue)
     return queue.enqueue(job.func_name, *job.args, **job.kwargs).id
 
@@ -353,7 +363,7 @@ def client_of(job: Job) -> int | None:
         func_name, args = job.func_name, job.args
     except DeserializationError:
         return None  # RQ reports a job it cannot read when it runs it
-    if func_name == SYNC_CLIENT and args and isinstance(args[0], int):
+    if func_name == SYNC_CLIENT.path and args and isinstance(args[0], int):
         return args[0]
     return None
 

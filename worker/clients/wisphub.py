@@ -14,13 +14,14 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker import http
-from worker.desired import as_id, client_id, slim
-from worker.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
-from worker.parallel import run_all
-from worker.plans import detail_kinds
-from worker.progress import Progress, Ticker, silent
-from worker.settings import WispHubSettings
+from worker import defaults
+from worker.clients import http
+from worker.clients.connection import Connection, RequestHook, unobserved
+from worker.clients.parallel import run_all
+from worker.core.desired import as_id, client_id, slim
+from worker.core.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
+from worker.core.plans import detail_kinds
+from worker.core.progress import Progress, Ticker, silent
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,6 @@ SERVICE = "WispHub"
 AUTH_HINT = "wrong API key or wrong WispHub host (check WISPHUB_URL: the key only works there)"
 CLIENTS_PATH = "/api/clientes/"
 PLANS_PATH = "/api/plan-internet/"
-# A pass whose unique rows do not add up to `count`, or whose pages disagree on `count` (rows
-# added or deleted while paging: offset pages then skip or repeat rows), is read again.
-PASS_ATTEMPTS = 3
 
 Row = dict[str, Any]
 
@@ -38,8 +36,9 @@ Row = dict[str, Any]
 class WispHubClient:
     """Reads WispHub over one keep-alive session."""
 
-    def __init__(self, settings: WispHubSettings) -> None:
+    def __init__(self, settings: Connection, observe: RequestHook = unobserved) -> None:
         self.settings = settings
+        self.observe = observe
         adapter = HTTPAdapter(
             pool_connections=1,
             pool_maxsize=settings.concurrency,
@@ -47,7 +46,7 @@ class WispHubClient:
         )
         self.session = http.make_session(adapter)
         self.session.headers.update(
-            {"Authorization": f"Api-Key {settings.api_key}", "Accept": "application/json"}
+            {"Authorization": f"Api-Key {settings.secret}", "Accept": "application/json"}
         )
         # With no bundle of our own, requests honours REQUESTS_CA_BUNDLE.
         self.verify: bool | str = settings.ca_bundle or True
@@ -102,7 +101,7 @@ class WispHubClient:
         progress: Progress = silent,
         keep: Callable[[Row], Row] = dict,
     ) -> list[Row]:
-        for attempt in range(1, PASS_ATTEMPTS + 1):
+        for attempt in range(1, defaults.WISPHUB_PASS_ATTEMPTS + 1):
             rows, counts = self._one_pass(path, key_of, progress, keep)
             count = counts[-1]
             if len(rows) == count and len(set(counts)) == 1:
@@ -116,7 +115,7 @@ class WispHubClient:
                 " then ".join(str(c) for c in sorted(set(counts), key=counts.index)),
             )
         raise IncompletePass(
-            f"WispHub {what} list did not add up after {PASS_ATTEMPTS} passes "
+            f"WispHub {what} list did not add up after {defaults.WISPHUB_PASS_ATTEMPTS} passes "
             f"({len(rows)} unique {what}, count {counts[-1]}); nothing was changed"
         )
 
@@ -181,10 +180,11 @@ class WispHubClient:
             "GET",
             self.settings.url + path,
             params=params,
-            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            timeout=self.settings.timeout,
             verify=self.verify,
             auth_hint=AUTH_HINT,
             operation=http.operation("GET", path, (CLIENTS_PATH, PLANS_PATH)),
+            observe=self.observe,
         )
 
 

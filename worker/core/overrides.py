@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from worker.errors import ConfigError
-from worker.plans import Speeds
-from worker.speeds import SpeedError, parse_speed
+from worker.core.errors import ConfigError
+from worker.core.plans import Speeds
+from worker.core.speeds import SpeedError, parse_speed
 
 FIELDS = ("download", "upload", "burst_rate", "burst_threshold", "burst_duration")
 

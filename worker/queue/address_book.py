@@ -1,5 +1,5 @@
-"""The address book jobs keep in Redis (see `worker.ownership`): address locks, and the
-claimants and footprints kept in `worker.store`.
+"""The address book jobs keep in Redis (see `worker.core.ownership`): address locks, and the
+claimants and footprints kept in `worker.queue.store`.
 
 A job writes or deletes at a BQN address only while it holds that address's lock. It takes the
 locks of all the addresses it needs at once, or none (so it never holds some while waiting for
@@ -17,15 +17,13 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker import store
-from worker.errors import TransientError
-from worker.model import Footprint
-from worker.ownership import Claims, Settlement
+from worker import defaults
+from worker.core.errors import TransientError
+from worker.core.model import Footprint
+from worker.core.ownership import Claims, Settlement
+from worker.queue import store
 
 PREFIX = store.PREFIX + "lock:address:"
-# Address locks outlive a client job's timeout, like client locks; a job waits a minute.
-LOCK_SECONDS = 660
-WAIT_SECONDS = 60
 
 # Every lock, or none; locks the holder has already are taken again (their expiry renewed).
 _ACQUIRE = """
@@ -101,8 +99,8 @@ def hold_addresses(
     ips: Collection[str],
     holder: str,
     *,
-    wait: float = WAIT_SECONDS,
-    seconds: int = LOCK_SECONDS,
+    wait: float = defaults.LOCK_WAIT_SECONDS,
+    seconds: int = defaults.ADDRESS_LOCK_SECONDS,
 ) -> Iterator[AddressLease]:
     """Hold the locks of all `ips` for `holder` (a job id) while the block runs."""
     lease = AddressLease(redis, holder, wait=wait, seconds=seconds)
@@ -115,11 +113,11 @@ def hold_addresses(
 
 @dataclass(frozen=True)
 class RedisAddressBook:
-    """The address book one job keeps in Redis (`worker.engine.AddressBook`)."""
+    """The address book one job keeps in Redis (`worker.sync.engine.AddressBook`)."""
 
     redis: Redis
     holder: str
-    wait: float = WAIT_SECONDS
+    wait: float = defaults.LOCK_WAIT_SECONDS
 
     def hold(self, ips: Collection[str]) -> AbstractContextManager[AddressLease]:
         """Hold the addresses' locks."""

@@ -7,8 +7,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
-from worker.desired import Row, client_id
-from worker.settings import MappingRules
+from worker.core.desired import Row, client_id
+from worker.core.rules import MappingRules
 
 
 def fingerprint(row: Row, rules: MappingRules) -> str:

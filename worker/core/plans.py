@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from worker.desired import PolicyNames, Row, as_id, block_policy, policy_name
-from worker.model import Policy, covers
-from worker.settings import MappingRules
-from worker.speeds import SpeedError, parse_speed
+from worker.core.desired import PolicyNames, Row, as_id, block_policy, policy_name
+from worker.core.model import Policy, covers
+from worker.core.rules import MappingRules
+from worker.core.speeds import SpeedError, parse_speed
 
 WISPHUB, OVERRIDE, NONE = "wisphub", "override", "none"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from worker.diff import Changes
-from worker.model import Action
-from worker.settings import GuardLimits
+from worker.core.diff import Changes
+from worker.core.model import Action
+from worker.core.rules import GuardLimits
 
 
 def guard_deletions(

@@ -19,11 +19,12 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from worker import http
-from worker.addresses import normalise_key
-from worker.errors import ApiError, ConfigError
-from worker.model import Group, Policy, Subscriber
-from worker.settings import BqnSettings
+from worker import defaults
+from worker.clients import http
+from worker.clients.connection import Connection, RequestHook, unobserved
+from worker.core.addresses import normalise_key
+from worker.core.errors import ApiError, ConfigError
+from worker.core.model import Group, Policy, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,11 @@ class BqnTlsAdapter(HTTPAdapter):
 class BqnClient:
     """Talks to one BQN's REST API."""
 
-    def __init__(self, settings: BqnSettings) -> None:
+    def __init__(self, settings: Connection, observe: RequestHook = unobserved) -> None:
         self.settings = settings
+        self.observe = observe
         adapter = BqnTlsAdapter(
-            ciphers=settings.ciphers,
+            ciphers=settings.ciphers or defaults.BQN_CIPHERS,
             check_hostname=settings.check_hostname,
             pool_connections=1,
             pool_maxsize=settings.concurrency,
@@ -71,7 +73,7 @@ class BqnClient:
         )
         self.session = http.make_session(adapter)
         # UTF-8, as curl on a UTF-8 terminal sends it (requests would use latin-1 for str).
-        self.session.auth = (settings.user.encode(), settings.password.encode())
+        self.session.auth = (settings.user.encode(), settings.secret.encode())
         self.session.headers.update({"Accept": "application/json"})
         self.verify: bool | str = settings.ca_bundle or False
         if not settings.ca_bundle:
@@ -201,10 +203,11 @@ class BqnClient:
             SERVICE,
             method,
             self.settings.url + path,
-            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            timeout=self.settings.timeout,
             verify=self.verify,
             auth_hint=AUTH_HINT,
             operation=http.operation(method, path, COLLECTIONS),
+            observe=self.observe,
             **kwargs,
         )
 

@@ -17,8 +17,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from worker.errors import ApiError, ConfigError, TransientError
-from worker.metrics import TALLY
+from worker.clients.connection import RequestHook
+from worker.core.errors import ApiError, ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def send(
     verify: bool | str,
     auth_hint: str,
     operation: str,
+    observe: RequestHook,
     **kwargs: Any,
 ) -> requests.Response:
     """Send one request; return the response if it is a success or a 404, else raise.
@@ -83,7 +84,7 @@ def send(
     session-level setting. 401/403 raise `ConfigError` with `auth_hint`; 5xx and 429 (after
     retries) and network failures raise `TransientError`; other 4xx raise `ApiError`. The log
     line carries the method, path, status and time only: never headers, bodies or secrets.
-    Each request is counted and timed under `operation` (see `worker.metrics`).
+    Each request's outcome and time go to `observe` under `operation`.
     """
     started = time.monotonic()
     status = "error"
@@ -97,9 +98,7 @@ def send(
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError(f"{service} unreachable: {failure_reason(exc)}") from exc
     finally:
-        labels = {"service": service.lower(), "operation": operation}
-        TALLY.count("upstream_requests", **labels, status=status)
-        TALLY.observe("upstream_request_duration_seconds", time.monotonic() - started, **labels)
+        observe(service.lower(), operation, status, time.monotonic() - started)
     elapsed_ms = (time.monotonic() - started) * 1000
     log.debug(
         "%s %s %s -> %d in %.0f ms",

@@ -1,0 +1,129 @@
+"""Every default time, TTL, interval and limit, in one place, each with what it bounds.
+
+A value that depends on another is computed from it here, never repeated. Settings read from
+the environment (docs/configuration.md) take their defaults from this module; the rest are
+fixed. Times are in seconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+MINUTE = 60
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+# --- WispHub API (WISPHUB_*) -----------------------------------------------------------------
+# The two APIs' defaults are named alike (`<API>_READ_TIMEOUT`): settings.py reads them by prefix.
+WISPHUB_URL = "https://api.wisphub.net"
+# Clients per page of a list read; WispHub serves at most a few hundred quickly.
+WISPHUB_PAGE_SIZE = 500
+WISPHUB_CONNECT_TIMEOUT = 3.05
+WISPHUB_READ_TIMEOUT = 8.0
+# Retries of one request (connection errors, 429, 5xx) with exponential backoff.
+WISPHUB_RETRIES = 4
+WISPHUB_BACKOFF = 0.5
+# Requests in flight at once (pages of a pass, client reads of a reconcile).
+WISPHUB_CONCURRENCY = 4
+WISPHUB_MAX_CONCURRENCY = 16
+# Times a whole list pass is read again when clients move between pages while it is read.
+WISPHUB_PASS_ATTEMPTS = 3
+
+# --- BQN REST API (BQN_*) --------------------------------------------------------------------
+BQN_PORT = 3443
+BQN_CONNECT_TIMEOUT = 5.0
+BQN_READ_TIMEOUT = 20.0
+BQN_RETRIES = 3
+BQN_BACKOFF = 0.5
+# Writes in flight at once; the BQN's REST server answers a few dozen in parallel.
+BQN_CONCURRENCY = 8
+BQN_MAX_CONCURRENCY = 64
+# Bequant's own client relaxes the cipher list because some BQN releases fail the TLS handshake
+# with OpenSSL's defaults (docs/bqn-api.md, "Relaxed ciphers").
+BQN_CIPHERS = "DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK"
+# Transient failures in a row after which the remaining BQN writes are not attempted.
+BQN_GIVE_UP_AFTER = 5
+# How long a rate policy read from the BQN is trusted before it is read again.
+POLICY_CACHE_SECONDS = 5 * MINUTE
+
+# --- Mapping WispHub clients to BQN subscribers -----------------------------------------------
+SUBSCRIBER_ID_FIELD = "nombre"
+BLOCK_POLICY = "Wisphub_block"
+IPV6_PREFIX = 64
+MULTI_IP_MODE = "group"
+# With MULTI_IP_MODE=subscribers, a block is expanded into at most this many subscribers.
+MAX_SUBSCRIBERS_PER_CLIENT = 256
+
+# --- Deletion guard (MAX_DELETE_FRACTION, DELETE_GUARD_FLOOR) ----------------------------------
+MAX_DELETE_FRACTION = 0.10
+DELETE_GUARD_FLOOR = 10
+
+# --- Jobs: how long each may run, how long RQ keeps its result and its failure -----------------
+# A client job makes up to four API calls, each with its own retries.
+CLIENT_JOB_TIMEOUT = 10 * MINUTE
+RECONCILE_JOB_TIMEOUT = 3 * HOUR
+POLL_JOB_TIMEOUT = 10 * MINUTE
+PLANS_JOB_TIMEOUT = 10 * MINUTE
+CLIENT_RESULT_TTL = DAY
+RECONCILE_RESULT_TTL = 30 * DAY
+# The poller runs every POLL_INTERVAL: an hour of its results is plenty.
+POLL_RESULT_TTL = HOUR
+PLANS_RESULT_TTL = DAY
+FAILURE_TTL = 30 * DAY
+# RQ's own retries, spent only when a worker dies mid-job or on an unexpected error.
+RESTART_DELAYS = (5, MINUTE, 5 * MINUTE)
+# Delays before each retry of a job that failed transiently (RETRY_INTERVALS): 57 minutes.
+RETRY_INTERVALS = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200)
+
+# --- Claims and locks in Redis ----------------------------------------------------------------
+# A client's claim ("a job for it waits") outlives any wait for its job.
+PENDING_TTL = CLIENT_RESULT_TTL
+# Tries of the optimistic claim-and-enqueue transaction when other writers race it.
+CLAIM_ATTEMPTS = 5
+# A job that should run now is moved forward only when due later than this.
+EXPEDITE_MARGIN_SECONDS = 5
+# A client's lock and its addresses' locks outlive the job that holds them.
+CLIENT_LOCK_SECONDS = CLIENT_JOB_TIMEOUT + MINUTE
+ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
+# How long a job waits for a client or address another job holds before retrying later.
+LOCK_WAIT_SECONDS = MINUTE
+RECONCILE_LOCK_SECONDS = RECONCILE_JOB_TIMEOUT + 10 * MINUTE
+POLL_LOCK_SECONDS = POLL_JOB_TIMEOUT
+# Tries of a reconcile's bookkeeping when jobs record what they applied meanwhile.
+REMEMBER_ATTEMPTS = 5
+# A plan no catalogue lists is looked for again at most this often.
+PLAN_LOOKUP_SECONDS = MINUTE
+# A claim whose job failed for good is left to the failures list this long.
+FAILED_MARK_SECONDS = HOUR
+
+# --- The scheduler (one leader among several) ------------------------------------------------
+# The cron loop beats at least once a minute; the leader's lock outlives two missed beats.
+SCHEDULER_LEADER_SECONDS = 150
+SCHEDULER_STANDBY_RETRY_SECONDS = 15
+POLL_INTERVAL = MINUTE
+POLL_BQN_EVERY = 1
+PLAN_REFRESH_INTERVAL = 15 * MINUTE
+RECONCILE_CRON = "0 3 * * *"
+
+# --- History, runs and charts ------------------------------------------------------------------
+HISTORY_PER_CLIENT = 50
+HISTORY_DAYS = 30
+HISTORY_CLIENTS = 20_000
+RECONCILE_REPORTS = 30
+# Items of a long list (failures, operations) kept in a stored run; the rest are counted.
+RUN_LIST_ITEMS = 50
+CHART_HOURS = 24
+# Operation counts per hour are kept for the chart, and a day more.
+HOURLY_COUNTS_SECONDS = CHART_HOURS * HOUR + DAY
+
+# --- The web service --------------------------------------------------------------------------
+QUEUE_NAME = "wisphub-bqn-sync"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# A signed notification whose timestamp is older (or newer) than this is refused.
+MAX_SIGNATURE_AGE_SECONDS = 5 * MINUTE
+# Client ids one notification may name.
+MAX_IDS = 1000
+# Notifications carry ids, not documents: 64 KiB holds 1,000 ids in any accepted shape.
+MAX_BODY_BYTES = 64 * 1024
+# How long the web process waits for Redis before answering 503.
+REDIS_TIMEOUT_SECONDS = 2
+STATUS_SESSION_HOURS = 12
+FAILURES_SHOWN = 50
