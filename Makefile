@@ -71,7 +71,7 @@ bench: $(STAMP)
 # installs (`pip install -c requirements.lock .`). Run after changing pyproject.toml's dependencies.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet .
+	.lock-venv/bin/pip install --quiet '.[sandbox]'
 	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude wisphub-bqn-sync; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 	rm -rf .lock-venv
@@ -84,4 +84,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .import_linter_cache

@@ -29,7 +29,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         service.redis_url,
         socket_connect_timeout=defaults.REDIS_TIMEOUT_SECONDS,
         socket_timeout=defaults.REDIS_TIMEOUT_SECONDS,
-        health_check_interval=30,
+        health_check_interval=defaults.REDIS_HEALTH_CHECK_SECONDS,
     )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = defaults.MAX_BODY_BYTES

@@ -13,10 +13,10 @@ import time
 from flask import request
 from werkzeug.exceptions import Unauthorized
 
+from worker import defaults
+
 SIGNATURE_HEADER = "X-Signature-256"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
-# A signed notification carrying a timestamp is refused when older (or newer) than this.
-MAX_SIGNATURE_AGE_SECONDS = 300
 TOKEN_HEADER = "X-Webhook-Token"  # noqa: S105 - a header name, not a secret
 
 
@@ -69,7 +69,7 @@ def _check_fresh(stamp: str) -> None:
         age = abs(time.time() - int(stamp.strip()))
     except ValueError:
         raise _unauthorized("X-Webhook-Timestamp must be Unix seconds") from None
-    if age > MAX_SIGNATURE_AGE_SECONDS:
+    if age > defaults.MAX_SIGNATURE_AGE_SECONDS:
         raise _unauthorized("the signed notification is more than 5 minutes old (or ahead)")
 
 

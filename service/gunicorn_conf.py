@@ -20,13 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from worker import logs
+from worker import defaults, logs
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = 4
+bind = f"0.0.0.0:{os.environ.get('PORT', str(defaults.WEB_PORT))}"
+workers = int(os.environ.get("WEB_CONCURRENCY", str(defaults.WEB_PROCESSES)))
+threads = defaults.WEB_THREADS
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 logconfig_dict = logs.dict_config()

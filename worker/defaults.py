@@ -27,6 +27,9 @@ WISPHUB_MAX_CONCURRENCY = 16
 # Times a whole list pass is read again when clients move between pages while it is read.
 WISPHUB_PASS_ATTEMPTS = 3
 
+# The longest wait between two retries of one request, whatever the backoff or Retry-After.
+HTTP_BACKOFF_MAX_SECONDS = 30
+
 # --- BQN REST API (BQN_*) --------------------------------------------------------------------
 BQN_PORT = 3443
 BQN_CONNECT_TIMEOUT = 5.0
@@ -70,12 +73,13 @@ PLANS_RESULT_TTL = DAY
 FAILURE_TTL = 30 * DAY
 # RQ's own retries, spent only when a worker dies mid-job or on an unexpected error.
 RESTART_DELAYS = (5, MINUTE, 5 * MINUTE)
-# Delays before each retry of a job that failed transiently (RETRY_INTERVALS): 57 minutes.
+# Delays before each retry of a job that failed transiently (RETRY_INTERVALS): 74 minutes.
 RETRY_INTERVALS = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200)
 
 # --- Claims and locks in Redis ----------------------------------------------------------------
-# A client's claim ("a job for it waits") outlives any wait for its job.
-PENDING_TTL = CLIENT_RESULT_TTL
+# A client's claim ("a job for it waits") outlives any wait for its job, its retries included;
+# a stale claim is replaced anyway.
+PENDING_TTL = DAY
 # Tries of the optimistic claim-and-enqueue transaction when other writers race it.
 CLAIM_ATTEMPTS = 5
 # A job that should run now is moved forward only when due later than this.
@@ -86,6 +90,7 @@ ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
 # How long a job waits for a client or address another job holds before retrying later.
 LOCK_WAIT_SECONDS = MINUTE
 RECONCILE_LOCK_SECONDS = RECONCILE_JOB_TIMEOUT + 10 * MINUTE
+# A poll that outlived its lock is one RQ has stopped: a poll may start again.
 POLL_LOCK_SECONDS = POLL_JOB_TIMEOUT
 # Tries of a reconcile's bookkeeping when jobs record what they applied meanwhile.
 REMEMBER_ATTEMPTS = 5
@@ -116,6 +121,10 @@ HOURLY_COUNTS_SECONDS = CHART_HOURS * HOUR + DAY
 
 # --- The web service --------------------------------------------------------------------------
 QUEUE_NAME = "wisphub-bqn-sync"
+WEB_PORT = 8000
+# gunicorn processes (WEB_CONCURRENCY), each answering this many requests at once.
+WEB_PROCESSES = 2
+WEB_THREADS = 4
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # A signed notification whose timestamp is older (or newer) than this is refused.
 MAX_SIGNATURE_AGE_SECONDS = 5 * MINUTE
@@ -125,5 +134,7 @@ MAX_IDS = 1000
 MAX_BODY_BYTES = 64 * 1024
 # How long the web process waits for Redis before answering 503.
 REDIS_TIMEOUT_SECONDS = 2
+# An idle Redis connection of the web process is checked before use after this long.
+REDIS_HEALTH_CHECK_SECONDS = 30
 STATUS_SESSION_HOURS = 12
 FAILURES_SHOWN = 50

@@ -8,19 +8,13 @@ stay here under these names; what they do is in `worker.queue` and `worker.sync`
 
 from __future__ import annotations
 
-import time
-
-from rq import Queue
 from rq.job import Job
 
-from worker import defaults
 from worker.core.changes import fingerprint
-from worker.core.errors import SyncError
-from worker.queue import history, passes, queueing, runs, store
+from worker.queue import history, passes, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source
 from worker.queue.lifecycle import JobResult, finish, retry, rq_job
-from worker.queue.metrics import TALLY
 from worker.queue.runtime import runtime
 from worker.sync import engine
 
@@ -76,40 +70,9 @@ def sync_address(job: Job, ip: str) -> JobResult:
 
 @rq_job
 def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult:
-    """The full sync: every client from a complete WispHub pass against the whole BQN.
-
-    `force` lets through the deletions the guard would hold back. Each run (but dry runs) is
-    kept for `/api/v1/reconciles`, and its operations go to the clients' histories.
-    """
-    redis = job.connection
-    rt = runtime()
-    lock = store.singleton_lock(redis, "reconcile", defaults.RECONCILE_LOCK_SECONDS)
-    if not store.take(lock, job.id):
-        return {"skipped": "another reconcile is running"}
-    started = time.time()
-    try:
-        report, touched = passes.reconcile(redis, rt, job.id, dry_run=dry_run, force=force)
-    except SyncError as exc:
-        if not dry_run:
-            entry = runs.reconcile_entry(job.id, started, time.time(), error=str(exc))
-            runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
-        raise
-    finally:
-        lock.release()
-    if report.guard:
-        TALLY.count("deletion_guard_trips", where="reconcile")
-    if not dry_run:
-        entry = runs.reconcile_entry(job.id, started, time.time(), report)
-        runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
-        if report.ok:
-            store.clear_all_failed(redis)
-    queue = Queue(job.origin, connection=redis)
-    queueing.request_syncs(queue, touched, "reconcile", rt.service.history)
-    # the clients' histories get the reconcile's writes, not its skips: a client skipped every
-    # night would see its history filled with the same line
-    events = [] if dry_run else history.report_events(report, job.id)
-    writes = [(key, e) for key, e in events if key is not None and e["event"] == "operation"]
-    return finish(job, report, writes)
+    """The full sync: every client from a complete WispHub pass against the whole BQN
+    (`worker.queue.passes.reconcile`); `force` lets through what the deletion guard holds."""
+    return passes.reconcile(job, dry_run=dry_run, force=force)
 
 
 @rq_job

@@ -3,8 +3,8 @@
 `LOG_LEVEL` (default INFO) and `LOG_FORMAT` (`text`, the default, or `json`) choose them. While a
 job runs (`job_context`), each line names the job and, for a client job, the client:
 
-    2026-11-26 06:20:36,123 INFO worker.queue.jobs [job=sync-12-ab12cd client=12] message
-    {"time": "2026-11-26T06:20:36.123-05:00", "level": "INFO", "logger": "worker.queue.jobs",
+    2026-11-26 06:20:36,123 INFO worker.queue.lifecycle [job=sync-12-ab12cd client=12] message
+    {"time": "2026-11-26T06:20:36.123-05:00", "level": "INFO", "logger": "worker.queue.lifecycle",
      "message": "message", "job_id": "sync-12-ab12cd", "id_servicio": 12}
 
 Only these fields are written: whatever else a library attaches to a record (RQ attaches a

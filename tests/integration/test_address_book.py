@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 A, B = "10.80.0.1", "10.80.0.2"
 
 
+@pytest.mark.slow
 def test_two_jobs_widening_crosswise_both_go_ahead_one_after_the_other(redis):
     """Two jobs each hold the address the other one moves to (an IP swap): the one that cannot
     widen at once lets go and waits for both, so the other goes ahead; neither deadlocks."""

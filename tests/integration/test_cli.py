@@ -43,6 +43,7 @@ def only_ca(env: dict[str, str]) -> dict[str, str]:
     return {"WISPHUB_CA_BUNDLE": env["WISPHUB_CA_BUNDLE"], "WISPHUB_BACKOFF": "0.01"}
 
 
+@pytest.mark.slow
 def test_two_thousand_clients_cold_warm_and_dry_run(wisphub_sim, bqn_sim, env, run_cli):
     rows = wisphub_sim.load(2000)
     rules_before = {
@@ -82,6 +83,7 @@ def test_two_thousand_clients_cold_warm_and_dry_run(wisphub_sim, bqn_sim, env, r
     assert f"plan: update subscriber {rows[0]['ip']} policy=Wisphub_block" in dry.out
 
 
+@pytest.mark.slow
 def test_environment_alone_runs_the_sync(wisphub_sim, bqn_sim, run_cli):
     rows = wisphub_sim.load(80)
     result = run_cli()
@@ -89,6 +91,7 @@ def test_environment_alone_runs_the_sync(wisphub_sim, bqn_sim, run_cli):
     assert managed_state(bqn_sim) == expected_subscribers(rows)
 
 
+@pytest.mark.slow
 def test_the_console_script_takes_the_original_command_line(wisphub_sim, bqn_sim, env):
     rows = wisphub_sim.load(60)
     script = Path(sys.executable).with_name("wisphub-bqn-sync")
@@ -105,6 +108,7 @@ def test_the_console_script_takes_the_original_command_line(wisphub_sim, bqn_sim
     assert managed_state(bqn_sim) == expected_subscribers(rows)
 
 
+@pytest.mark.slow
 def test_a_terminal_sees_progress_and_a_pipe_does_not(wisphub_sim, bqn_sim, env):
     wisphub_sim.load(1500)
     script = Path(sys.executable).with_name("wisphub-bqn-sync")
@@ -147,6 +151,7 @@ def _read_some(fd: int) -> bytes:
         ),
     ],
 )
+@pytest.mark.slow
 def test_a_change_in_wisphub_reaches_the_bqn(wisphub_sim, bqn_sim, run_cli, change, expected):
     wisphub_sim.state.upsert_client(row(501, "10.50.0.1", "Activo", "Online_basico", "Ana Pérez"))
     assert run_cli().code == 0
@@ -158,6 +163,7 @@ def test_a_change_in_wisphub_reaches_the_bqn(wisphub_sim, bqn_sim, run_cli, chan
     assert bqn_sim.writes() == 1
 
 
+@pytest.mark.slow
 def test_reactivation_lifts_the_block(wisphub_sim, bqn_sim, run_cli):
     wisphub_sim.state.upsert_client(row(502, "10.50.0.2", "Suspendido", "Online_basico", "Luis"))
     assert run_cli().code == 0
@@ -167,6 +173,7 @@ def test_reactivation_lifts_the_block(wisphub_sim, bqn_sim, run_cli):
     assert managed_state(bqn_sim)["10.50.0.2"] == ("Luis", "Online_basico")
 
 
+@pytest.mark.slow
 def test_an_ip_change_moves_the_subscriber(wisphub_sim, bqn_sim, run_cli):
     wisphub_sim.state.upsert_client(row(503, "10.50.0.3", nombre="Marta", plan="Online_basico"))
     assert run_cli().code == 0
@@ -186,6 +193,7 @@ def test_rules_subscribers_are_left_alone_and_stale_ones_removed(wisphub_sim, bq
     assert {ip: after[ip] for ip in before} == before
 
 
+@pytest.mark.slow
 def test_bad_ips_and_conflicts_are_reported(wisphub_sim, run_cli):
     for client in [
         row(601, "N/A"),
@@ -209,6 +217,7 @@ def test_bad_ips_and_conflicts_are_reported(wisphub_sim, run_cli):
     assert "conflict: 10.70.0.1 claimed by clients 605 (kept) and 604" in text.out
 
 
+@pytest.mark.slow
 def test_non_ascii_names_round_trip(wisphub_sim, bqn_sim, run_cli):
     wisphub_sim.state.upsert_client(
         row(701, "10.80.0.1", plan="Fibra Óptica 50M", nombre="Núñez Güemes, José Ángel")
@@ -231,6 +240,7 @@ def test_one_client_can_be_synced_alone(wisphub_sim, bqn_sim, run_cli):
     assert bqn_sim.policies()["Wisphub_block"]["rateLimitUplink"]["rate"] == 0
 
 
+@pytest.mark.slow
 def test_personal_data_and_secrets_never_reach_the_logs(wisphub_sim, env, run_cli):
     rows = wisphub_sim.load(100)
     result = run_cli("-vv")
@@ -271,6 +281,7 @@ def test_an_unreachable_bqn_exits_1(env, run_cli):
     assert "BQN unreachable" in result.err
 
 
+@pytest.mark.slow
 def test_failed_writes_exit_1_and_are_listed(wisphub_sim, bqn_sim, env, run_cli):
     wisphub_sim.state.upsert_client(row(901, "10.91.0.1", nombre="Ada"))
     wisphub_sim.state.upsert_client(row(902, "10.91.0.2", nombre="Bo"))
@@ -289,6 +300,7 @@ def test_failed_writes_exit_1_and_are_listed(wisphub_sim, bqn_sim, env, run_cli)
     assert bqn_sim.state.stats.count("POST") == 5 * (1 + 3)
 
 
+@pytest.mark.slow
 def test_with_writes_in_flight_a_failing_bqn_is_still_given_up_on(wisphub_sim, bqn_sim, run_cli):
     wisphub_sim.load(200)
     bqn_sim.state.faults.update(fail_every=1, fail_status=500, writes_only=True)
@@ -318,6 +330,7 @@ def test_a_failed_block_policy_holds_back_the_subscribers_that_need_it(
     assert managed_state(bqn_sim) == {"10.91.0.4": ("Di", "Online_basico")}
 
 
+@pytest.mark.slow
 def test_the_deletion_guard_holds_back_a_mass_delete(wisphub_sim, bqn_sim, run_cli):
     rows = wisphub_sim.load(300)
     assert run_cli().code == 0
@@ -340,6 +353,7 @@ def test_the_deletion_guard_holds_back_a_mass_delete(wisphub_sim, bqn_sim, run_c
     assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())
 
 
+@pytest.mark.slow
 def test_an_empty_wisphub_pass_never_deletes(wisphub_sim, bqn_sim, run_cli):
     rows = wisphub_sim.load(50)
     assert run_cli().code == 0
@@ -352,6 +366,7 @@ def test_an_empty_wisphub_pass_never_deletes(wisphub_sim, bqn_sim, run_cli):
     assert managed_state(bqn_sim) == before
 
 
+@pytest.mark.slow
 def test_writes_in_flight_never_get_ahead_of_their_policies(wisphub_sim, bqn_sim, run_cli):
     rows = wisphub_sim.load(400)
     before = {name for name, p in bqn_sim.state.policies.items() if is_placeholder(p)}

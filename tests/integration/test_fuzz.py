@@ -23,6 +23,7 @@ def ready(queue):
     worker.register_death()
 
 
+@pytest.mark.slow
 def test_no_input_yields_a_server_error(app, ready):
     """Every documented operation, fed generated input (schemathesis strategies driven by
     hypothesis directly: its pytest plugin does not run under this pytest yet)."""

@@ -57,6 +57,7 @@ def test_skip_mode_reports_the_client(wisphub_sim, bqn_sim, run_cli, env):
     assert "wisphub-40" not in groups(bqn_sim)
 
 
+@pytest.mark.slow
 def test_a_group_follows_changes_and_goes_on_cancel(web, work, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(EMPRESA)
     web.post("/webhooks/wisphub", json={"id_servicio": 40}, headers=HOOK)

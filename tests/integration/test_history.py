@@ -60,6 +60,7 @@ def test_a_notified_change_shows_step_by_step(web, work, wisphub_sim):
     assert view["applied"] == {"subscriber_id": "José", "ips": ["10.1.0.1"], "group": None}
 
 
+@pytest.mark.slow
 def test_a_second_notification_while_waiting_is_coalesced(web, work, wisphub_sim):
     wisphub_sim.state.upsert_client(row(2, "10.1.0.2", "Suspendido", nombre="Ana"))
     web.post("/api/v1/clients/2/sync", headers=API)
@@ -70,6 +71,7 @@ def test_a_second_notification_while_waiting_is_coalesced(web, work, wisphub_sim
     assert kinds.count("started") == 1
 
 
+@pytest.mark.slow
 def test_skips_and_failures_say_why(web, work, wisphub_sim, bqn_sim, queue):
     wisphub_sim.state.upsert_client(row(3, "", "Activo", "Online_basico", "Sin IP"))
     wisphub_sim.state.upsert_client(row(4, "10.1.0.4", "Activo", "Online_basico", "Eva"))
@@ -111,6 +113,7 @@ def test_history_is_capped_per_client_and_in_total(redis):
     assert 0 < redis.ttl(history.stream_key(12)) <= 86400
 
 
+@pytest.mark.slow
 def test_reconciles_are_kept_newest_first(web, work, wisphub_sim, queue):
     wisphub_sim.state.upsert_client(row(5, "10.1.0.5", "Activo", "Online_basico", "Leo"))
     wisphub_sim.state.upsert_client(row(6, "", "Activo", "Online_basico", "Sin IP"))

@@ -39,6 +39,7 @@ def leaks(text: str, rows: list[dict[str, Any]]) -> list[str]:
     return sorted(value for value in forbidden(rows) if value in text)
 
 
+@pytest.mark.slow
 def test_the_cli_logs_nothing_secret_even_at_full_verbosity(wisphub_sim, bqn_sim, run_cli):
     rows = wisphub_sim.load(150)
     outputs = [run_cli("-vv"), run_cli("-vv", "--dry-run"), run_cli("-vv", "--client", "7")]
@@ -52,6 +53,7 @@ def test_the_cli_logs_nothing_secret_even_at_full_verbosity(wisphub_sim, bqn_sim
     assert leaks("\n".join(result.err for result in outputs), rows) == []
 
 
+@pytest.mark.slow
 def test_the_service_logs_nothing_secret_even_at_debug(caplog, web, work, wisphub_sim, bqn_sim):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="urllib3")

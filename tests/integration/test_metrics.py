@@ -60,6 +60,7 @@ def scrape(web) -> dict:
     return samples(response.get_data(as_text=True))
 
 
+@pytest.mark.slow
 def test_counters_move_as_the_service_works(web, work, wisphub_sim, queue):
     wisphub_sim.state.upsert_client(row(1, "10.1.0.1", "Activo", "Online_basico", "José"))
     before = scrape(web)
@@ -108,6 +109,7 @@ def test_counters_move_as_the_service_works(web, work, wisphub_sim, queue):
     assert webhook_requests == 4
 
 
+@pytest.mark.slow
 def test_reconcile_poll_and_guard_figures(web, work, wisphub_sim, bqn_sim, queue, redis):
     wisphub_sim.load(20)
     queueing.enqueue_reconcile(queue, dry_run=False)

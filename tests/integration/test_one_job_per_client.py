@@ -40,6 +40,7 @@ def test_a_notification_runs_a_waiting_retry_once_then_waits_for_it(
     assert job_status(redis, job_id) == "scheduled", "not run early twice"
 
 
+@pytest.mark.slow
 def test_a_client_waiting_for_a_retry_is_not_queued_again(
     web, work, wisphub_sim, bqn_sim, queue, redis
 ):
@@ -74,6 +75,7 @@ def test_a_client_waiting_for_a_retry_is_not_queued_again(
     assert managed_state(bqn_sim) == {X: ("Uno", "Online_Free")}
 
 
+@pytest.mark.slow
 def test_a_client_whose_job_failed_for_good_waits_in_the_failures_list(
     web, work, wisphub_sim, bqn_sim, queue, redis
 ):

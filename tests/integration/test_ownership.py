@@ -24,6 +24,7 @@ X, Y, Z = "10.60.0.1", "10.60.0.2", "10.60.0.3"
 EARLY, LATE = "01/11/2026 08:00:00", "02/11/2026 08:00:00"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["cancelled", "moved"])
 def test_one_person_two_services_the_old_one_leaving_keeps_the_new_one(
     web, work, wisphub_sim, bqn_sim, how
@@ -48,6 +49,7 @@ def test_one_person_two_services_the_old_one_leaving_keeps_the_new_one(
     assert managed_state(bqn_sim)[X] == ("Ana Pérez", "Plan_20_Megas")
 
 
+@pytest.mark.slow
 def test_a_duplicate_ip_undone_gives_the_ip_back_to_its_owner(web, work, wisphub_sim, bqn_sim):
     """Case 3: client 2 is given client 1's IP by mistake (client 2 wins), then corrected.
     Client 1, never changed, used to be left without a subscriber."""
@@ -80,6 +82,7 @@ def service_env(service_env):
     }
 
 
+@pytest.mark.slow
 def test_a_partly_failed_job_then_another_move_leaves_no_orphan(
     web, work, settle, wisphub_sim, bqn_sim, redis
 ):
@@ -105,6 +108,7 @@ def test_a_partly_failed_job_then_another_move_leaves_no_orphan(
     assert store.last_applied(redis, 1).ips == (Z,)
 
 
+@pytest.mark.slow
 def test_a_job_records_the_other_claimants_it_found_in_their_footprints(
     web, work, wisphub_sim, bqn_sim, redis
 ):

@@ -27,6 +27,7 @@ def reconcile(web, work):
     return web.get(f"/api/v1/jobs/{job_id}", headers=API).json
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("another_created", [False, True], ids=["deleted", "deleted-and-added"])
 def test_a_row_deleted_during_a_paged_pass_loses_no_live_client(
     web, work, queue, redis, wisphub_sim, bqn_sim, another_created
@@ -74,6 +75,7 @@ def poll(queue, redis, work):
     return Job.fetch(job.id, connection=redis).return_value()
 
 
+@pytest.mark.slow
 def test_an_entry_nobody_was_ever_seen_claiming_goes_when_two_comparisons_agree(
     work, queue, redis, wisphub_sim, bqn_sim
 ):

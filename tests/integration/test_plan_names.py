@@ -42,6 +42,7 @@ def policy_writes(bqn_sim):
     )
 
 
+@pytest.mark.slow
 def test_a_plan_renamed_in_wisphub_is_seen_at_once(web, work, wisphub_sim, bqn_sim, queue, redis):
     """Case 5: a plan renamed in WispHub keeps its id; jobs kept the old name from the kept
     catalogue, so the poller moved every client of the plan to a policy the BQN held as
@@ -65,6 +66,7 @@ def test_a_plan_renamed_in_wisphub_is_seen_at_once(web, work, wisphub_sim, bqn_s
     assert plans[439219]["bqn"] == "ok"
 
 
+@pytest.mark.slow
 def test_two_plans_whose_names_differ_by_a_space_keep_their_own_speeds(
     web, work, wisphub_sim, bqn_sim
 ):
@@ -106,6 +108,7 @@ def test_plans_named_dot_or_dot_dot_address_their_own_policy(
     assert bqn_sim.state.stats.count(kind="<unmatched>") == 0, "no write went to another path"
 
 
+@pytest.mark.slow
 def test_a_plan_no_client_has_renamed_to_a_twin_is_seen_by_the_next_poll(
     web, work, wisphub_sim, bqn_sim, queue, redis
 ):

@@ -38,6 +38,7 @@ def rates(policy):
     )
 
 
+@pytest.mark.slow
 def test_every_plan_with_speeds_becomes_a_rated_policy(wisphub_sim, bqn_sim, run_cli):
     wisphub_sim.load(300)
     result = run_cli("--json")
@@ -58,6 +59,7 @@ def test_every_plan_with_speeds_becomes_a_rated_policy(wisphub_sim, bqn_sim, run
         assert rates(held[name]) == (str(plan["id"]), KBPS[plan["bajada"]], KBPS[plan["subida"]])
 
 
+@pytest.mark.slow
 def test_the_override_file_fills_pcq_plans_and_overrides_others(
     wisphub_sim, bqn_sim, run_cli, env, tmp_path
 ):
@@ -175,6 +177,7 @@ def test_a_client_job_puts_its_policy_in_place_first(web, work, wisphub_sim, bqn
     ]
 
 
+@pytest.mark.slow
 def test_a_speed_change_in_wisphub_reaches_the_bqn_on_refresh(
     web, work, wisphub_sim, bqn_sim, redis
 ):
@@ -191,6 +194,7 @@ def test_a_speed_change_in_wisphub_reaches_the_bqn_on_refresh(
     assert report["policies"] == ["update Plan_10_Megas"]
 
 
+@pytest.mark.slow
 def test_a_failed_catalogue_read_keeps_the_last_good_one(web, work, wisphub_sim, bqn_sim, redis):
     web.post("/api/v1/plans/sync", headers=API)
     work()
@@ -203,6 +207,7 @@ def test_a_failed_catalogue_read_keeps_the_last_good_one(web, work, wisphub_sim,
     assert len(listing["plans"]) == len(PLANS)
 
 
+@pytest.mark.slow
 def test_the_plans_endpoint_shows_speeds_source_and_bqn_state(web, work, wisphub_sim, bqn_sim):
     web.post("/api/v1/plans/sync", headers=API)
     work()
@@ -219,6 +224,7 @@ def test_the_plans_endpoint_shows_speeds_source_and_bqn_state(web, work, wisphub
     assert web.get("/api/v1/plans").status_code == 401
 
 
+@pytest.mark.slow
 def test_a_plan_created_after_the_last_refresh_is_read_when_a_client_names_it(
     web, work, wisphub_sim, bqn_sim
 ):

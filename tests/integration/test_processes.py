@@ -15,10 +15,11 @@ from sandbox import seed
 from tests.integration.conftest import API, HOOK, expected_subscribers, managed_state
 from tests.integration.processes import Processes, eventually, start
 from tests.rows import row
+from worker.queue import queueing
 from worker.queue.scheduler import build
 from worker.settings import ServiceSettings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -41,6 +42,7 @@ def run_processes(env: dict[str, str], *, poll: str, plans: str) -> Iterator[Pro
     processes.stop()
 
 
+@pytest.mark.slow
 def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(row(1, "10.7.0.1", "Activo", "Online_basico", "Nico"))
     session = requests.Session()
@@ -87,6 +89,7 @@ def test_notifications_polls_and_reconciles_through_the_procfile(running, wisphu
     assert managed_state(bqn_sim) == expected_subscribers(rows)
 
 
+@pytest.mark.slow
 def test_a_burst_for_one_client_makes_two_jobs_and_the_last_change_wins(
     running_quietly, wisphub_sim, bqn_sim
 ):
@@ -148,6 +151,11 @@ def test_only_one_scheduler_is_active(service_env, redis):
         "worker.jobs.reconcile": ("0 3 * * *", None),
         "worker.jobs.poll_changes": (None, 2),
         "worker.jobs.sync_plans": (None, 900),
+    }
+    # queued with the same options as the API queues them (one table: queueing.KINDS)
+    options = {job.func_name: job.job_options for job in first.get_jobs()}
+    assert options == {
+        path: kind.options() for path, kind in queueing.KINDS.items() if path in crons
     }
 
 

@@ -56,6 +56,7 @@ def test_every_notification_shape_queues_one_job_per_client(web, queue, kwargs, 
         ),
     ],
 )
+@pytest.mark.slow
 def test_webhook_secret_forms(web, auth):
     kwargs = {"json": {"id_servicio": 4}} if "headers" in auth else {}
     assert web.post("/webhooks/wisphub", **auth, **kwargs).status_code == 202
@@ -107,6 +108,7 @@ def test_webhook_refuses_wrong_credentials(web, queue, headers):
         pytest.param({}, "no id_servicio given", id="nothing"),
     ],
 )
+@pytest.mark.slow
 def test_malformed_notifications_are_400_with_a_reason(web, queue, kwargs, message):
     response = web.post("/webhooks/wisphub", headers=HOOK, **kwargs)
     assert response.status_code == 400
@@ -171,6 +173,7 @@ def test_job_status_of_a_queued_and_an_unknown_job(web):
     assert missing.json["error"] == "not_found"
 
 
+@pytest.mark.slow
 def test_plan_shows_what_would_change_and_writes_nothing(web, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(row(31, "10.31.0.1", "Suspendido", nombre="Lía"))
     response = web.get("/api/v1/clients/31/plan", headers=API)
@@ -321,6 +324,7 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
         pytest.param({"Authorization": f"Basic {API_TOKEN}"}, id="wrong-scheme"),
     ],
 )
+@pytest.mark.slow
 def test_every_mutating_route_refuses_a_request_without_credentials(app, web, queue, headers):
     routes = [
         (re.sub(r"<[^>]+>", "7", rule.rule), method)

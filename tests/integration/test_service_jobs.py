@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from tests.integration.conftest import (
     API,
@@ -17,6 +17,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.processes import eventually
 from tests.rows import row
+from worker import defaults
 from worker.queue import history, queueing, store
 
 pytestmark = pytest.mark.integration
@@ -71,6 +72,7 @@ def test_a_client_that_goes_away_is_removed(web, work, wisphub_sim, bqn_sim, red
     assert store.last_applied(redis, 4) is None
 
 
+@pytest.mark.slow
 def test_the_old_ip_is_kept_when_another_client_took_it(web, work, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(row(5, "10.1.0.5", nombre="Uno", plan="Online_basico"))
     notify(web, 5)
@@ -87,6 +89,7 @@ def test_the_old_ip_is_kept_when_another_client_took_it(web, work, wisphub_sim, 
     }
 
 
+@pytest.mark.slow
 def test_notifications_while_the_job_runs_queue_one_follow_up_with_the_last_change(
     web, work, wisphub_sim, bqn_sim, redis, monkeypatch
 ):
@@ -140,6 +143,7 @@ def test_a_wrong_key_fails_at_once_with_a_clear_message(web, work, wisphub_sim):
     assert "wrong API key or wrong WispHub host" in view["error"]
 
 
+@pytest.mark.slow
 def test_reconcile_through_the_api(web, work, wisphub_sim, bqn_sim, redis):
     rows = wisphub_sim.load(300)
     job_id = web.post("/api/v1/reconcile", json={"dry_run": False}, headers=API).json["job_id"]
@@ -170,6 +174,7 @@ def test_a_dry_run_reconcile_writes_nothing(web, work, wisphub_sim, bqn_sim):
     assert bqn_sim.writes() == 0
 
 
+@pytest.mark.slow
 def test_the_poller_finds_changes_nobody_announced(queue, work, wisphub_sim, bqn_sim, redis):
     wisphub_sim.state.upsert_client(row(11, "10.2.0.1", "Activo", "Online_basico", "A"))
     wisphub_sim.state.upsert_client(row(12, "10.2.0.2", "Activo", "Online_basico", "B"))
@@ -203,6 +208,7 @@ def test_the_poller_finds_changes_nobody_announced(queue, work, wisphub_sim, bqn
     }
 
 
+@pytest.mark.slow
 def test_a_failed_poll_keeps_the_snapshot(queue, work, wisphub_sim, redis):
     wisphub_sim.load(20)
     queue.enqueue("worker.jobs.poll_changes")
@@ -217,6 +223,7 @@ def test_a_failed_poll_keeps_the_snapshot(queue, work, wisphub_sim, redis):
     assert store.snapshot(redis) == before
 
 
+@pytest.mark.slow
 def test_polls_piling_up_behind_busy_workers_are_skipped(queue, work, wisphub_sim, redis):
     wisphub_sim.load(10)
     first = queue.enqueue("worker.jobs.poll_changes")
@@ -226,6 +233,7 @@ def test_polls_piling_up_behind_busy_workers_are_skipped(queue, work, wisphub_si
     assert "skipped" in Job.fetch(second.id, connection=redis).return_value()
 
 
+@pytest.mark.slow
 def test_the_poller_compares_with_what_jobs_applied(web, queue, work, wisphub_sim, bqn_sim, redis):
     """Suspended and notified, then reactivated with no notification, all between two polls:
     the poller must still see the reactivation (it compares with what the job applied)."""
@@ -244,6 +252,7 @@ def test_the_poller_compares_with_what_jobs_applied(web, queue, work, wisphub_si
     assert managed_state(bqn_sim) == {"10.3.0.1": ("Río", "Online_basico")}
 
 
+@pytest.mark.slow
 def test_a_guarded_reconcile_fails_visibly_and_force_goes_ahead(web, work, wisphub_sim, bqn_sim):
     rows = wisphub_sim.load(300)
     web.post("/api/v1/reconcile", headers=API)
@@ -303,6 +312,7 @@ def test_requeue_checks_its_body(web, body):
     assert web.post("/api/v1/failures/requeue", json=body, headers=API).status_code == 400
 
 
+@pytest.mark.slow
 def test_a_shared_ip_goes_to_the_latest_change_as_in_a_full_sync(web, work, wisphub_sim, bqn_sim):
     older = row(60, "10.9.0.1", nombre="Antes", plan="Online_basico")
     newer = row(61, "10.9.0.1", nombre="Luego", plan="Online_basico")
@@ -318,3 +328,25 @@ def test_a_shared_ip_goes_to_the_latest_change_as_in_a_full_sync(web, work, wisp
     work()
     assert managed_state(bqn_sim) == {"10.9.0.1": ("Antes", "Wisphub_block")}
     assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())
+
+
+def test_a_requeued_poll_or_address_job_is_queued_as_its_kind_always_is(web, queue, redis):
+    failed = queue.failed_job_registry
+    for job_id, path, args in [
+        ("failed-poll", "worker.jobs.poll_changes", ()),
+        ("failed-address", "worker.jobs.sync_address", ("10.8.9.9",)),
+    ]:
+        job = queue.enqueue(path, *args, job_id=job_id)
+        queue.remove(job)
+        job.set_status(JobStatus.FAILED)
+        failed.add(job)
+    answer = web.post("/api/v1/failures/requeue", headers=API).json
+    again = {item["failed_job_id"]: queue.fetch_job(item["job_id"]) for item in answer["requeued"]}
+    assert set(again) == {"failed-poll", "failed-address"}
+    poll, address = again["failed-poll"], again["failed-address"]
+    assert poll.timeout == defaults.POLL_JOB_TIMEOUT
+    assert poll.result_ttl == defaults.POLL_RESULT_TTL
+    assert poll.retries_left == len(defaults.RESTART_DELAYS)
+    assert address.args == ("10.8.9.9",)
+    # the address's claim: a second request for it coalesces into this job
+    assert redis.get(store.pending_address_key("10.8.9.9")).decode() == address.id

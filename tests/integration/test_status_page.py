@@ -111,6 +111,7 @@ def test_sync_now_button(web, work, wisphub_sim, bqn_sim):
     assert "with policy Wisphub_block: done" in html
 
 
+@pytest.mark.slow
 def test_reconcile_poll_and_chart(web, work, wisphub_sim, queue):
     wisphub_sim.load(5)
     queueing.enqueue_reconcile(queue, dry_run=False)
@@ -123,6 +124,7 @@ def test_reconcile_poll_and_chart(web, work, wisphub_sim, queue):
     assert re.search(r"<title>\d\d:00: [1-9]\d* done</title>", chart)
 
 
+@pytest.mark.slow
 def test_a_bad_client_id_says_so(web):
     html = web.get("/?client=abc", headers=API).get_data(as_text=True)
     assert 'class="flash error"' in html

@@ -27,15 +27,8 @@ PREVIOUS_RESTARTS = Retry(max=3, interval=[5, 60, 300])
 
 
 def test_this_release_queues_every_job_under_the_previous_paths(queue):
-    kinds = [
-        queueing.SYNC_CLIENT,
-        queueing.SYNC_ADDRESS,
-        queueing.RECONCILE,
-        queueing.SYNC_PLANS,
-        queueing.POLL_CHANGES,
-    ]
-    assert {kind.path for kind in kinds} == PREVIOUS_RELEASE
-    for kind in kinds:
+    assert set(queueing.KINDS) == PREVIOUS_RELEASE
+    for kind in queueing.KINDS.values():
         # RQ stores a function it is given under its module and name: the scheduler's jobs
         # and any job queued with the function itself must land on the same path
         function = import_attribute(kind.path)
@@ -46,6 +39,7 @@ def test_this_release_queues_every_job_under_the_previous_paths(queue):
     assert queue.fetch_job(reconcile).func_name == "worker.jobs.reconcile"
 
 
+@pytest.mark.slow
 def test_jobs_the_previous_release_queued_run_after_the_upgrade(
     work, wisphub_sim, bqn_sim, queue, redis
 ):
@@ -75,6 +69,7 @@ def test_jobs_the_previous_release_queued_run_after_the_upgrade(
     }
 
 
+@pytest.mark.slow
 def test_a_job_that_failed_before_the_upgrade_is_requeued_and_runs(
     web, work, wisphub_sim, bqn_sim, queue, redis
 ):

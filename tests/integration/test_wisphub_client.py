@@ -35,6 +35,7 @@ def test_an_empty_tenant_is_a_complete_empty_pass(wisphub_client):
     assert wisphub_client.list_clients() == []
 
 
+@pytest.mark.slow
 def test_stalled_calls_are_retried(wisphub_sim, settings):
     wisphub_sim.load(60)
     wisphub_sim.state.faults.update(stall_every=3, stall_seconds=1.5)
@@ -74,6 +75,7 @@ def test_a_list_that_never_adds_up_is_not_returned(tls, settings):
             client.list_clients()
 
 
+@pytest.mark.slow
 def test_get_client_narrows_to_one_row(wisphub_sim, wisphub_client):
     rows = wisphub_sim.load(40)
     wanted = rows[17]
@@ -128,6 +130,7 @@ def test_the_key_is_sent_as_api_key_and_one_connection_is_reused(wisphub_sim, se
     assert isinstance(client.session, requests.Session)
 
 
+@pytest.mark.slow
 def test_pages_are_read_concurrently_over_a_bounded_pool(wisphub_sim, settings):
     rows = wisphub_sim.load(400)
     wisphub_sim.state.faults.update(latency_ms=50)

@@ -8,6 +8,7 @@ import ast
 import re
 import sys
 import tomllib
+from functools import cache
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -52,8 +53,13 @@ def _imported(folder: str) -> set[str]:
     return found - set(sys.stdlib_module_names) - OURS
 
 
+@cache
+def _installed() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
 def _distributions(module: str) -> set[str]:
-    return {_normal(name) for name in packages_distributions().get(module, [])}
+    return {_normal(name) for name in _installed().get(module, [])}
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import pytest
 
+from worker.clients.connection import Connection
 from worker.core.errors import ConfigError
 from worker.settings import Settings, bqn_base_url, wisphub_base_url
 
@@ -62,6 +63,64 @@ def test_defaults():
     assert settings.bqn.ca_bundle is None
     assert settings.rules.block_policy == "Wisphub_block"
     assert settings.rules.subscriber_id_field == "nombre"
+
+
+def test_each_api_connection_has_its_own_defaults():
+    """The two APIs share one settings shape but not its values: the BQN's self-signed
+    certificate rarely names its address and some releases need the relaxed ciphers."""
+    settings = Settings.from_env(BASE_ENV)
+    assert settings.wisphub == Connection(
+        url="https://api.wisphub.net",
+        secret=BASE_ENV["WISPHUB_API_KEY"],
+        connect_timeout=3.05,
+        read_timeout=8.0,
+        retries=4,
+        backoff=0.5,
+        concurrency=4,
+        page_size=500,
+    )
+    assert settings.bqn == Connection(
+        url="https://192.168.0.121:3443/api/v1",
+        user=BASE_ENV["BQN_USER"],
+        secret=BASE_ENV["BQN_PASSWORD"],
+        connect_timeout=5.0,
+        read_timeout=20.0,
+        retries=3,
+        backoff=0.5,
+        concurrency=8,
+        check_hostname=False,
+        ciphers="DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK",
+    )
+
+
+def test_both_apis_read_the_shared_settings_under_their_prefix():
+    env = {
+        **BASE_ENV,
+        "WISPHUB_TIMEOUT": "11",
+        "WISPHUB_RETRIES": "2",
+        "WISPHUB_BACKOFF": "0.25",
+        "WISPHUB_CONCURRENCY": "16",
+        "WISPHUB_CA_BUNDLE": "/etc/wisphub.pem",
+        "BQN_TIMEOUT": "30",
+        "BQN_RETRIES": "5",
+        "BQN_BACKOFF": "1",
+        "BQN_CONCURRENCY": "64",
+        "BQN_CA_BUNDLE": "/etc/bqn.pem",
+    }
+    settings = Settings.from_env(env)
+    wisphub, bqn = settings.wisphub, settings.bqn
+    assert (wisphub.read_timeout, wisphub.retries, wisphub.backoff) == (11.0, 2, 0.25)
+    assert (wisphub.concurrency, wisphub.ca_bundle) == (16, "/etc/wisphub.pem")
+    assert (bqn.read_timeout, bqn.retries, bqn.backoff) == (30.0, 5, 1.0)
+    assert (bqn.concurrency, bqn.ca_bundle) == (64, "/etc/bqn.pem")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("WISPHUB_CONCURRENCY", "17"), ("BQN_CONCURRENCY", "65")]
+)
+def test_each_api_has_its_own_concurrency_ceiling(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**BASE_ENV, name: value})
 
 
 @pytest.mark.parametrize("missing", sorted(BASE_ENV))

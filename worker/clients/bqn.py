@@ -19,7 +19,6 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from worker import defaults
 from worker.clients import http
 from worker.clients.connection import Connection, RequestHook, unobserved
 from worker.core.addresses import normalise_key
@@ -42,10 +41,11 @@ COLLECTIONS = (SUBSCRIBERS, POLICIES, GROUPS)
 class BqnTlsAdapter(HTTPAdapter):
     """An adapter whose TLS context uses the BQN cipher list and optional hostname checking."""
 
-    def __init__(self, *, ciphers: str, check_hostname: bool, **kwargs: Any) -> None:
+    def __init__(self, *, ciphers: str | None, check_hostname: bool, **kwargs: Any) -> None:
         context = ssl.create_default_context()
         context.check_hostname = False
-        context.set_ciphers(ciphers)
+        if ciphers:
+            context.set_ciphers(ciphers)
         self.pool_extras: dict[str, Any] = {"ssl_context": context}
         if not check_hostname:
             # The BQN's certificate rarely names its management IP; a CA bundle still
@@ -65,7 +65,7 @@ class BqnClient:
         self.settings = settings
         self.observe = observe
         adapter = BqnTlsAdapter(
-            ciphers=settings.ciphers or defaults.BQN_CIPHERS,
+            ciphers=settings.ciphers,
             check_hostname=settings.check_hostname,
             pool_connections=1,
             pool_maxsize=settings.concurrency,

@@ -17,6 +17,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from worker import defaults
 from worker.clients.connection import RequestHook
 from worker.core.errors import ApiError, ConfigError, TransientError
 
@@ -41,7 +42,7 @@ def retry_policy(retries: int, backoff: float) -> Retry:
         status_forcelist=TRANSIENT_STATUSES,
         backoff_factor=backoff,
         backoff_jitter=backoff,
-        backoff_max=30,
+        backoff_max=defaults.HTTP_BACKOFF_MAX_SECONDS,
         respect_retry_after_header=True,
         raise_on_status=False,
     )

@@ -1,2 +1,2 @@
 """The queue side: Redis state (claims, footprints, history, runs, metrics), queueing,
-what every job does around its work, the scheduler and the worker class."""
+what every job does around its work, the two passes and the scheduler."""

@@ -208,7 +208,9 @@ def count_operations(pipe: Pipeline, report: Report, now: float | None = None) -
     pipe.expire(key, defaults.HOURLY_COUNTS_SECONDS)
 
 
-def operations_per_hour(redis: Redis, hours: int = 24) -> list[tuple[int, dict[str, int]]]:
+def operations_per_hour(
+    redis: Redis, hours: int = defaults.CHART_HOURS
+) -> list[tuple[int, dict[str, int]]]:
     """The last `hours` hours, oldest first: (hour start as Unix seconds, counts by action
     and failures)."""
     current = int(time.time() // 3600)

@@ -2,7 +2,7 @@
 metrics (`rq_job`), and how its report becomes its result (`finish`).
 
 Transient failures (timeouts, connection errors, 5xx, 429) make a job return an RQ `Retry`, so
-it runs again later at the `RETRY_INTERVALS` delays, about an hour in all by default; permanent
+it runs again later at the `RETRY_INTERVALS` delays, about 74 minutes in all by default; permanent
 ones (credentials, refused requests) raise at once and leave the job in RQ's failed registry with
 the reason. Jobs are queued with a few RQ retries of their own, spent only when a worker dies in
 the middle of a job (RQ's abandoned-job handling) or on an unexpected error, never on a
@@ -46,7 +46,7 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
 
     @wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> JobResult:
-        job = current_job()
+        job = _current_job()
         client = queueing.client_of(job)
         instead = queueing.waiting_instead(job.connection, job)
         if instead is not None:
@@ -56,7 +56,7 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
         job.meta["attempts"] = attempt
         job.save_meta()
         if client is not None:
-            note(job, client, history.started(job.id, attempt))
+            _note(job, client, history.started(job.id, attempt))
         outcome = "failed"
         try:
             try:
@@ -88,7 +88,7 @@ def _ended(job: Job, client: int | None, result: JobResult) -> None:
     of an earlier failure."""
     if isinstance(result, Retry):
         if client is not None:
-            note(job, client, history.retrying(job.id, job.meta.get("last_error", "")))
+            _note(job, client, history.retrying(job.id, job.meta.get("last_error", "")))
     elif claim := queueing.claim_key(job):
         store.clear_failed(job.connection, claim)
 
@@ -101,20 +101,20 @@ def _failed(job: Job, client: int | None, error: str, *, for_good: bool) -> None
         if claim := queueing.claim_key(job):
             store.mark_failed(job.connection, claim, job.id)
     if client is not None:
-        note(job, client, history.failed(job.id, error))
+        _note(job, client, history.failed(job.id, error))
 
 
 def _superseded(job: Job, client: int | None, other: str, name: str) -> JobResult:
     """End a job whose work another waiting job will do (with the latest state)."""
     log.info("job %s: job %s is waiting to do this work; nothing to do", job.id, other)
     if client is not None:
-        note(job, client, history.superseded(job.id, other))
+        _note(job, client, history.superseded(job.id, other))
     TALLY.count("jobs", job=name, outcome="superseded")
     TALLY.flush(job.connection)
     return {"superseded_by": other}
 
 
-def current_job() -> Job:
+def _current_job() -> Job:
     job = get_current_job()
     if job is None:
         raise RuntimeError("this function runs as an RQ job")
@@ -158,7 +158,7 @@ def finish(job: Job, report: Report, events: Sequence[history.ClientEvent] = ())
     raise OperationsFailed(reason)
 
 
-def note(job: Job, id_servicio: int, event: history.Event) -> None:
+def _note(job: Job, id_servicio: int, event: history.Event) -> None:
     """Add one event to a client's history."""
     history.write(job.connection, [(id_servicio, event)], runtime().service.history)
 

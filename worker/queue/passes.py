@@ -21,10 +21,10 @@ from worker.core.guard import allowed_deletions, hold_vanished
 from worker.core.model import Action
 from worker.core.ownership import remembered
 from worker.core.report import Report
-from worker.queue import queueing, runs, store
+from worker.queue import history, queueing, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source, plans_renamed
-from worker.queue.lifecycle import JobResult
+from worker.queue.lifecycle import JobResult, finish
 from worker.queue.metrics import TALLY
 from worker.queue.runtime import Runtime, runtime
 from worker.sync import engine
@@ -32,7 +32,44 @@ from worker.sync import engine
 log = logging.getLogger(__name__)
 
 
-def reconcile(
+def reconcile(job: Job, *, dry_run: bool, force: bool) -> JobResult:
+    """The full sync: every client from a complete WispHub pass against the whole BQN.
+
+    `force` lets through the deletions the guard would hold back. Each run (but dry runs) is
+    kept for `/api/v1/reconciles`, and its operations go to the clients' histories.
+    """
+    redis = job.connection
+    rt = runtime()
+    lock = store.singleton_lock(redis, "reconcile", defaults.RECONCILE_LOCK_SECONDS)
+    if not store.take(lock, job.id):
+        return {"skipped": "another reconcile is running"}
+    started = time.time()
+    try:
+        report, touched = _full_sync(redis, rt, job.id, dry_run=dry_run, force=force)
+    except SyncError as exc:
+        if not dry_run:
+            entry = runs.reconcile_entry(job.id, started, time.time(), error=str(exc))
+            runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
+        raise
+    finally:
+        lock.release()
+    if report.guard:
+        TALLY.count("deletion_guard_trips", where="reconcile")
+    if not dry_run:
+        entry = runs.reconcile_entry(job.id, started, time.time(), report)
+        runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
+        if report.ok:
+            store.clear_all_failed(redis)
+    queue = Queue(job.origin, connection=redis)
+    queueing.request_syncs(queue, touched, "reconcile", rt.service.history)
+    # the clients' histories get the reconcile's writes, not its skips: a client skipped every
+    # night would see its history filled with the same line
+    events = [] if dry_run else history.report_events(report, job.id)
+    writes = [(key, e) for key, e in events if key is not None and e["event"] == "operation"]
+    return finish(job, report, writes)
+
+
+def _full_sync(
     redis: Redis, rt: Runtime, job_id: str, *, dry_run: bool, force: bool
 ) -> tuple[Report, list[int]]:
     """Run the full sync and keep what it applied; return its report and the clients to sync

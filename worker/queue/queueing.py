@@ -63,6 +63,9 @@ SYNC_PLANS = JobKind(
 POLL_CHANGES = JobKind(
     "worker.jobs.poll_changes", defaults.POLL_JOB_TIMEOUT, defaults.POLL_RESULT_TTL
 )
+KINDS = {
+    kind.path: kind for kind in (SYNC_CLIENT, SYNC_ADDRESS, RECONCILE, SYNC_PLANS, POLL_CHANGES)
+}
 # RQ's own retries, spent when a worker dies mid-job (or on an unexpected error): the job runs
 # again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.
 RESTARTS = Retry(max=len(defaults.RESTART_DELAYS), interval=list(defaults.RESTART_DELAYS))
@@ -344,9 +347,11 @@ def requeue_failures(
 
 
 def _again(queue: Queue, job: Job, limits: HistoryLimits) -> str:
-    """A fresh job doing what `job` did."""
+    """A fresh job doing what `job` did, queued the way its kind always is (claims, options)."""
     if job.func_name == SYNC_CLIENT.path and job.args:
         return request_syncs(queue, [int(job.args[0])], "requeue", limits)[0].job_id
+    if job.func_name == SYNC_ADDRESS.path and job.args:
+        return enqueue_address_sync(queue, str(job.args[0])).job_id
     if job.func_name == RECONCILE.path:
         options = job.kwargs
         return enqueue_reconcile(
@@ -354,7 +359,11 @@ def _again(queue: Queue, job: Job, limits: HistoryLimits) -> str:
         )
     if job.func_name == SYNC_PLANS.path:
         return enqueue_plan_sync(queue)
-    return queue.enqueue(job.func_name, *job.args, **job.kwargs).id
+    options = KINDS[job.func_name].options() if job.func_name in KINDS else {}
+    again = queue.enqueue(
+        job.func_name, args=job.args, kwargs=job.kwargs, retry=RESTARTS, **options
+    )
+    return again.id
 
 
 def client_of(job: Job) -> int | None:
