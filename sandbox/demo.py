@@ -162,7 +162,7 @@ def _bqn_filled() -> bool:
             timeout=2,
             verify=str(BQN_CA),
         ).json()
-    except requests.RequestException:
+    except OSError:  # not up yet, or its CA file not written yet (requests' errors are OSErrors)
         return False
     return sum(s.get("policyAssignedBy") == "rest" for s in state["subscribers"]) > CLIENTS // 2
 
