@@ -8,10 +8,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: lock test test-fast ci-tools test-faults lint demo bench clean browser promtool
 
-$(STAMP): pyproject.toml
+# The runtime packages at requirements.lock's versions (without its hashes, which pip would
+# demand of every package then): the tests run what production runs.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	sed -e '/--hash=/d' -e 's/ \\$$//' requirements.lock > $(VENV)/constraints.txt
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 # The whole suite, as CI runs it: lint, the layer contracts (pyproject.toml), every test.
@@ -67,13 +70,18 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.poll
 
-# requirements.lock: the runtime dependencies resolved in a clean virtualenv, for production
-# installs (`pip install -c requirements.lock .`). Run after changing pyproject.toml's dependencies.
+# requirements.lock: the runtime dependencies and the build backend, each pinned with its
+# hashes, for production installs (Dockerfile, deploy/README.md):
+#   pip install --require-hashes -r requirements.lock && pip install --no-deps --no-build-isolation .
+# No sandbox or test extra. pip-tools lives in a throw-away virtualenv, not in the project.
+# Run after changing pyproject.toml's dependencies, with the Python of the image (3.11); it
+# keeps the pins it can: delete requirements.lock first to move every pin to the newest allowed.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet '.[sandbox]'
-	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude wisphub-bqn-sync; } > requirements.lock.new
-	mv requirements.lock.new requirements.lock
+	.lock-venv/bin/pip install --quiet --upgrade pip 'pip-tools>=7.4,<8'
+	CUSTOM_COMPILE_COMMAND='make lock' .lock-venv/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --build-deps-for wheel --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 	rm -rf .lock-venv
 
 demo: $(STAMP)

@@ -32,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         env = {
             "REDIS_URL": redis_url,
             "WEBHOOK_SECRET": SECRET,
-            "API_TOKEN": "bench-api-token",
+            # measured: the service itself, not its limits against floods
+            "WEBHOOK_RATE_LIMIT": "off",
+            "MAX_QUEUED_JOBS": "10000000",
+            "API_TOKEN": "bench-api-token-0001",
             "WISPHUB_URL": "https://127.0.0.1:9",
             "WISPHUB_API_KEY": "unused",
             "BQN_URL": "127.0.0.1:9",

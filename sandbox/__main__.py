@@ -1,24 +1,41 @@
 """Command line: `python -m sandbox {wisphub,bqn} [options]` (console script
-`wisphub-bqn-sandbox`) serves one simulator with seeded data until Ctrl-C."""
+`wisphub-bqn-sandbox`) serves one simulator with seeded data until Ctrl-C.
+
+`pip install wisphub-bqn-sync` installs the command without what it serves with (the
+`sandbox` extra): it then says what to install and exits 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 
 from flask import Flask
 
 from sandbox import bqn, seed, wisphub
-from sandbox.server import serve_forever
-from sandbox.tls import make_tls
+from worker.version import add_version_option
 
 log = logging.getLogger("sandbox")
 
+PROG = "wisphub-bqn-sandbox"
+EXIT_MISSING = 2
 
-def main(argv: Sequence[str] | None = None) -> None:
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments, build the seeded simulator and serve it."""
     args = _parser().parse_args(argv)
+    try:  # the modules that need the sandbox extra (cheroot, trustme)
+        from sandbox.server import serve_forever  # noqa: PLC0415
+        from sandbox.tls import make_tls  # noqa: PLC0415
+    except ImportError as exc:
+        print(
+            f"{PROG}: {exc.name} is missing: the simulators need the sandbox extra, "
+            "pip install 'wisphub-bqn-sync[sandbox]'",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.quiet:
         logging.getLogger("sandbox.http").setLevel(logging.WARNING)
@@ -28,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if tls is not None:
         log.info("TLS CA certificate for clients to verify with: %s", tls.ca)
     serve_forever(app, args.host, args.port, tls)
+    return 0
 
 
 def _build(args: argparse.Namespace) -> tuple[Flask, str]:
@@ -50,9 +68,9 @@ def _build(args: argparse.Namespace) -> tuple[Flask, str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wisphub-bqn-sandbox",
-        description="Serve a WispHub or BQN API simulator with seeded demo data.",
+        prog=PROG, description="Serve a WispHub or BQN API simulator with seeded demo data."
     )
+    add_version_option(parser)
     apis = parser.add_subparsers(dest="api", required=True, metavar="{wisphub,bqn}")
     wisphub_args = apis.add_parser("wisphub", help="WispHub billing API simulator")
     _common(wisphub_args, port=8081)
@@ -80,4 +98,4 @@ def _common(parser: argparse.ArgumentParser, port: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

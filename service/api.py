@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, request
 
 from service.auth import require_api_token
+from service.bodies import json_body
 from service.context import context
 from service.errors import error_response
 from service.payloads import PayloadError, parse_id, parse_job_id
@@ -23,7 +24,6 @@ from worker.queue.queueing import (
     enqueue_plan_sync,
     enqueue_reconcile,
     failures,
-    request_syncs,
     requeue_failures,
 )
 from worker.sync import engine
@@ -39,8 +39,7 @@ def _authenticate() -> None:
 @blueprint.post("/clients/<raw_id>/sync")
 def sync_client(raw_id: str) -> tuple[Response, int]:
     """Queue a resync of one client (coalesced with a waiting one)."""
-    ctx = context()
-    [queued] = request_syncs(ctx.queue, [parse_id(raw_id)], "api", ctx.service.history)
+    [queued] = context().request_syncs([parse_id(raw_id)], "api")
     return jsonify({"job_id": queued.job_id, "coalesced": queued.coalesced}), 202
 
 
@@ -200,7 +199,7 @@ def _options() -> dict[str, Any]:
     """An optional JSON object body."""
     if not request.get_data(cache=True).strip():
         return {}
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict):
         raise PayloadError('the body must be a JSON object such as {"dry_run": true}')
     return body

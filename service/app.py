@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Mapping
 
-from flask import Flask
+from flask import Flask, Response
 from redis import Redis
 
 from service import api, docs, errors, health, limits, metrics, status, webhooks
@@ -14,7 +14,7 @@ from service.context import Context
 from worker import defaults
 from worker.core.errors import ConfigError
 from worker.queue.queueing import make_queue
-from worker.settings import ServiceSettings, Settings
+from worker.settings import ServiceSettings, Settings, tls_warnings
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +38,47 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         service=service, sync=sync, redis=redis, queue=make_queue(redis, service.queue_name)
     )
     errors.register(app)
-    limits.install(app, service)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(docs.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(api.blueprint)
     metrics.install(app)
     status.install(app)
+    limits.install(app, service)
+    app.after_request(_protect)
     if service.allow_unauthenticated:
         log.warning("ALLOW_UNAUTHENTICATED=1: endpoints without a configured secret are open")
+    for warning in tls_warnings(sync):
+        log.warning("%s", warning)
     return app
 
 
 def require_secrets(service: ServiceSettings) -> None:
-    """The web process must not run open: both secrets, or an explicit opt-out."""
-    if service.allow_unauthenticated:
-        return
-    for name, value in (
-        ("WEBHOOK_SECRET", service.webhook_secret),
-        ("API_TOKEN", service.api_token),
-    ):
-        if not value:
+    """The web process must not run open: both secrets, long enough to resist guessing and
+    different (the webhook secret travels in senders' URLs and scripts; the API token opens
+    the console), or an explicit opt-out for the secrets not set."""
+    secrets = {"WEBHOOK_SECRET": service.webhook_secret, "API_TOKEN": service.api_token}
+    for name, value in secrets.items():
+        if value is None and not service.allow_unauthenticated:
             raise ConfigError(
                 f"{name} is not set; set it, or ALLOW_UNAUTHENTICATED=1 to run without "
                 "authentication (a demo, never production)"
             )
+        if value is not None and len(value) < defaults.MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{name} is {len(value)} characters long; use at least "
+                f"{defaults.MIN_SECRET_LENGTH} random ones (e.g. `openssl rand -hex 24`)"
+            )
+    if service.webhook_secret is not None and service.webhook_secret == service.api_token:
+        raise ConfigError(
+            "WEBHOOK_SECRET and API_TOKEN are the same: senders of notifications would hold "
+            "the console's key; give each its own value"
+        )
+
+
+def _protect(response: Response) -> Response:
+    """No answer is sniffed as another content type or kept by a cache: answers hold the
+    service's state, job ids and client data."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

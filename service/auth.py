@@ -6,45 +6,77 @@ matching endpoints are open (the app factory refuses that combination otherwise)
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 
 from flask import request
-from werkzeug.exceptions import Unauthorized
+from redis import Redis
+from werkzeug.exceptions import Conflict, Unauthorized
 
 from worker import defaults
+from worker.queue.store import PREFIX
 
 SIGNATURE_HEADER = "X-Signature-256"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 TOKEN_HEADER = "X-Webhook-Token"  # noqa: S105 - a header name, not a secret
 
 
-def require_webhook_secret(secret: str | None) -> None:
+def require_webhook_secret(secret: str | None, redis: Redis) -> Signature | None:
     """Accept the secret as `X-Webhook-Token`, `Authorization: Bearer`, a `token` query
-    parameter (for senders that can only call a URL), or an HMAC-SHA256 of the raw body in
-    `X-Signature-256: sha256=<hex>`. With an `X-Webhook-Timestamp` (Unix seconds) the HMAC
-    covers `<timestamp>.<body>` and the notification must be at most 5 minutes old, so a
-    captured one cannot be replayed later."""
+    parameter (for senders that can only call a URL), or an HMAC-SHA256 signature in
+    `X-Signature-256: sha256=<hex>` of `<X-Webhook-Timestamp>.<raw body>`.
+
+    A signed notification must be at most 5 minutes old and is accepted once: its signature
+    is kept in Redis for the window, so a captured one cannot be replayed. Only the body is
+    signed, so the caller must take the clients from the body alone; the returned `Signature`
+    says the request was signed (None: a plain secret, or no secret configured)."""
     if secret is None:
-        return
-    signature = request.headers.get(SIGNATURE_HEADER)
-    if signature is not None:
-        signed = request.get_data(cache=True)
-        stamp = request.headers.get(TIMESTAMP_HEADER)
-        if stamp is not None:
-            _check_fresh(stamp)
-            signed = stamp.strip().encode() + b"." + signed
-        if _signed(signature, secret, signed):
-            return
-        raise _unauthorized("the X-Signature-256 signature does not match the body")
+        return None
+    header = request.headers.get(SIGNATURE_HEADER)
+    if header is not None:
+        return _verified(header, secret, redis)
     offered = [request.headers.get(TOKEN_HEADER), _bearer(), request.args.get("token")]
     if any(token is not None and same(token, secret) for token in offered):
-        return
+        return None
     raise _unauthorized(
         "missing or wrong webhook secret (X-Webhook-Token, Authorization: Bearer, ?token= "
-        "or X-Signature-256)"
+        "or X-Signature-256 with X-Webhook-Timestamp)"
     )
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A verified signature, kept in Redis until it may no longer be replayed."""
+
+    key: str
+
+    def forget(self, redis: Redis) -> None:
+        """Let the same notification be sent again (it was not queued after all)."""
+        redis.delete(self.key)
+
+
+def _verified(header: str, secret: str, redis: Redis) -> Signature:
+    stamp = request.headers.get(TIMESTAMP_HEADER)
+    if stamp is None:
+        raise _unauthorized(
+            f"{TIMESTAMP_HEADER} (Unix seconds) is required with {SIGNATURE_HEADER}: the "
+            "signature covers `<timestamp>.<body>`"
+        )
+    _check_fresh(stamp)
+    given = _digest_of(header)
+    expected = hmac.new(
+        secret.encode(), stamp.strip().encode() + b"." + request.get_data(cache=True), "sha256"
+    ).hexdigest()
+    if given is None or not same(given, expected):
+        raise _unauthorized(f"the {SIGNATURE_HEADER} signature does not match `<timestamp>.<body>`")
+    seen = Signature(f"{PREFIX}webhook:signature:{expected}")
+    if not redis.set(seen.key, 1, nx=True, ex=defaults.REPLAY_WINDOW_SECONDS):
+        raise Conflict(
+            "this signed notification was already received; sign each one with a fresh "
+            f"{TIMESTAMP_HEADER}"
+        )
+    return seen
 
 
 def require_api_token(token: str | None) -> None:
@@ -57,8 +89,13 @@ def require_api_token(token: str | None) -> None:
 
 
 def offered_api_token() -> str | None:
-    """The token a browser or a script offers: a Bearer token, or a basic-auth password."""
-    basic = request.authorization
+    """The token a browser or a script offers: a Bearer token, or a basic-auth password.
+    Basic credentials that are not base64 (werkzeug raises ValueError for non-ASCII ones) are
+    offered but match no token: ""."""
+    try:
+        basic = request.authorization
+    except ValueError:
+        return ""
     if basic is not None and basic.type == "basic":
         return basic.password or None
     return _bearer()
@@ -78,12 +115,10 @@ def _bearer() -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _signed(header: str, secret: str, body: bytes) -> bool:
+def _digest_of(header: str) -> str | None:
+    """The hex digest of `sha256=<hex>`, or None for another algorithm or an empty one."""
     algorithm, _, given = header.strip().partition("=")
-    if algorithm.lower() != "sha256" or not given:
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return same(given.lower(), expected)
+    return given.lower() if algorithm.lower() == "sha256" and given else None
 
 
 def same(given: str, expected: str) -> bool:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flask import current_app
 from redis import Redis
 from rq import Queue
+from werkzeug.exceptions import ServiceUnavailable
 
+from worker import defaults
+from worker.queue.queueing import Queued, request_syncs
 from worker.settings import ServiceSettings, Settings
+
+
+class QueueFull(ServiceUnavailable):
+    """More client jobs wait than `MAX_QUEUED_JOBS`: the sender should come back later."""
+
+    name = "Queue Full"
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,19 @@ class Context:
     sync: Settings
     redis: Redis
     queue: Queue
+
+    def request_syncs(self, ids: Sequence[int], via: str) -> list[Queued]:
+        """Queue (or coalesce) a sync of each client, unless the queue is full: a flood of
+        requests must not fill Redis, so past `MAX_QUEUED_JOBS` waiting jobs nothing is
+        queued and the sender is told to retry (`QueueFull`, 503 with `Retry-After`)."""
+        waiting = self.queue.count
+        if waiting + len(ids) > self.service.max_queued_jobs:
+            raise QueueFull(
+                f"{waiting} jobs are waiting, at most {self.service.max_queued_jobs} may: "
+                "nothing was queued; retry later",
+                retry_after=defaults.QUEUE_FULL_RETRY_SECONDS,
+            )
+        return request_syncs(self.queue, ids, via, self.service.history)
 
 
 def context() -> Context:

@@ -1,4 +1,8 @@
-"""`/healthz`: the process answers. `/readyz`: Redis answers and a worker is registered."""
+"""`/healthz`: the process answers. `/readyz`: Redis answers and a worker is registered.
+
+Both are open, for load balancers and orchestrators; why Redis is unreachable (its address
+among it) is told only to a caller with the API token.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 from rq import Worker
 
+from service.auth import offered_api_token, same
 from service.context import context
 
 blueprint = Blueprint("health", __name__)
@@ -25,7 +30,15 @@ def readyz() -> tuple[Response, int]:
         ctx.redis.ping()
         workers = Worker.count(queue=ctx.queue)
     except RedisError as exc:
-        return jsonify({"status": "unavailable", "redis": f"unreachable: {exc}"}), 503
+        # Where Redis is, and why it failed, only for the API token's holder.
+        detail = f"unreachable: {exc}" if _trusted(ctx.service.api_token) else "unreachable"
+        return jsonify({"status": "unavailable", "redis": detail}), 503
     if workers == 0:
         return jsonify({"status": "unavailable", "redis": "ok", "workers": 0}), 503
     return jsonify({"status": "ready", "redis": "ok", "workers": workers}), 200
+
+
+def _trusted(token: str | None) -> bool:
+    """Whether the caller showed the API token (or none is configured)."""
+    offered = offered_api_token()
+    return token is None or (offered is not None and same(offered, token))

@@ -15,6 +15,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from http import HTTPStatus
 
 from flask import Blueprint, Flask, Response, request
 from prometheus_client import (
@@ -52,12 +53,19 @@ NOTIFICATIONS = Counter(
 )
 REQUESTS = Histogram(
     "http_request_duration_seconds",
-    "Time to answer HTTP requests, by endpoint and status",
+    "Time to answer HTTP requests, by route (unmatched: one series), method (other: any but "
+    "the seven usual ones) and status",
     ["endpoint", "method", "status"],
     namespace=NS,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OUTCOMES = {202: "accepted", 401: "unauthorized", 429: "rate_limited"}
+# Labels a request can give REQUESTS, so that strangers cannot add series: gunicorn takes any
+# uppercase word as a method, and any path reaches the app.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATUSES = frozenset(status.value for status in HTTPStatus)
+OTHER = "other"
+UNMATCHED = "unmatched"
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -86,16 +94,24 @@ def install(app: Flask) -> None:
     @app.after_request
     def _observe(response: Response) -> Response:
         started = request.environ.get("wisphub_bqn_sync.started")
-        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
         if started is not None:
-            REQUESTS.labels(endpoint, request.method, str(response.status_code)).observe(
-                time.monotonic() - started
-            )
+            REQUESTS.labels(
+                endpoint, _method(request.method), _status(response.status_code)
+            ).observe(time.monotonic() - started)
         if endpoint == "/webhooks/wisphub":
             NOTIFICATIONS.labels(_outcome(response.status_code)).inc()
         return response
 
     app.register_blueprint(blueprint)
+
+
+def _method(method: str) -> str:
+    return method if method in METHODS else OTHER
+
+
+def _status(status: int) -> str:
+    return str(status) if status in STATUSES else OTHER
 
 
 def _outcome(status: int) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 from worker import defaults
 
 FIELD = "id_servicio"
+# 2**63 - 1, the largest id, has 19 digits.
+MAX_ID_DIGITS = 19
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -45,13 +47,19 @@ def parse_id(value: Any) -> int:
         raise PayloadError(f"{FIELD} must be a positive whole number, not {value!r}")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdecimal() and value.strip().isascii():
-        number = int(value.strip())
+    elif isinstance(value, str) and _decimal(value.strip()):
+        number = int(value.strip().lstrip("0") or "0")
     else:
         raise PayloadError(f"{FIELD} must be a positive whole number, not {_shown(value)}")
     if number <= 0 or number >= 2**63:
         raise PayloadError(f"{FIELD} must be a positive whole number, not {number}")
     return number
+
+
+def _decimal(text: str) -> bool:
+    """Whether `text` is ASCII digits, leading zeros aside few enough to convert: Python
+    refuses to turn more than 4,300 digits into an int, and no id has more than 19."""
+    return text.isascii() and text.isdecimal() and len(text.lstrip("0")) <= MAX_ID_DIGITS
 
 
 def parse_job_id(value: Any) -> str:

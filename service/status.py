@@ -1,9 +1,9 @@
 """The status page at `/`: the service at a glance for the engineer and the support desk.
 
 Server-rendered HTML (templates in `service/templates/`), behind the API token: given once
-at `/login` (kept in a signed session cookie), or as HTTP basic auth (any user name, the
-token as password), or as a Bearer header. Its forms (sync a client, requeue failures) carry a
-CSRF token derived from the API token.
+at `/login` (the sign-in then lives in a server-side session, `service/sessions.py`), or as
+HTTP basic auth (any user name, the token as password), or as a Bearer header. Its forms (sync
+a client, requeue failures) carry a random CSRF token kept in the session.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -29,13 +30,14 @@ from flask import (
     url_for,
 )
 
-from service import overview
+from service import overview, sessions
 from service.auth import offered_api_token, same
 from service.context import Context, context
 from service.payloads import PayloadError, parse_id, parse_job_id
 from worker import defaults
 from worker.queue import history, store
-from worker.queue.queueing import failures, request_syncs, requeue_failures
+from worker.queue.queueing import failures, requeue_failures
+from worker.settings import tls_warnings
 
 blueprint = Blueprint("status", __name__)
 
@@ -46,23 +48,12 @@ CSP = (
 
 
 def install(app: Flask) -> None:
-    """Serve the status page; sign its session cookie with a key derived from the API token
-    (changing the token signs everybody out)."""
-    token = _token_of(app)
-    app.secret_key = _derived(token, "session") if token is not None else secrets.token_hex(32)
-    app.config.update(
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=defaults.STATUS_SESSION_HOURS * 3600,
-    )
+    """Serve the status page, its sessions kept in the app's Redis."""
+    ctx: Context = app.extensions[Context.KEY]
+    sessions.install(app, ctx.redis, always_secure=ctx.service.session_cookie_secure)
     app.jinja_env.filters["step"] = describe_event
     app.jinja_env.filters["ago"] = ago
     app.register_blueprint(blueprint)
-
-
-def _token_of(app: Flask) -> str | None:
-    """The API token of the app being built."""
-    return app.extensions[Context.KEY].service.api_token
 
 
 @blueprint.before_request
@@ -71,7 +62,7 @@ def _authenticate() -> Response | None:
     if request.endpoint in ("status.login", "status.sign_in"):
         return None
     token = context().service.api_token
-    if token is None or session.get("signed_in"):
+    if token is None or _signed_in():
         return None
     offered = offered_api_token()
     if offered is not None and same(offered, token):
@@ -126,7 +117,8 @@ def page() -> str:
         client=client,
         found=found,
         csrf=csrf_token(),
-        signed_in=bool(session.get("signed_in")),
+        signed_in=_signed_in(),
+        warnings=tls_warnings(ctx.sync),
     )
 
 
@@ -136,7 +128,7 @@ def sync_client() -> Response:
     _check_csrf()
     ctx = context()
     id_servicio = parse_id(request.form.get("id_servicio", ""))
-    [queued] = request_syncs(ctx.queue, [id_servicio], "status-page", ctx.service.history)
+    [queued] = ctx.request_syncs([id_servicio], "status-page")
     flash(f"sync of client {id_servicio} queued as job {queued.job_id}", "ok")
     return redirect(url_for("status.page", client=id_servicio))
 
@@ -163,29 +155,42 @@ def login() -> str:
 
 @blueprint.post("/login")
 def sign_in() -> Response | tuple[str, int]:
-    """Check the token once; the session cookie carries the sign-in from then on."""
+    """Check the token once; the session carries the sign-in from then on, under a new id."""
     token = context().service.api_token
-    given = request.form.get("token", "")
-    if token is not None and not same(given, token):
+    if token is None:
+        return redirect(_next())  # the page is open: nothing to remember
+    if not same(request.form.get("token", ""), token):
         return render_template("login.html", next=_next(), error="Wrong API token."), 401
     session.clear()
     session.permanent = True
-    session["signed_in"] = True
+    session["signed_in"] = _derived(token, "session")
+    session["csrf"] = secrets.token_hex(32)
+    sessions.renew_id(session)
     return redirect(_next())
 
 
 @blueprint.post("/logout")
 def logout() -> Response:
-    """Forget the sign-in."""
+    """End the session: its id is deleted from Redis, whoever holds a copy of the cookie."""
     _check_csrf()
     session.clear()
     return redirect(url_for("status.login"))
 
 
 def csrf_token() -> str:
-    """The token the page's forms carry (without an API token there is nothing to protect)."""
+    """The token the page's forms carry: random, one per session (made on first use for a
+    visit signed by a header). Without an API token there is nothing to protect, and no
+    session is made for anonymous visitors."""
+    if context().service.api_token is None:
+        return ""
+    return str(session.setdefault("csrf", secrets.token_hex(32)))
+
+
+def _signed_in() -> bool:
+    """Whether the session signed in with the current API token (a new token signs everybody
+    out)."""
     token = context().service.api_token
-    return "" if token is None else _derived(token, "csrf")
+    return token is not None and same(session.get("signed_in", ""), _derived(token, "session"))
 
 
 def _check_csrf() -> None:
@@ -195,9 +200,15 @@ def _check_csrf() -> None:
 
 
 def _next() -> str:
-    """Where to go after signing in: a path on this site only."""
+    """Where to go after signing in: a path on this site only, else `/`. Browsers drop tabs
+    and line breaks and read `\\` as `/`, so `/<tab>/evil.example` would leave the site."""
     target = request.values.get("next", "/")
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    if not target.isprintable() or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
 
 
 def _derived(token: str, purpose: str) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from service.auth import require_webhook_secret
+from service.bodies import json_body
 from service.context import context
 from service.payloads import FIELD, PayloadError, client_ids
-from worker.queue.queueing import request_syncs
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -20,9 +20,20 @@ blueprint = Blueprint("webhooks", __name__)
 def notify() -> tuple[Response, int]:
     """Queue a sync for every client the notification names."""
     ctx = context()
-    require_webhook_secret(ctx.service.webhook_secret)
-    ids = client_ids(_json_body(), request.form.getlist(FIELD), request.args.getlist(FIELD))
-    jobs = request_syncs(ctx.queue, ids, "webhook", ctx.service.history)
+    signature = require_webhook_secret(ctx.service.webhook_secret, ctx.redis)
+    query = request.args.getlist(FIELD)
+    if signature is not None and query:
+        raise PayloadError(
+            f"a signed notification names its clients in the body: the query string "
+            f"({FIELD}=...) is not signed"
+        )
+    try:
+        ids = client_ids(json_body(), request.form.getlist(FIELD), query)
+        jobs = ctx.request_syncs(ids, "webhook")
+    except Exception:
+        if signature is not None:
+            signature.forget(ctx.redis)  # nothing was queued: the sender may send it again
+        raise
     queued = list(zip(ids, jobs, strict=True))
     return jsonify(
         {
@@ -33,13 +44,3 @@ def notify() -> tuple[Response, int]:
             ],
         }
     ), 202
-
-
-def _json_body() -> object:
-    """The JSON body if the request has one; form and query senders send none."""
-    if not request.is_json:
-        return None
-    body = request.get_json(silent=True)
-    if body is None and request.get_data(cache=True).strip():
-        raise PayloadError("the body is not valid JSON")
-    return body

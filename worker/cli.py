@@ -27,6 +27,7 @@ from worker.core.progress import Progress, TerminalProgress, silent
 from worker.core.report import Report
 from worker.settings import ServiceSettings, Settings, redacted
 from worker.sync.engine import full_sync, read_plans, sync_client
+from worker.version import add_version_option
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # The original script's defaults, kept so that its command lines mean the same here.
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             "an API was unreachable, 2 usage or configuration error."
         ),
     )
+    add_version_option(parser)
     parser.add_argument(
         "-w",
         dest="wisphub",
@@ -140,8 +142,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def show_config(settings: Settings, env: Mapping[str, str]) -> None:
-    """The engine's and the service's settings as JSON on standard output, secrets redacted."""
-    config = {"sync": redacted(settings), "service": redacted(ServiceSettings.from_env(env))}
+    """The engine's and the service's settings as JSON on standard output, secrets redacted.
+    The one-shot sync needs no Redis: without a valid service configuration (`REDIS_URL`
+    unset, say) its part says why instead."""
+    try:
+        service: dict[str, object] = redacted(ServiceSettings.from_env(env))
+    except ConfigError as exc:
+        service = {"error": str(exc)}
+    config = {"sync": redacted(settings), "service": service}
     json.dump(config, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
 

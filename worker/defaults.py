@@ -121,11 +121,14 @@ HOURLY_COUNTS_SECONDS = CHART_HOURS * HOUR + DAY
 
 # --- The web service --------------------------------------------------------------------------
 QUEUE_NAME = "wisphub-bqn-sync"
+# Where the web process listens (HOST, PORT): this machine only, unless a proxy or a container
+# needs it on every interface (HOST=0.0.0.0).
+WEB_HOST = "127.0.0.1"
 WEB_PORT = 8000
-# gunicorn processes (WEB_CONCURRENCY), each answering this many requests at once.
+# gunicorn processes (WEB_CONCURRENCY), each holding up to this many connections at once: gevent
+# reads every request asynchronously, so slow senders wait without taking a thread from the rest.
 WEB_PROCESSES = 2
-WEB_THREADS = 4
-REDIS_URL = "redis://127.0.0.1:6379/0"
+WEB_CONNECTIONS = 1000
 # A signed notification whose timestamp is older (or newer) than this is refused.
 MAX_SIGNATURE_AGE_SECONDS = 5 * MINUTE
 # Client ids one notification may name.
@@ -138,3 +141,18 @@ REDIS_TIMEOUT_SECONDS = 2
 REDIS_HEALTH_CHECK_SECONDS = 30
 STATUS_SESSION_HOURS = 12
 FAILURES_SHOWN = 50
+
+# --- The web process's doors (docs/security.md) -----------------------------------------------
+# Notifications per sender address that passed authentication (Flask-Limiter notation).
+WEBHOOK_RATE_LIMIT = "1200/minute"
+# Wrong API tokens per address at the status page's sign-in.
+LOGIN_RATE_LIMIT = "10/minute"
+# Client jobs waiting in the queue beyond which notifications and API calls answer 503 (a job
+# takes about 6 KB of Redis: 20,000 of them about 120 MB).
+MAX_QUEUED_JOBS = 20_000
+# A sender told 503 for a full queue tries again after this long.
+QUEUE_FULL_RETRY_SECONDS = 30
+# Shortest accepted WEBHOOK_SECRET and API_TOKEN.
+MIN_SECRET_LENGTH = 16
+# A signed notification is refused when seen again within this long (its signature is kept).
+REPLAY_WINDOW_SECONDS = 2 * MAX_SIGNATURE_AGE_SECONDS

@@ -29,13 +29,14 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
         return retry(job, f"client {id_servicio} stayed locked by another job")
     try:
         store.note_touched(redis, id_servicio)  # before it records: a reconcile keeps that
+        previous = store.last_applied(redis, id_servicio)
         outcome = engine.sync_client(
             id_servicio,
             rt.wisphub,
             rt.bqn,
             rt.settings.rules,
             plan_source(redis, rt),
-            previous=store.last_applied(redis, id_servicio),
+            previous=previous,
             book=RedisAddressBook(redis, job.id),
             policies=rt.policies,
         )
@@ -44,7 +45,8 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
             store.record_fingerprint(redis, id_servicio, seen)
         events = [history.read_from_wisphub(job.id, outcome.row)]
         events += [event for _, event in history.report_events(outcome.report, job.id)]
-        return finish(job, outcome.report, [(id_servicio, event) for event in events])
+        known = outcome.row is not None or previous is not None or bool(outcome.report.planned)
+        return finish(job, outcome.report, [(id_servicio, event) for event in events], known=known)
     finally:
         lock.release()
 

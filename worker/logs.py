@@ -9,6 +9,11 @@ job runs (`job_context`), each line names the job and, for a client job, the cli
 
 Only these fields are written: whatever else a library attaches to a record (RQ attaches a
 job's arguments to its error lines) stays out.
+
+Nothing a sender puts in a request (a path with `%0d` or `%1b`, a header) can break a line or
+reach an operator's terminal raw: a text line writes every control character as a visible
+escape (`\\n`, `\\r`, `\\x1b`, `\\u2028`), and a JSON line escapes every character outside
+printable ASCII.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ TEXT, JSON = "text", "json"
 TEXT_LINE = "%(asctime)s %(levelname)s %(name)s %(context)s%(message)s"
 # urllib3 logs connection details and retries at debug level; keep it to warnings.
 QUIET_LOGGERS = {"urllib3": logging.WARNING}
+
+# Every control character: C0 (line breaks, ESC), DEL, C1 (0x85 is a line break, 0x9b starts
+# a terminal command) and the Unicode line and paragraph separators.
+CONTROL = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+ESCAPES = {
+    code: _NAMED.get(chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    for code in CONTROL
+}
 
 _job: ContextVar[tuple[str | None, int | None]] = ContextVar("log_job", default=(None, None))
 
@@ -53,8 +67,9 @@ class JobContextFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger [job=… client=…] message`, the bracket only inside a job. A line
-    break in the message or a traceback is written as `\\n`, so an event stays one line
+    """`time LEVEL logger [job=… client=…] message`, the bracket only inside a job. Every
+    control character of the line, its message, arguments and traceback included, is written
+    as an escape (`escape`): a line break as `\\n`, so an event stays one line
     (`sed 's/\\\\n/\\n/g'` unfolds a traceback)."""
 
     def __init__(self) -> None:
@@ -64,11 +79,15 @@ class TextFormatter(logging.Formatter):
         return TEXT_LINE % {**vars(record), "context": _context(record)}
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\r\n", "\n").replace("\n", "\\n")
+        return escape(super().format(record))
 
 
 class JsonLineFormatter(JsonFormatter):
-    """One JSON object per line: time, level, logger, message, the job's ids, `exc_info`."""
+    """One JSON object per line: time, level, logger, message, the job's ids, `exc_info`,
+    ASCII only (`json` then escapes every control character, C1 and U+2028 included)."""
+
+    def __init__(self) -> None:
+        super().__init__(json_ensure_ascii=True)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -136,6 +155,11 @@ def dict_config(level: int | str | None = None, fmt: str | None = None) -> dict[
             **{quiet: {"level": value} for quiet, value in _quiet_levels(number).items()},
         },
     }
+
+
+def escape(text: str) -> str:
+    """`text` with each control character written as a visible escape (`\\r`, `\\x1b`)."""
+    return text.translate(ESCAPES)
 
 
 def level_from(env: Mapping[str, str]) -> str:

@@ -5,37 +5,65 @@ ERROR on standard output) and leaves our loggers without any. This worker sends 
 ours through `logs.configure()` instead, on standard error in one format, with the job and
 client named on every line logged while a job runs. RQ's debug line with a job's return value
 is dropped: results name subscribers (client names).
+
+Before it registers in Redis the worker checks every setting its jobs read: a wrong one stops
+it with one line and exit status 2, which the systemd unit does not restart on.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from rq import SimpleWorker
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from rq.logutils import ColorizingStreamHandler, colorizer
 from rq.queue import Queue
 
 from worker import logs
-from worker.queue import queueing
+from worker.core.errors import ConfigError
+from worker.queue import queueing, startup
+from worker.queue.lifecycle import DeletionsHeldBack
+from worker.queue.runtime import runtime
 
 RESULT_LINE = "Worker %s: result: %r"
+EXIT_CONFIG = 2
 
 
 class LoggingWorker(SimpleWorker):
     """SimpleWorker whose lines, and its jobs' lines, come out through `worker.logs`."""
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
-        """Configure logging (LOG_LEVEL, LOG_FORMAT), then start as RQ does."""
-        logs.configure()
+        """Configure logging (LOG_LEVEL, LOG_FORMAT) and check the settings, say which Redis
+        this worker uses and what TLS leaves unchecked, then start as RQ does."""
+        try:
+            logs.configure()
+            settings = runtime().settings
+        except ConfigError as exc:
+            print(f"wisphub-bqn-sync worker: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
         take_over_rq_logging()
+        startup.announce("worker", self.connection, settings)
         super().bootstrap(*args, **kwargs)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job with its id (and client) on every line, RQ's included."""
         with logs.job_context(job.id, queueing.client_of(job)):
             super().execute_job(job, queue)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """A deletion-guard trip is the guard doing its work: the engine has logged its one
+        warning with the reason, so RQ's word that the job failed is an info line, not an
+        error with a traceback. The job still fails (listed among the failures); any other
+        exception is logged by RQ with its traceback."""
+        error = exc_info[1]
+        if not isinstance(error, DeletionsHeldBack):
+            super().handle_exception(job, *exc_info)
+            return
+        self.log.info("Worker %s: job %s failed: %s", self.name, job.id, error)
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
 
 
 def take_over_rq_logging() -> None:

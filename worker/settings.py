@@ -48,6 +48,15 @@ class Settings:
             check_hostname=read.flag("BQN_CHECK_HOSTNAME", default=False),
             ciphers=read.text("BQN_TLS_CIPHERS", defaults.BQN_CIPHERS),
         )
+        if not read.flag("ALLOW_INSECURE_HTTP", default=False):
+            for name, connection in (("WISPHUB_URL", wisphub), ("BQN_URL", bqn)):
+                if connection.url.startswith("http://"):
+                    raise ConfigError(
+                        f"{name} uses http://, which sends the "
+                        f"{'API key' if name == 'WISPHUB_URL' else 'BQN password'} in clear "
+                        "text: use https://, or set ALLOW_INSECURE_HTTP=1 (a lab, never "
+                        "production)"
+                    )
         rules = MappingRules(
             subscriber_id_field=read.choice(
                 "SUBSCRIBER_ID_FIELD", defaults.SUBSCRIBER_ID_FIELD, SUBSCRIBER_ID_FIELDS
@@ -68,6 +77,22 @@ class Settings:
         )
 
 
+def tls_warnings(settings: Settings) -> list[str]:
+    """What is left unchecked in how the service reaches the APIs, for the start-up log and the
+    status page: each line says what it risks and how to fix it."""
+    warnings = []
+    if settings.bqn.ca_bundle is None:
+        warnings.append(
+            "the BQN's TLS certificate is not verified (BQN_CA_BUNDLE is not set): a machine "
+            "on the path to the BQN could pose as it and read its REST password; pin the "
+            "BQN's own certificate with BQN_CA_BUNDLE (docs/security.md)"
+        )
+    for name, connection in (("WISPHUB_URL", settings.wisphub), ("BQN_URL", settings.bqn)):
+        if connection.url.startswith("http://"):
+            warnings.append(f"{name} uses plain http:// (ALLOW_INSECURE_HTTP=1)")
+    return warnings
+
+
 @dataclass(frozen=True)
 class HistoryLimits:
     """How much history Redis keeps: events per client, for how long after a client's last
@@ -84,7 +109,7 @@ class HistoryLimits:
 class ServiceSettings:
     """What the web, worker and scheduler processes need besides the engine's settings."""
 
-    redis_url: str = field(default=defaults.REDIS_URL, repr=False)  # may hold a password
+    redis_url: str = field(repr=False)  # may hold a password; no default: say which Redis
     webhook_secret: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     allow_unauthenticated: bool = False
@@ -95,8 +120,14 @@ class ServiceSettings:
     reconcile_cron: str = defaults.RECONCILE_CRON
     reconcile_on_start: bool = True
     queue_name: str = defaults.QUEUE_NAME
-    webhook_rate_limit: str | None = None
+    # Flask-Limiter rates per source address; None is off.
+    webhook_rate_limit: str | None = defaults.WEBHOOK_RATE_LIMIT
+    login_rate_limit: str | None = defaults.LOGIN_RATE_LIMIT
     trusted_proxies: int = 0
+    # The status page's cookie is always `Secure` (else only over https).
+    session_cookie_secure: bool = False
+    # Client jobs waiting beyond which notifications and API calls answer 503.
+    max_queued_jobs: int = defaults.MAX_QUEUED_JOBS
     # Seconds before each retry of a job that failed transiently.
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     history: HistoryLimits = field(default_factory=HistoryLimits)
@@ -106,7 +137,9 @@ class ServiceSettings:
         """Read and validate the service settings; raise `ConfigError` naming a bad one."""
         read = _Reader(env)
         settings = cls(
-            redis_url=read.text("REDIS_URL", cls.redis_url),
+            redis_url=read.required(
+                "REDIS_URL", "the Redis of the queue, such as redis://127.0.0.1:6379/0"
+            ),
             webhook_secret=read.optional("WEBHOOK_SECRET"),
             api_token=read.optional("API_TOKEN"),
             allow_unauthenticated=read.flag("ALLOW_UNAUTHENTICATED", default=False),
@@ -118,8 +151,11 @@ class ServiceSettings:
             reconcile_cron=read.text("RECONCILE_CRON", cls.reconcile_cron),
             reconcile_on_start=read.flag("RECONCILE_ON_START", default=True),
             queue_name=read.text("QUEUE_NAME", cls.queue_name),
-            webhook_rate_limit=read.optional("WEBHOOK_RATE_LIMIT"),
+            webhook_rate_limit=read.rate("WEBHOOK_RATE_LIMIT", defaults.WEBHOOK_RATE_LIMIT),
+            login_rate_limit=read.rate("LOGIN_RATE_LIMIT", defaults.LOGIN_RATE_LIMIT),
             trusted_proxies=read.integer("TRUSTED_PROXIES", cls.trusted_proxies, 0, 10),
+            session_cookie_secure=read.flag("SESSION_COOKIE_SECURE", default=False),
+            max_queued_jobs=read.integer("MAX_QUEUED_JOBS", cls.max_queued_jobs, 1, 10_000_000),
             retry_intervals=read.seconds_list("RETRY_INTERVALS", cls.retry_intervals),
             history=HistoryLimits(
                 per_client=read.integer("HISTORY_PER_CLIENT", HistoryLimits.per_client, 1, 1000),
@@ -137,19 +173,58 @@ class ServiceSettings:
         return settings
 
 
+@dataclass(frozen=True)
+class WebServer:
+    """Where gunicorn serves the web process, and with how many processes
+    (`service.gunicorn_conf`)."""
+
+    host: str = defaults.WEB_HOST
+    port: int = defaults.WEB_PORT
+    processes: int = defaults.WEB_PROCESSES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebServer:
+        """Read `HOST`, `PORT` and `WEB_CONCURRENCY`; raise `ConfigError` naming a bad one."""
+        read = _Reader(env)
+        host = read.text("HOST", cls.host)
+        if not _is_host(host):
+            raise ConfigError(f"HOST must be an IP address or a host name, not {host!r}")
+        return cls(
+            host=host,
+            port=read.integer("PORT", cls.port, 1, 65535),
+            processes=read.integer("WEB_CONCURRENCY", cls.processes, 1, 64),
+        )
+
+    @property
+    def bind(self) -> str:
+        """gunicorn's `bind`: `host:port`, an IPv6 address in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        labels = value.split(".")
+        return all(label.isascii() and label.replace("-", "").isalnum() for label in labels)
+    return True
+
+
 REDACTED = "***"
 
 
 def redacted(settings: Any) -> dict[str, Any]:
     """A settings dataclass as a JSON-ready dict for debugging: every secret (the fields kept
-    out of `repr`) is replaced by `***`, or for a URL (`REDIS_URL`) its password only."""
+    out of `repr`) is replaced by `***`, or for a URL (`REDIS_URL`) its password and the values
+    of its query (`?password=...`) only."""
     result: dict[str, Any] = {}
     for item in fields(settings):
         value = getattr(settings, item.name)
         if is_dataclass(value):
             result[item.name] = redacted(value)
         elif not item.repr and isinstance(value, str) and "://" in value:
-            result[item.name] = _without_password(value)
+            result[item.name] = _without_secrets(value)
         elif not item.repr:
             result[item.name] = REDACTED if value else value
         else:
@@ -157,13 +232,22 @@ def redacted(settings: Any) -> dict[str, Any]:
     return result
 
 
-def _without_password(url: str) -> str:
+def _without_secrets(url: str) -> str:
+    """`url` with its password, every value of its query and its fragment replaced by `***`
+    (redis-py reads `?password=` too; no query value is needed to tell which server it is)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return parts._replace(netloc=f"{user}{REDACTED}@{host}").geturl()
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = f"{parts.username}:" if parts.username else ":"
+        netloc = f"{user}{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    names = [item.split("=", 1)[0] for item in parts.query.split("&") if item]
+    query = "&".join(f"{name}={REDACTED}" for name in names)
+    # Put together by hand: urlunsplit would turn `unix:///path` into `unix:/path`.
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{REDACTED}" if parts.fragment else "")
+    )
 
 
 def _is_cron(expression: str) -> bool:
@@ -265,6 +349,11 @@ class _Reader:
             concurrency=self.integer(f"{prefix}_CONCURRENCY", default("CONCURRENCY"), 1, most),
             **fixed,
         )
+
+    def rate(self, name: str, default: str) -> str | None:
+        """A rate limit in Flask-Limiter's notation, or None for `off`."""
+        value = self.text(name, default)
+        return None if value.lower() == "off" else value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import ipaddress
 import os
 import time
@@ -133,6 +135,7 @@ def env(wisphub_sim: WispHubSim, bqn_sim: BqnSim, tls: TlsFiles) -> dict[str, st
         "BQN_URL": bqn_sim.server.url,
         "BQN_USER": BQN_USER,
         "BQN_PASSWORD": BQN_PASSWORD,
+        "BQN_CA_BUNDLE": str(tls.ca),  # verified, as docs/security.md asks of production
         "BQN_TIMEOUT": "2",
         "BQN_BACKOFF": "0.01",
     }
@@ -362,6 +365,18 @@ def notify(web: FlaskClient, *ids: int) -> list[str]:
     response = web.post("/webhooks/wisphub", json={"id_servicio": list(ids)}, headers=HOOK)
     assert response.status_code == 202, response.json
     return [job["job_id"] for job in response.json["jobs"]]
+
+
+def stamped(body: bytes, stamp: int | None = None, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """The headers of a notification signed at `stamp` (now by default), as senders sign."""
+    stamp = int(time.time()) if stamp is None else stamp
+    message = f"{stamp}.".encode() + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return {
+        "X-Signature-256": f"sha256={digest}",
+        "X-Webhook-Timestamp": str(stamp),
+        "Content-Type": "application/json",
+    }
 
 
 def job_status(redis: Redis, job_id: str) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import ssl
+from urllib.parse import urlsplit
 
 import pytest
+import trustme
 
 from sandbox import seed
 from worker.clients.bqn import BqnClient
@@ -119,12 +122,24 @@ def test_a_refused_connection_is_transient(settings):
         client.list_subscribers()
 
 
-def test_a_ca_bundle_turns_verification_on(settings, tls):
+def test_a_ca_bundle_turns_verification_on(settings, tls, tmp_path):
     verified = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(tls.ca)))
     assert listed_subscribers(verified) == SEEDED_SUBSCRIBERS
-    foreign_ca = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(tls.cert)))
+    foreign = tmp_path / "foreign-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(foreign))
+    foreign_ca = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(foreign)))
     with pytest.raises(ConfigError, match="TLS failed"):
         foreign_ca.list_subscribers()
+
+
+def test_the_bqns_own_certificate_can_be_pinned(settings, tmp_path):
+    """As docs/security.md says: fetch the certificate the BQN presents and trust only it,
+    though a CA the service never sees issued it."""
+    url = urlsplit(settings.bqn.url)
+    pinned = tmp_path / "bqn.pem"
+    pinned.write_text(ssl.get_server_certificate((url.hostname, url.port)))
+    client = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(pinned)))
+    assert listed_subscribers(client) == SEEDED_SUBSCRIBERS
 
 
 def test_hostname_checking_can_be_turned_on(settings, tls):

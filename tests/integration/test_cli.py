@@ -7,6 +7,7 @@ import os
 import pty
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,27 @@ def test_configuration_errors_exit_2_with_one_line(env, run_cli, change, message
     assert message in result.err
     assert result.err.count("\n") == 1
     assert result.out == ""
+
+
+def test_the_settings_dump_needs_no_redis_and_hides_a_redis_url_query(env, run_cli):
+    alone = run_cli("--show-config", environ=env)
+    assert alone.code == 0, alone.err
+    assert json.loads(alone.out)["service"] == {
+        "error": "REDIS_URL is not set (the Redis of the queue, such as redis://127.0.0.1:6379/0)"
+    }
+    url = "redis://10.0.0.5:6379/0?password=pw-in-query&ssl_ca_certs=/etc/ca.pem"
+    shown = run_cli("--show-config", environ={**env, "REDIS_URL": url})
+    assert shown.code == 0, shown.err
+    service = json.loads(shown.out)["service"]
+    assert service["redis_url"] == "redis://10.0.0.5:6379/0?password=***&ssl_ca_certs=***"
+    assert "pw-in-query" not in shown.out + shown.err
+
+
+def test_the_version_is_the_installed_package_s(run_cli, capsys):
+    with pytest.raises(SystemExit) as caught:
+        run_cli("--version")
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"wisphub-bqn-sync {version('wisphub-bqn-sync')}\n"
 
 
 def test_usage_errors_exit_2(run_cli):

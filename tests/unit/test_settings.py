@@ -4,7 +4,13 @@ import pytest
 
 from worker.clients.connection import Connection
 from worker.core.errors import ConfigError
-from worker.settings import Settings, bqn_base_url, wisphub_base_url
+from worker.settings import (
+    ServiceSettings,
+    Settings,
+    bqn_base_url,
+    redacted,
+    wisphub_base_url,
+)
 
 BASE_ENV = {
     "WISPHUB_API_KEY": "k",
@@ -152,3 +158,27 @@ def test_secrets_stay_out_of_repr():
     )
     assert "key-123" not in repr(settings)
     assert "pw-456" not in repr(settings)
+
+
+def test_redis_url_is_required():
+    with pytest.raises(ConfigError, match="REDIS_URL is not set"):
+        ServiceSettings.from_env({})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:pw-1@10.0.0.5:6379/0", "redis://:***@10.0.0.5:6379/0"),
+        ("rediss://sync:pw-1@redis.example:6380/2", "rediss://sync:***@redis.example:6380/2"),
+        ("redis://10.0.0.5:6379/0?password=pw-1", "redis://10.0.0.5:6379/0?password=***"),
+        (
+            "redis://u:pw-1@10.0.0.5/0?ssl_keyfile=/k&password=pw-2&username=u",
+            "redis://u:***@10.0.0.5/0?ssl_keyfile=***&password=***&username=***",
+        ),
+        ("unix:///run/redis.sock?db=1&password=pw-1", "unix:///run/redis.sock?db=***&password=***"),
+        ("redis://10.0.0.5:6379/0#pw-1", "redis://10.0.0.5:6379/0#***"),
+    ],
+)
+def test_the_redis_url_is_shown_without_its_secrets(url, shown):
+    assert redacted(ServiceSettings.from_env({"REDIS_URL": url}))["redis_url"] == shown

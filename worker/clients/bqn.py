@@ -44,6 +44,9 @@ class BqnTlsAdapter(HTTPAdapter):
     def __init__(self, *, ciphers: str | None, check_hostname: bool, **kwargs: Any) -> None:
         context = ssl.create_default_context()
         context.check_hostname = False
+        # A certificate in BQN_CA_BUNDLE is trusted by itself, not only as a chain's root, so
+        # the BQN's own certificate can be pinned (the default from Python 3.13 on).
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         if ciphers:
             context.set_ciphers(ciphers)
         self.pool_extras: dict[str, Any] = {"ssl_context": context}

@@ -133,17 +133,29 @@ def write(
     limits: HistoryLimits,
     *,
     also: Callable[[Pipeline], None] | None = None,
+    known: bool = True,
 ) -> None:
     """Append events to their clients' streams, keeping within `limits`; `also` adds other
-    commands to the first pipeline sent (one round trip for both)."""
+    commands to the first pipeline sent (one round trip for both).
+
+    Only `known` clients (WispHub or the BQN has them) enter the index whose size
+    `HISTORY_CLIENTS` caps. Events of a client only named so far (by a notification or a
+    person) expire on their own, so made-up ids cannot push real clients' histories out."""
     batch: list[ClientEvent] = []
     for item in events:
         batch.append(item)
         if len(batch) == CHUNK:
-            _write_batch(redis, batch, limits, also)
+            _write_batch(redis, batch, limits, also, known=known)
             batch, also = [], None
     if batch or also is not None:
-        _write_batch(redis, batch, limits, also)
+        _write_batch(redis, batch, limits, also, known=known)
+
+
+def forget(redis: Redis, id_servicio: int) -> None:
+    """Drop the history of a client neither WispHub nor the BQN has (unless it was known
+    once: then its history tells how it went)."""
+    if redis.zscore(INDEX, str(id_servicio)) is None:
+        redis.delete(stream_key(id_servicio))
 
 
 def _write_batch(
@@ -151,6 +163,8 @@ def _write_batch(
     batch: list[ClientEvent],
     limits: HistoryLimits,
     also: Callable[[Pipeline], None] | None,
+    *,
+    known: bool,
 ) -> None:
     now = time.time()
     keep = limits.days * 86400
@@ -162,7 +176,7 @@ def _write_batch(
             data = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
             pipe.xadd(key, {"e": data}, maxlen=limits.per_client, approximate=False)
             pipe.expire(key, keep)
-        if batch:
+        if batch and known:
             pipe.zadd(INDEX, {str(id_servicio): now for id_servicio, _ in batch})
         pipe.zremrangebyscore(INDEX, "-inf", now - keep)
         pipe.zcard(INDEX)

@@ -36,6 +36,12 @@ class OperationsFailed(SyncError):
     deletions back: retrying would not help, a person should look."""
 
 
+class DeletionsHeldBack(OperationsFailed):
+    """The deletion guard held deletions back: the job fails (listed among the failures, run
+    again with `force` once a person agrees). The engine has logged the reason as a warning,
+    so the worker logs no traceback for it (`worker.rqworker`)."""
+
+
 def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobResult]:
     """Run `func(job, ...)` as an RQ job: count the attempt, turn a transient error into a
     retry later, and make a permanent one fail at once (the RQ retries queued with the job are
@@ -130,26 +136,32 @@ def retry(job: Job, error: str) -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
-def finish(job: Job, report: Report, events: Sequence[history.ClientEvent] = ()) -> JobResult:
+def finish(
+    job: Job, report: Report, events: Sequence[history.ClientEvent] = (), *, known: bool = True
+) -> JobResult:
     """The job's result; a retry when some operation failed transiently; an error when some
     were refused for good. The job's history `events`, with a client job's outcome, are
-    written, and its operations counted (metrics and the hourly chart), in one round trip."""
+    written, and its operations counted (metrics and the hourly chart), in one round trip.
+    A client job whose client is not `known` (neither WispHub nor the BQN has it) keeps no
+    history at all."""
     _count_operations(report)
     client = queueing.client_of(job)
     done = [] if client is None else [(client, history.finished(job.id, report))]
     history.write(
         job.connection,
-        [*events, *done],
+        [*events, *done] if known else [],
         runtime().service.history,
         also=lambda pipe: history.count_operations(pipe, report),
     )
+    if not known and client is not None:
+        history.forget(job.connection, client)
     data = report.to_dict()
     if report.ok:
         return data
     job.meta["report"] = data
     job.save_meta()
     if not report.failures:
-        raise OperationsFailed(f"deletion guard: {report.guard}")
+        raise DeletionsHeldBack(f"deletion guard: {report.guard}")
     first = report.failures[0]
     reason = f"{len(report.failures)} of {len(report.planned)} operations failed, first: "
     reason += f"{first.operation.describe()}: {first.error}"
@@ -160,7 +172,7 @@ def finish(job: Job, report: Report, events: Sequence[history.ClientEvent] = ())
 
 def _note(job: Job, id_servicio: int, event: history.Event) -> None:
     """Add one event to a client's history."""
-    history.write(job.connection, [(id_servicio, event)], runtime().service.history)
+    history.write(job.connection, [(id_servicio, event)], runtime().service.history, known=False)
 
 
 def _count_operations(report: Report) -> None:

@@ -74,6 +74,8 @@ RESTARTS = Retry(max=len(defaults.RESTART_DELAYS), interval=list(defaults.RESTAR
 # changed) or the poller's drift correction (the BQN differs: after an outage, this is what
 # catches up within a poll interval instead of at the next backed-off retry), once per job, so
 # that a failure that lasts keeps its backoff. A change the poller saw only waits for the retry.
+# Requests for clients read from WispHub or the BQN, not just named by someone.
+FROM_WISPHUB = frozenset({"poll", "reconcile", "drift"})
 EXPEDITE_ALWAYS = frozenset({"api", "status-page"})
 EXPEDITE_ONCE = frozenset({"webhook", "drift"})
 # Statuses of a job that has not started yet: queued, or waiting for a retry.
@@ -273,7 +275,7 @@ def request_syncs(
         for outcome, amount in outcomes.items():
             metrics.add(pipe, "client_syncs_requested", amount, via=via, outcome=outcome)
 
-    history.write(queue.connection, events, limits, also=count)
+    history.write(queue.connection, events, limits, also=count, known=via in FROM_WISPHUB)
     return [job for _, job in queued]
 
 

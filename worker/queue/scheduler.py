@@ -5,15 +5,21 @@ time, as set by `TZ`), using RQ's cron scheduler.
 Exactly one scheduler is active: each one must hold a lock in Redis, renewed at every beat, so
 a second process started by mistake (or as a standby) waits and takes over only when the first
 one is gone.
+
+    wisphub-bqn-sync-scheduler [--help] [--version]
+
+Every setting comes from the environment; `REDIS_URL` must be set. Exit status 2: a
+configuration error, with its one-line reason (the systemd unit does not restart on it).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis import Redis
@@ -25,10 +31,14 @@ from rq.utils import import_attribute
 
 from worker import defaults, logs
 from worker.core.errors import ConfigError
-from worker.queue import queueing, store
-from worker.settings import ServiceSettings
+from worker.queue import queueing, startup, store
+from worker.settings import ServiceSettings, Settings
+from worker.version import add_version_option
 
 log = logging.getLogger(__name__)
+
+PROG = "wisphub-bqn-sync-scheduler"
+EXIT_CONFIG = 2
 
 
 class LeaderCronScheduler(CronScheduler):
@@ -100,15 +110,36 @@ def _function(kind: queueing.JobKind) -> Callable[..., Any]:
     return import_attribute(kind.path)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """No options besides `--help` and `--version`: those answer without touching Redis."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Queue the change poller, the plan refresh and the nightly full reconcile of "
+            "wisphub-bqn-sync, until stopped (SIGTERM). Settings come from the environment: "
+            "REDIS_URL, POLL_INTERVAL, PLAN_REFRESH_INTERVAL, RECONCILE_CRON, TZ "
+            "(docs/configuration.md)."
+        ),
+        epilog="Exit status: 0 stopped, 2 configuration error (one line says which setting).",
+    )
+    add_version_option(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the scheduler until SIGTERM/SIGINT."""
+    build_parser().parse_args(argv)
     try:
         logs.configure()
         settings = ServiceSettings.from_env(os.environ)
+        redis = Redis.from_url(settings.redis_url)
     except ConfigError as exc:
-        print(f"wisphub-bqn-sync-scheduler: {exc}", file=sys.stderr)
-        return 2
-    redis = Redis.from_url(settings.redis_url)
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError as exc:  # redis-py's word on a URL it cannot read
+        print(f"{PROG}: REDIS_URL: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    startup.announce("scheduler", redis, _api_settings(os.environ))
     log.info(
         "polling every %s; full reconcile at '%s' (%s)",
         f"{settings.poll_interval} s" if settings.poll_interval else "never (POLL_INTERVAL=0)",
@@ -117,6 +148,15 @@ def main() -> int:
     )
     build(settings, redis).start()
     return 0
+
+
+def _api_settings(env: Mapping[str, str]) -> Settings | None:
+    """The API settings, for the start-up warnings only: the scheduler never calls the APIs,
+    so it runs without them (the worker, which does, refuses to start)."""
+    try:
+        return Settings.from_env(env)
+    except ConfigError:
+        return None
 
 
 if __name__ == "__main__":

@@ -32,7 +32,13 @@ def test_a_burst_of_notifications_converges_one_waiting_job_per_client(
     service_env, baseline, redis, wisphub_sim, bqn_sim
 ):
     ids = baseline(CLIENTS)
-    env = {**service_env, "POLL_INTERVAL": "0", "PLAN_REFRESH_INTERVAL": "0"}
+    # one sender's 10,000 notifications: far over the default rate limit, which is not tested here
+    env = {
+        **service_env,
+        "POLL_INTERVAL": "0",
+        "PLAN_REFRESH_INTERVAL": "0",
+        "WEBHOOK_RATE_LIMIT": "off",
+    }
     processes = Processes({**env, "RECONCILE_ON_START": "0"}, ["web", "worker"])
     second = Processes(env, ["worker"])  # two workers, as a deployment would scale them
     # (client, when the notification was sent, the job it was given), one per notification

@@ -1,0 +1,52 @@
+"""The status page's sessions, kept in Redis (Flask-Session) rather than in a signed cookie.
+
+The browser holds only a random session id; what it stands for lives under
+`wisphub-bqn-sync:session:<id>` and expires with the session. Signing out deletes it, so a
+copied cookie stops working at once (a signed cookie would stay valid until it expired).
+The cookie is `HttpOnly`, `SameSite=Strict`, and `Secure` whenever the request came over
+https (behind a proxy: `X-Forwarded-Proto` from one of `TRUSTED_PROXIES`) or always with
+`SESSION_COOKIE_SECURE=1`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from flask.sessions import SessionMixin
+from flask_session.redis import RedisSessionInterface
+from redis import Redis
+
+from worker import defaults
+from worker.queue.store import PREFIX
+
+KEY_PREFIX = PREFIX + "session:"
+
+
+class _RedisSessions(RedisSessionInterface):
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure when forced, else whenever this request came over https."""
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        """Nothing to save when the session could not be opened (Redis down: the answer is
+        already a 503)."""
+        if session is not None:
+            super().save_session(app, session, response)
+
+
+def install(app: Flask, redis: Redis, *, always_secure: bool) -> None:
+    """Keep `app`'s sessions in `redis` for `STATUS_SESSION_HOURS`."""
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=always_secure,
+        PERMANENT_SESSION_LIFETIME=defaults.STATUS_SESSION_HOURS * 3600,
+    )
+    app.session_interface = _RedisSessions(app, client=redis, key_prefix=KEY_PREFIX)
+
+
+def renew_id(session: SessionMixin) -> None:
+    """Give the session a new id and forget the old one, so an id known before signing in
+    (planted by someone else, say) is worth nothing after."""
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]

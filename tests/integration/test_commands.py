@@ -1,0 +1,125 @@
+"""Every command answers `--help` and `--version` and does nothing else; none falls back to a
+default Redis; a configuration error is one line and exit status 2 (which systemd's units do
+not restart on); the simulators' command says what to install when the sandbox extra is
+missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from sandbox.demo import ROOT, procfile
+from sandbox.processes import BASH, Processes
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+COMMANDS = ("wisphub-bqn-sync", "wisphub-bqn-sync-scheduler", "wisphub-bqn-sandbox")
+# Run before a command's `main` in a child: any connection it tries fails, so a command that
+# would fall back to a default Redis (127.0.0.1:6379) cannot reach one, whatever runs there.
+NO_CONNECTIONS = """
+import socket
+def refuse(*args, **kwargs):
+    raise OSError("this test allows no connection")
+socket.socket.connect = socket.socket.connect_ex = refuse
+"""
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        env={**env, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def run_main(
+    module: str, argv: list[str], env: dict[str, str], before: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`module.main(argv)` in a child Python allowed no connection, after `before`."""
+    code = f"import sys\n{NO_CONNECTIONS}\n{before}\nfrom {module} import main\n"
+    return run([sys.executable, "-c", f"{code}sys.exit(main({argv!r}))"], env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_tells_its_version(command, redis_url, redis):
+    result = run([str(BIN / command), "--version"], {"REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{command} {version('wisphub-bqn-sync')}\n"
+    assert redis.keys() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["--help", "-h", "--version"])
+def test_the_scheduler_asked_for_help_starts_nothing(option, redis_url, redis):
+    result = run([str(BIN / "wisphub-bqn-sync-scheduler"), option], {"REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: " if option != "--version" else "wisphub-bqn-sync")
+    assert result.stderr == ""
+    assert redis.keys() == []  # no leader lock, no cron registration, no reconcile queued
+
+
+@pytest.mark.slow
+def test_the_scheduler_without_redis_url_refuses_to_start():
+    result = run_main("worker.queue.scheduler", [], {"REDIS_URL": ""})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "wisphub-bqn-sync-scheduler: REDIS_URL is not set "
+        "(the Redis of the queue, such as redis://127.0.0.1:6379/0)\n"
+    )
+    assert result.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["cheroot", "trustme"])
+def test_the_simulators_without_the_sandbox_extra_say_what_to_install(module):
+    result = run_main("sandbox.__main__", ["wisphub"], {}, f"sys.modules[{module!r}] = None")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"wisphub-bqn-sandbox: {module} is missing: the simulators need the sandbox extra, "
+        "pip install 'wisphub-bqn-sync[sandbox]'\n"
+    )
+
+
+@pytest.mark.slow
+def test_a_worker_with_a_wrong_setting_exits_2_with_one_line(service_env, redis):
+    processes = Processes({**service_env, "BQN_USER": ""}, ["worker"])
+    try:
+        [worker] = processes.children
+        assert worker.process.wait(timeout=30) == 2
+        assert worker.log.read_text() == (
+            "wisphub-bqn-sync worker: BQN_USER is not set (the BQN REST user)\n"
+        )
+    finally:
+        processes.stop()
+    assert redis.keys() == []  # it never registered as a worker
+
+
+def test_the_procfile_worker_without_redis_url_refuses_to_start(tmp_path):
+    """The worker line stops at the shell: the `rq` found first on PATH here only says it was
+    started, so a default Redis would not be reached even if the line had one."""
+    stub = tmp_path / "rq"
+    stub.write_text('#!/bin/sh\necho "rq started: $*"\n')
+    stub.chmod(0o755)
+    result = subprocess.run(
+        [BASH, "-c", f"exec {procfile()['worker']}"],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "REDIS_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert "REDIS_URL: is not set" in line

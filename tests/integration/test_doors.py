@@ -1,0 +1,252 @@
+"""The web process's doors against abuse: signed notifications that cannot be stretched or
+replayed, a queue and a history that a flood cannot fill, a rate limit strangers cannot spend,
+secrets that must be strong, and inputs that once crashed the parser."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+import pytest
+
+from sandbox.redis_server import RedisServer, free_port
+from service.app import create_app
+from tests.integration.conftest import API, API_TOKEN, HOOK, WEBHOOK_SECRET, stamped
+from tests.rows import row
+from worker.core.errors import ConfigError
+from worker.queue import history
+from worker.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+BODY = json.dumps({"id_servicio": [4]}).encode()
+
+
+# Signed notifications ---------------------------------------------------------------------
+
+
+def test_a_signature_without_a_timestamp_is_refused(web, queue):
+    digest = hmac.new(WEBHOOK_SECRET.encode(), BODY, hashlib.sha256).hexdigest()
+    headers = {"X-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+    response = web.post("/webhooks/wisphub", data=BODY, headers=headers)
+    assert response.status_code == 401
+    assert "X-Webhook-Timestamp" in response.json["message"]
+    assert queue.count == 0
+
+
+def test_a_signed_notification_names_its_clients_in_the_body_only(web, queue):
+    """The query string is not signed: ids added to it must not ride on a valid signature."""
+    response = web.post("/webhooks/wisphub?id_servicio=1,2,3,5", data=BODY, headers=stamped(BODY))
+    assert response.status_code == 400
+    assert "query string" in response.json["message"]
+    assert queue.count == 0
+
+
+def test_a_signed_notification_is_accepted_once(web, queue):
+    headers = stamped(BODY)
+    first = web.post("/webhooks/wisphub", data=BODY, headers=headers)
+    assert first.status_code == 202
+    replayed = web.post("/webhooks/wisphub", data=BODY, headers=headers)
+    assert replayed.status_code == 409
+    assert "already received" in replayed.json["message"]
+    assert queue.count == 1
+    # the sender's next notification, signed afresh, goes through
+    assert (
+        web.post(
+            "/webhooks/wisphub", data=BODY, headers=stamped(BODY, int(time.time()) + 1)
+        ).status_code
+        == 202
+    )
+
+
+def test_a_signed_notification_refused_for_a_full_queue_may_be_sent_again(service_env, redis):
+    """A 503 queued nothing, so the same signed notification must be accepted on retry."""
+    client = create_app({**service_env, "MAX_QUEUED_JOBS": "1"}).test_client()
+    assert (
+        client.post("/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK).status_code == 202
+    )
+    headers = stamped(BODY)
+    assert client.post("/webhooks/wisphub", data=BODY, headers=headers).status_code == 503
+    redis.delete("rq:queue:" + ServiceSettings.queue_name)  # the worker took the waiting job
+    assert client.post("/webhooks/wisphub", data=BODY, headers=headers).status_code == 202
+
+
+# A queue and a history a flood cannot fill ------------------------------------------------------
+
+
+def test_past_the_queue_cap_nothing_is_queued_and_the_sender_is_told_when_to_retry(
+    service_env, redis, queue
+):
+    client = create_app({**service_env, "MAX_QUEUED_JOBS": "3"}).test_client()
+    assert (
+        client.post("/webhooks/wisphub", json={"id_servicio": [1, 2]}, headers=HOOK).status_code
+        == 202
+    )
+    full = client.post("/webhooks/wisphub", json={"id_servicio": [3, 4]}, headers=HOOK)
+    assert full.status_code == 503
+    assert full.json["error"] == "queue_full"
+    assert int(full.headers["Retry-After"]) > 0
+    assert queue.count == 2  # all or nothing: client 3 was not queued either
+    assert client.post("/api/v1/clients/9/sync", headers=API).status_code == 202  # room for one
+    assert client.post("/api/v1/clients/10/sync", headers=API).status_code == 503
+
+
+def test_ids_wisphub_does_not_have_keep_no_history_and_evict_none(
+    service_env, redis, web, work, wisphub_sim, monkeypatch
+):
+    """A flood of made-up ids must not push real clients' histories out of the capped index."""
+    monkeypatch.setenv("HISTORY_CLIENTS", "3")
+    for key in (1, 2, 3):
+        wisphub_sim.state.upsert_client(row(key, f"10.7.0.{key}", "Activo", "Plan_A"))
+    client = create_app({**service_env, "HISTORY_CLIENTS": "3"}).test_client()
+    assert (
+        client.post("/webhooks/wisphub", json={"id_servicio": [1, 2, 3]}, headers=HOOK).status_code
+        == 202
+    )
+    work()
+    made_up = list(range(900_001, 900_041))
+    assert (
+        client.post("/webhooks/wisphub", json={"id_servicio": made_up}, headers=HOOK).status_code
+        == 202
+    )
+    work()
+    for key in (1, 2, 3):
+        assert history.read(redis, key)[0]["event"] == "done", key
+    assert {int(member) for member in redis.zrange(history.INDEX, 0, -1)} == {1, 2, 3}
+    assert not any(redis.exists(history.stream_key(key)) for key in made_up)
+
+
+# The rate limit --------------------------------------------------------------------------
+
+
+def test_wrong_secrets_do_not_spend_the_real_senders_allowance(service_env, redis):
+    app = create_app({**service_env, "WEBHOOK_RATE_LIMIT": "3/minute", "TRUSTED_PROXIES": "1"})
+    client = app.test_client()
+    source = {"X-Forwarded-For": "198.51.100.7"}
+
+    def notify(headers: dict[str, str]) -> int:
+        return client.post(
+            "/webhooks/wisphub", json={"id_servicio": 1}, headers={**source, **headers}
+        ).status_code
+
+    assert [notify({"X-Webhook-Token": "a-wrong-secret-0000"}) for _ in range(10)] == [401] * 10
+    assert [notify(HOOK) for _ in range(4)] == [202, 202, 202, 429]
+
+
+def test_the_rate_limits_are_on_unless_turned_off(service_env):
+    assert ServiceSettings.from_env(service_env).webhook_rate_limit == "1200/minute"
+    assert ServiceSettings.from_env(service_env).login_rate_limit == "10/minute"
+    off = {**service_env, "WEBHOOK_RATE_LIMIT": "off", "LOGIN_RATE_LIMIT": "OFF"}
+    assert ServiceSettings.from_env(off).webhook_rate_limit is None
+    assert ServiceSettings.from_env(off).login_rate_limit is None
+
+
+# Secrets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"API_TOKEN": "a"}, "API_TOKEN is 1 characters long"),
+        ({"WEBHOOK_SECRET": "short-secret"}, "WEBHOOK_SECRET is 12 characters long"),
+        ({"WEBHOOK_SECRET": API_TOKEN}, "are the same"),
+        ({"ALLOW_UNAUTHENTICATED": "1", "API_TOKEN": "weak"}, "API_TOKEN is 4"),
+    ],
+)
+def test_weak_or_shared_secrets_refuse_to_start(service_env, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        create_app({**service_env, **changes})
+
+
+# Inputs that once answered 500 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("post", "/webhooks/wisphub", HOOK),
+        ("post", "/api/v1/reconcile", API),
+        ("post", "/api/v1/failures/requeue", API),
+    ],
+)
+def test_deeply_nested_json_is_a_400(web, method, path, headers):
+    response = getattr(web, method)(
+        path, data="[" * 20_000, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "nests too deep" in response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"path": "/api/v1/clients/" + "7" * 5000 + "/sync", "headers": API},
+        {"path": "/webhooks/wisphub", "json": {"id_servicio": "7" * 5000}, "headers": HOOK},
+        {"path": "/webhooks/wisphub", "query_string": {"id_servicio": "7" * 5000}, "headers": HOOK},
+        {
+            "path": "/webhooks/wisphub",
+            "data": '{"id_servicio": ' + "7" * 5000 + "}",
+            "headers": {**HOOK, "Content-Type": "application/json"},
+        },
+    ],
+    ids=["path", "json-text", "query", "json-number"],
+)
+def test_an_id_of_thousands_of_digits_is_a_400(web, queue, request_kwargs):
+    response = web.post(**request_kwargs)
+    assert response.status_code == 400
+    assert queue.count == 0
+
+
+# What answers say ------------------------------------------------------------------------
+
+
+def test_readyz_tells_where_redis_is_only_to_the_api_token(service_env):
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    client = create_app({**service_env, "REDIS_URL": down}).test_client()
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 503
+    assert anonymous.json == {"status": "unavailable", "redis": "unreachable"}
+    trusted = client.get("/readyz", headers=API)
+    assert trusted.status_code == 503
+    assert down.split("//")[1].split("/")[0] in trusted.json["redis"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("get", "/api/v1/failures", API),
+        ("post", "/webhooks/wisphub?id_servicio=1", HOOK),
+        ("get", "/api/v1/jobs/no-such-job", API),
+        ("get", "/healthz", {}),
+    ],
+)
+def test_answers_are_neither_sniffed_nor_cached(web, method, path, headers):
+    response = getattr(web, method)(path, headers=headers)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_web_process_warns_at_start_when_the_bqn_is_not_verified(service_env, caplog):
+    unverified = {k: v for k, v in service_env.items() if k != "BQN_CA_BUNDLE"}
+    with caplog.at_level(logging.WARNING, logger="service.app"):
+        create_app(service_env)
+        assert not [r for r in caplog.records if "not verified" in r.getMessage()]
+        create_app(unverified)
+    [warning] = [r for r in caplog.records if "not verified" in r.getMessage()]
+    assert "BQN_CA_BUNDLE" in warning.getMessage()
+
+
+def test_a_signed_in_page_with_redis_down_is_a_503_not_a_500(service_env, tmp_path):
+    """The session lives in Redis: opening it fails before any view runs."""
+    with RedisServer(tmp_path) as server:
+        client = create_app({**service_env, "REDIS_URL": server.url}).test_client()
+        assert client.post("/login", data={"token": API_TOKEN}).status_code == 302
+        assert client.get("/").status_code == 200
+        server.stop()
+        response = client.get("/")
+    assert response.status_code == 503
+    assert response.json["error"] == "unavailable"
