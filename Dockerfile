@@ -14,7 +14,7 @@ RUN apt-get update \
 
 # The web process listens on every interface of the container: what reaches it is decided by
 # the published port (docker-compose.yml: 127.0.0.1 only).
-ENV HOST=0.0.0.0
+ENV WEB_HOST=0.0.0.0
 
 WORKDIR /app
 # Every package, the build backend included, at the version and hashes of requirements.lock
@@ -24,7 +24,10 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md Procfile ./
 COPY worker worker
 COPY service service
-RUN pip install --no-cache-dir --no-deps --no-build-isolation .
+# The simulators' command comes with the package but their code stays out of this image: it
+# goes too, rather than failing with an import error (the sandbox target installs it again).
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && rm /usr/local/bin/wisphub-bqn-sandbox
 COPY --chmod=0755 docker-entrypoint.sh /usr/local/bin/docker-entrypoint
 
 USER 10001

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 
 from flask import Flask, Response
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 
 from service import api, docs, errors, health, limits, metrics, status, webhooks
 from service.context import Context
@@ -25,11 +25,17 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     service = ServiceSettings.from_env(env)
     require_secrets(service)
     sync = Settings.from_env(env)
-    redis = Redis.from_url(
-        service.redis_url,
-        socket_connect_timeout=defaults.REDIS_TIMEOUT_SECONDS,
-        socket_timeout=defaults.REDIS_TIMEOUT_SECONDS,
-        health_check_interval=defaults.REDIS_HEALTH_CHECK_SECONDS,
+    # Bounded: each gevent worker serves up to a thousand requests at once, and a flood must
+    # wait for a connection (then answer 503) rather than open thousands on Redis.
+    redis = Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            service.redis_url,
+            max_connections=defaults.WEB_REDIS_CONNECTIONS,
+            timeout=defaults.REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=defaults.REDIS_TIMEOUT_SECONDS,
+            socket_timeout=defaults.REDIS_TIMEOUT_SECONDS,
+            health_check_interval=defaults.REDIS_HEALTH_CHECK_SECONDS,
+        )
     )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = defaults.MAX_BODY_BYTES
@@ -38,13 +44,13 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         service=service, sync=sync, redis=redis, queue=make_queue(redis, service.queue_name)
     )
     errors.register(app)
+    metrics.install(app)  # first: every request is timed, those refused early too
     app.register_blueprint(health.blueprint)
     app.register_blueprint(docs.blueprint)
-    app.register_blueprint(webhooks.blueprint)
+    webhooks.install(app)
     app.register_blueprint(api.blueprint)
-    metrics.install(app)
     status.install(app)
-    limits.install(app, service)
+    limits.install(app, service, redis)
     app.after_request(_protect)
     if service.allow_unauthenticated:
         log.warning("ALLOW_UNAUTHENTICATED=1: endpoints without a configured secret are open")

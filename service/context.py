@@ -11,6 +11,7 @@ from rq import Queue
 from werkzeug.exceptions import ServiceUnavailable
 
 from worker import defaults
+from worker.queue import capacity
 from worker.queue.queueing import Queued, request_syncs
 from worker.settings import ServiceSettings, Settings
 
@@ -34,16 +35,17 @@ class Context:
 
     def request_syncs(self, ids: Sequence[int], via: str) -> list[Queued]:
         """Queue (or coalesce) a sync of each client, unless the queue is full: a flood of
-        requests must not fill Redis, so past `MAX_QUEUED_JOBS` waiting jobs nothing is
-        queued and the sender is told to retry (`QueueFull`, 503 with `Retry-After`)."""
-        waiting = self.queue.count
-        if waiting + len(ids) > self.service.max_queued_jobs:
+        requests must not fill Redis, so past `MAX_QUEUED_JOBS` jobs (waiting, or being
+        queued by other requests) nothing is queued and the sender is told to retry
+        (`QueueFull`, 503 with `Retry-After`)."""
+        try:
+            with capacity.room(self.queue, len(ids), self.service.max_queued_jobs):
+                return request_syncs(self.queue, ids, via, self.service.history)
+        except capacity.NoRoom as full:
             raise QueueFull(
-                f"{waiting} jobs are waiting, at most {self.service.max_queued_jobs} may: "
-                "nothing was queued; retry later",
+                f"{full}: nothing was queued; retry later",
                 retry_after=defaults.QUEUE_FULL_RETRY_SECONDS,
-            )
-        return request_syncs(self.queue, ids, via, self.service.history)
+            ) from None
 
 
 def context() -> Context:

@@ -44,11 +44,6 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        # Flask hands an error raised outside the view (opening a status-page session kept in
-        # Redis) to this handler as a 500 wrapping it: Redis down is a 503 there too.
-        original = getattr(exc, "original_exception", None)
-        if isinstance(original, RedisConnectionError | RedisTimeoutError):
-            return _redis_down(original)
         code = exc.code or 500
         name = (exc.name or "error").lower().replace(" ", "_")
         response = error_response(code, name, exc.description or name)

@@ -2,7 +2,7 @@
 
     gunicorn -c python:service.gunicorn_conf 'service.app:create_app()'
 
-Binds to `$HOST:$PORT` (127.0.0.1:8000: expose it through a proxy, docs/install.md) with
+Binds to `$WEB_HOST:$PORT` (127.0.0.1:8000: expose it through a proxy, docs/install.md) with
 `$WEB_CONCURRENCY` (2) gevent workers. gevent reads each request asynchronously, so a sender
 that trickles its body holds one of a worker's 1,000 connections, never a thread the others
 need. The access log names the path without its query string, which may carry the notification

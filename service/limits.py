@@ -1,20 +1,23 @@
 """Per-source rate limits (Flask-Limiter, counted in Redis so that every gunicorn worker
 shares them): notifications, and sign-in attempts at the status page.
 
-`WEBHOOK_RATE_LIMIT` takes Flask-Limiter's notation (`1200/minute`, `20 per second`), or `off`.
-Only requests that pass authentication count toward it, so a stranger sending wrong secrets
-from a shared address cannot use up the real sender's allowance. Wrong sign-ins count toward
-`LOGIN_RATE_LIMIT` (right ones never do), which stops guessing the API token. The source is
-the client address; behind a reverse proxy, `TRUSTED_PROXIES` says how many proxies to trust
-for `X-Forwarded-For` (the sender) and `X-Forwarded-Proto` (https, for the cookie's `Secure`).
+Each limit takes Flask-Limiter's notation (`1200/minute`, `20 per second`), or `off`, and is
+counted atomically as each request arrives, so requests sent together cannot all slip under
+it. `WEBHOOK_RATE_LIMIT` counts only notifications that passed authentication (which runs
+first, `service.webhooks.install`), so a stranger sending wrong secrets from a shared address
+cannot use up the real sender's allowance. `LOGIN_RATE_LIMIT` counts every sign-in attempt,
+which stops guessing the API token. The source is the client address; behind a reverse proxy,
+`TRUSTED_PROXIES` says how many proxies to trust for `X-Forwarded-For` (the sender) and
+`X-Forwarded-Proto` (https, for the cookie's `Secure`).
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
+from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import webhooks
@@ -25,7 +28,7 @@ from worker.settings import ServiceSettings
 SIGN_IN = "status.sign_in"
 
 
-def install(app: Flask, service: ServiceSettings) -> Limiter:
+def install(app: Flask, service: ServiceSettings, redis: Redis) -> None:
     """Trust the configured proxies and limit notifications and sign-ins (call it once every
     blueprint is registered)."""
     if service.trusted_proxies:
@@ -41,31 +44,21 @@ def install(app: Flask, service: ServiceSettings) -> Limiter:
     limiter = Limiter(
         get_remote_address,
         app=app,
-        storage_uri=service.redis_url,
+        # the app's own connections (any REDIS_URL form, its timeouts), not a second client
+        storage_uri="redis://",
+        storage_options={"connection_pool": redis.connection_pool},
         key_prefix=PREFIX + "limits",
         strategy="moving-window",
         headers_enabled=True,
         swallow_errors=True,  # Redis down: the endpoint answers 503 on its own
     )
     if service.webhook_rate_limit is not None:
-        limiter.limit(service.webhook_rate_limit, deduct_when=_authenticated)(webhooks.blueprint)
+        limiter.limit(service.webhook_rate_limit)(webhooks.blueprint)
     if service.login_rate_limit is not None:
         # A limit on one view is checked by the wrapper it returns, so the wrapper must be what
         # the app calls (the status page is registered before this runs).
-        app.view_functions[SIGN_IN] = limiter.limit(service.login_rate_limit, deduct_when=_refused)(
-            app.view_functions[SIGN_IN]
-        )
-    return limiter
-
-
-def _authenticated(response: Response) -> bool:
-    """Whether the request passed authentication (and so counts toward the limit)."""
-    return response.status_code != 401
-
-
-def _refused(response: Response) -> bool:
-    """Whether a sign-in was refused (a guess that counts toward the limit)."""
-    return response.status_code == 401
+        limited = limiter.limit(service.login_rate_limit)(app.view_functions[SIGN_IN])
+        app.view_functions[SIGN_IN] = limited
 
 
 def _check(name: str, rate: str) -> None:

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Request, current_app, request
 from flask.sessions import SessionMixin
 from flask_session.redis import RedisSessionInterface
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import defaults
 from worker.queue.store import PREFIX
 
 KEY_PREFIX = PREFIX + "session:"
+# Where a request keeps the Redis error that kept its session from opening.
+UNREACHABLE = "wisphub_bqn_sync.session_error"
 
 
 class _RedisSessions(RedisSessionInterface):
@@ -28,11 +32,22 @@ class _RedisSessions(RedisSessionInterface):
         """Secure when forced, else whenever this request came over https."""
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
-    def save_session(self, app: Flask, session: Any, response: Response) -> None:
-        """Nothing to save when the session could not be opened (Redis down: the answer is
-        already a 503)."""
-        if session is not None:
-            super().save_session(app, session, response)
+    def open_session(self, app: Flask, request: Request) -> Any:
+        """The session; with Redis unreachable, an empty one that is never saved, the error
+        kept for the status page to answer 503 (Flask would log a traceback and answer 500
+        for an error raised here)."""
+        try:
+            return super().open_session(app, request)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            request.environ[UNREACHABLE] = exc
+            return self.make_null_session(app)
+
+
+def require_store() -> None:
+    """Raise the Redis error that kept this request's session from opening, if one did."""
+    error = request.environ.get(UNREACHABLE)
+    if error is not None:
+        raise error
 
 
 def install(app: Flask, redis: Redis, *, always_secure: bool) -> None:

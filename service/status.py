@@ -59,6 +59,7 @@ def install(app: Flask) -> None:
 @blueprint.before_request
 def _authenticate() -> Response | None:
     """Let in a signed-in session, basic auth or a Bearer token; send others to sign in."""
+    sessions.require_store()
     if request.endpoint in ("status.login", "status.sign_in"):
         return None
     token = context().service.api_token
@@ -80,12 +81,11 @@ def _authenticate() -> Response | None:
 
 @blueprint.after_request
 def _protect(response: Response) -> Response:
-    """No framing (the buttons cannot be clicked from another site), no scripts at all, and
-    no caching of pages that show the service's state."""
+    """No framing (the buttons cannot be clicked from another site) and no scripts at all
+    (the app adds no-store and nosniff to every answer)."""
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -179,11 +179,18 @@ def logout() -> Response:
 
 def csrf_token() -> str:
     """The token the page's forms carry: random, one per session (made on first use for a
-    visit signed by a header). Without an API token there is nothing to protect, and no
-    session is made for anonymous visitors."""
-    if context().service.api_token is None:
+    visit signed by basic auth, which a browser repeats by itself). Without an API token
+    there is nothing to protect, and no session is made for anonymous visitors nor for a
+    script's Bearer header (no browser sends one on its own, so nothing can be forged)."""
+    if context().service.api_token is None or _by_bearer():
         return ""
     return str(session.setdefault("csrf", secrets.token_hex(32)))
+
+
+def _by_bearer() -> bool:
+    """Whether a script let itself in with a Bearer header (and holds no signed-in session)."""
+    given = request.authorization
+    return given is not None and given.type == "bearer" and not _signed_in()
 
 
 def _signed_in() -> bool:

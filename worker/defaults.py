@@ -99,6 +99,10 @@ PLAN_LOOKUP_SECONDS = MINUTE
 # A claim whose job failed for good is left to the failures list this long.
 FAILED_MARK_SECONDS = HOUR
 
+# --- Workers ----------------------------------------------------------------------------------
+# How often a worker does RQ's maintenance (requeueing abandoned jobs, cleaning registries).
+WORKER_MAINTENANCE_SECONDS = MINUTE
+
 # --- The scheduler (one leader among several) ------------------------------------------------
 # The cron loop beats at least once a minute; the leader's lock outlives two missed beats.
 SCHEDULER_LEADER_SECONDS = 150
@@ -121,8 +125,8 @@ HOURLY_COUNTS_SECONDS = CHART_HOURS * HOUR + DAY
 
 # --- The web service --------------------------------------------------------------------------
 QUEUE_NAME = "wisphub-bqn-sync"
-# Where the web process listens (HOST, PORT): this machine only, unless a proxy or a container
-# needs it on every interface (HOST=0.0.0.0).
+# Where the web process listens (WEB_HOST, PORT): this machine only, unless a proxy or a container
+# needs it on every interface (WEB_HOST=0.0.0.0).
 WEB_HOST = "127.0.0.1"
 WEB_PORT = 8000
 # gunicorn processes (WEB_CONCURRENCY), each holding up to this many connections at once: gevent
@@ -137,6 +141,8 @@ MAX_IDS = 1000
 MAX_BODY_BYTES = 64 * 1024
 # How long the web process waits for Redis before answering 503.
 REDIS_TIMEOUT_SECONDS = 2
+# Redis connections one web process may hold; a request waits REDIS_TIMEOUT_SECONDS for one.
+WEB_REDIS_CONNECTIONS = 64
 # An idle Redis connection of the web process is checked before use after this long.
 REDIS_HEALTH_CHECK_SECONDS = 30
 STATUS_SESSION_HOURS = 12
@@ -145,11 +151,14 @@ FAILURES_SHOWN = 50
 # --- The web process's doors (docs/security.md) -----------------------------------------------
 # Notifications per sender address that passed authentication (Flask-Limiter notation).
 WEBHOOK_RATE_LIMIT = "1200/minute"
-# Wrong API tokens per address at the status page's sign-in.
+# Sign-in attempts per address at the status page (right or wrong: a guess cannot be told apart
+# before it is checked).
 LOGIN_RATE_LIMIT = "10/minute"
 # Client jobs waiting in the queue beyond which notifications and API calls answer 503 (a job
 # takes about 6 KB of Redis: 20,000 of them about 120 MB).
 MAX_QUEUED_JOBS = 20_000
+# Room reserved for a request's jobs is given back after this long if its web process dies.
+QUEUE_RESERVATION_SECONDS = MINUTE
 # A sender told 503 for a full queue tries again after this long.
 QUEUE_FULL_RETRY_SECONDS = 30
 # Shortest accepted WEBHOOK_SECRET and API_TOKEN.

@@ -36,14 +36,7 @@ TEXT_LINE = "%(asctime)s %(levelname)s %(name)s %(context)s%(message)s"
 # urllib3 logs connection details and retries at debug level; keep it to warnings.
 QUIET_LOGGERS = {"urllib3": logging.WARNING}
 
-# Every control character: C0 (line breaks, ESC), DEL, C1 (0x85 is a line break, 0x9b starts
-# a terminal command) and the Unicode line and paragraph separators.
-CONTROL = [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-ESCAPES = {
-    code: _NAMED.get(chr(code), f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-    for code in CONTROL
-}
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
 _job: ContextVar[tuple[str | None, int | None]] = ContextVar("log_job", default=(None, None))
 
@@ -158,8 +151,28 @@ def dict_config(level: int | str | None = None, fmt: str | None = None) -> dict[
 
 
 def escape(text: str) -> str:
-    """`text` with each control character written as a visible escape (`\\r`, `\\x1b`)."""
-    return text.translate(ESCAPES)
+    """`text` with each character that does not print as itself written as a visible escape:
+    control characters (line breaks, ESC, C1), format characters (bidi overrides, zero-width)
+    and separators (`\\r`, `\\x1b`, `\\u202e`), and a backslash as `\\\\`, so no escape can be
+    forged either."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
 
 
 def level_from(env: Mapping[str, str]) -> str:

@@ -1,4 +1,11 @@
-"""The RQ worker the Procfile runs: RQ's SimpleWorker, logging through `worker.logs`.
+"""The RQ worker the Procfile runs (`wisphub-bqn-sync-worker`): RQ's SimpleWorker, logging
+through `worker.logs`.
+
+The command takes its Redis and queue from `REDIS_URL` and `QUEUE_NAME` like every other
+process, never from its command line (where any local user would read the Redis password in
+`ps`), and without `REDIS_URL` it stops with one line: it has no default Redis to fall back
+on. `rq worker --worker-class worker.rqworker.LoggingWorker` runs the same worker, for units
+written for earlier releases.
 
 `rq worker` gives RQ's `rq.worker` logger handlers of its own (their own format, lines below
 ERROR on standard output) and leaves our loggers without any. This worker sends RQ's lines and
@@ -12,24 +19,28 @@ it with one line and exit status 2, which the systemd unit does not restart on.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import SimpleWorker
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.logutils import ColorizingStreamHandler, colorizer
 from rq.queue import Queue
 
-from worker import logs
+from worker import defaults, logs
 from worker.core.errors import ConfigError
 from worker.queue import queueing, startup
 from worker.queue.lifecycle import DeletionsHeldBack
 from worker.queue.runtime import runtime
+from worker.version import add_version_option
 
 RESULT_LINE = "Worker %s: result: %r"
-EXIT_CONFIG = 2
+PROG = "wisphub-bqn-sync worker"
 
 
 class LoggingWorker(SimpleWorker):
@@ -42,8 +53,8 @@ class LoggingWorker(SimpleWorker):
             logs.configure()
             settings = runtime().settings
         except ConfigError as exc:
-            print(f"wisphub-bqn-sync worker: {exc}", file=sys.stderr)
-            raise SystemExit(EXIT_CONFIG) from None
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            raise SystemExit(startup.EXIT_CONFIG) from None
         take_over_rq_logging()
         startup.announce("worker", self.connection, settings)
         super().bootstrap(*args, **kwargs)
@@ -81,3 +92,31 @@ def take_over_rq_logging() -> None:
 def without_result(record: logging.LogRecord) -> bool:
     """False for RQ's debug line that shows a job's return value."""
     return record.msg != RESULT_LINE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`wisphub-bqn-sync-worker`: run one worker on the service's queue, with RQ's scheduler
+    for the retries, until it is told to stop (SIGTERM: the job in hand is finished first)."""
+    parser = argparse.ArgumentParser(
+        prog="wisphub-bqn-sync-worker",
+        description=(
+            "Run one RQ worker for wisphub-bqn-sync: it takes jobs from QUEUE_NAME in the Redis "
+            "at REDIS_URL and applies them to the BQN. Run several for more throughput."
+        ),
+        epilog="Exit status: 2 for a configuration error (one line says which setting).",
+    )
+    parser.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    add_version_option(parser)
+    args = parser.parse_args(argv)
+    service, redis = startup.connect(PROG)
+    try:
+        worker = LoggingWorker(
+            [queueing.make_queue(redis, service.queue_name)],
+            connection=redis,
+            maintenance_interval=defaults.WORKER_MAINTENANCE_SECONDS,
+        )
+        worker.work(burst=args.burst, with_scheduler=True)
+    except RedisConnectionError as exc:  # systemd restarts it; Redis may be back by then
+        logging.getLogger(__name__).error("Redis unreachable: %s", exc)
+        return 1
+    return 0

@@ -184,11 +184,11 @@ class WebServer:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WebServer:
-        """Read `HOST`, `PORT` and `WEB_CONCURRENCY`; raise `ConfigError` naming a bad one."""
+        """Read `WEB_HOST`, `PORT` and `WEB_CONCURRENCY`; raise `ConfigError` naming a bad one."""
         read = _Reader(env)
-        host = read.text("HOST", cls.host)
+        host = read.text("WEB_HOST", cls.host)
         if not _is_host(host):
-            raise ConfigError(f"HOST must be an IP address or a host name, not {host!r}")
+            raise ConfigError(f"WEB_HOST must be an IP address or a host name, not {host!r}")
         return cls(
             host=host,
             port=read.integer("PORT", cls.port, 1, 65535),
@@ -207,7 +207,10 @@ def _is_host(value: str) -> bool:
         ipaddress.ip_address(value)
     except ValueError:
         labels = value.split(".")
-        return all(label.isascii() and label.replace("-", "").isalnum() for label in labels)
+        # a last label of digits is a mistyped address (`0`, `10.0.0`), never a name
+        return not labels[-1].isdigit() and all(
+            label.isascii() and label.replace("-", "").isalnum() for label in labels
+        )
     return True
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.demo import ROOT, procfile
-from sandbox.processes import BASH, Processes
+from sandbox.demo import ROOT
+from sandbox.processes import Processes
+from sandbox.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +61,29 @@ def test_every_command_tells_its_version(command, redis_url, redis):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("command", ["wisphub-bqn-sync-scheduler", "wisphub-bqn-sync-worker"])
 @pytest.mark.parametrize("option", ["--help", "-h", "--version"])
-def test_the_scheduler_asked_for_help_starts_nothing(option, redis_url, redis):
-    result = run([str(BIN / "wisphub-bqn-sync-scheduler"), option], {"REDIS_URL": redis_url})
+def test_the_processes_asked_for_help_start_nothing(command, option, redis_url, redis):
+    result = run([str(BIN / command), option], {"REDIS_URL": redis_url})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: " if option != "--version" else "wisphub-bqn-sync")
+    assert result.stdout.startswith("usage: " if option != "--version" else command)
     assert result.stderr == ""
-    assert redis.keys() == []  # no leader lock, no cron registration, no reconcile queued
+    assert redis.keys() == []  # no worker, leader lock or cron registered, nothing queued
 
 
 @pytest.mark.slow
-def test_the_scheduler_without_redis_url_refuses_to_start():
-    result = run_main("worker.queue.scheduler", [], {"REDIS_URL": ""})
+@pytest.mark.parametrize(
+    ("module", "prog"),
+    [
+        ("worker.queue.scheduler", "wisphub-bqn-sync-scheduler"),
+        ("worker.rqworker", "wisphub-bqn-sync worker"),
+    ],
+)
+def test_the_processes_without_redis_url_refuse_to_start(module, prog):
+    result = run_main(module, [], {"REDIS_URL": ""})
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
-        "wisphub-bqn-sync-scheduler: REDIS_URL is not set "
-        "(the Redis of the queue, such as redis://127.0.0.1:6379/0)\n"
+        f"{prog}: REDIS_URL is not set (the Redis of the queue, such as redis://127.0.0.1:6379/0)\n"
     )
     assert result.stdout == ""
 
@@ -105,21 +113,13 @@ def test_a_worker_with_a_wrong_setting_exits_2_with_one_line(service_env, redis)
     assert redis.keys() == []  # it never registered as a worker
 
 
-def test_the_procfile_worker_without_redis_url_refuses_to_start(tmp_path):
-    """The worker line stops at the shell: the `rq` found first on PATH here only says it was
-    started, so a default Redis would not be reached even if the line had one."""
-    stub = tmp_path / "rq"
-    stub.write_text('#!/bin/sh\necho "rq started: $*"\n')
-    stub.chmod(0o755)
-    result = subprocess.run(
-        [BASH, "-c", f"exec {procfile()['worker']}"],
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "REDIS_URL": ""},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert result.stdout == ""
-    [line] = result.stderr.splitlines()
-    assert "REDIS_URL: is not set" in line
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["wisphub-bqn-sync-scheduler", "wisphub-bqn-sync-worker"])
+def test_the_processes_with_redis_down_say_so_in_one_line(command, service_env):
+    """Status 1, not 2: systemd restarts them, and Redis may be back by then."""
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    result = run([str(BIN / command)], {**service_env, "REDIS_URL": down})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert "Redis unreachable" in line

@@ -8,7 +8,10 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,7 +21,7 @@ from tests.integration.conftest import API, API_TOKEN, HOOK, WEBHOOK_SECRET, sta
 from tests.rows import row
 from worker.core.errors import ConfigError
 from worker.queue import history
-from worker.settings import ServiceSettings
+from worker.settings import HistoryLimits, ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +43,13 @@ def test_a_signature_without_a_timestamp_is_refused(web, queue):
 
 def test_a_signed_notification_names_its_clients_in_the_body_only(web, queue):
     """The query string is not signed: ids added to it must not ride on a valid signature."""
-    response = web.post("/webhooks/wisphub?id_servicio=1,2,3,5", data=BODY, headers=stamped(BODY))
+    headers = stamped(BODY)
+    response = web.post("/webhooks/wisphub?id_servicio=1,2,3,5", data=BODY, headers=headers)
     assert response.status_code == 400
     assert "query string" in response.json["message"]
     assert queue.count == 0
+    # nothing was queued: the sender may send it again, without the query
+    assert web.post("/webhooks/wisphub", data=BODY, headers=headers).status_code == 202
 
 
 def test_a_signed_notification_is_accepted_once(web, queue):
@@ -250,3 +256,51 @@ def test_a_signed_in_page_with_redis_down_is_a_503_not_a_500(service_env, tmp_pa
         response = client.get("/")
     assert response.status_code == 503
     assert response.json["error"] == "unavailable"
+
+
+def test_requests_sent_together_cannot_slip_past_the_cap_or_the_rate_limit(
+    service_env, redis, queue
+):
+    """The cap and the limit are taken atomically as each request arrives: checked first and
+    counted after, 20 requests in flight would all pass."""
+    app = create_app({**service_env, "MAX_QUEUED_JOBS": "2000", "WEBHOOK_RATE_LIMIT": "15/minute"})
+    batches = [list(range(1 + n * 500, 1 + (n + 1) * 500)) for n in range(20)]
+    start = threading.Barrier(len(batches))
+
+    def send(ids: list[int]) -> int:
+        client = app.test_client()
+        start.wait()
+        return client.post("/webhooks/wisphub", json={"id_servicio": ids}, headers=HOOK).status_code
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        answers = Counter(pool.map(send, batches))
+    assert answers == {202: 4, 503: 11, 429: 5}
+    assert queue.count == 2000
+
+
+def test_a_timestamp_of_hundreds_of_digits_is_a_401(web):
+    headers = {**stamped(BODY), "X-Webhook-Timestamp": "1" + "0" * 400}
+    response = web.post("/webhooks/wisphub", data=BODY, headers=headers)
+    assert response.status_code == 401
+    assert "Unix seconds" in response.json["message"]
+
+
+def test_a_known_client_whose_jobs_keep_failing_keeps_its_place_in_the_history(redis):
+    """Its retries and failures are noted as for any named id, yet they must keep it fresh:
+    that history is the one an operator needs."""
+    limits = HistoryLimits(clients=2)
+    history.write(redis, [(1, history.event("done"))], limits)
+    history.write(redis, [(2, history.event("done"))], limits)
+    history.write(redis, [(1, history.event("retry"))], limits, known=False)
+    history.write(redis, [(3, history.event("done"))], limits)  # the least recent goes: 2
+    assert {int(member) for member in redis.zrange(history.INDEX, 0, -1)} == {1, 3}
+    assert history.read(redis, 1)[0]["event"] == "retry"
+
+
+def test_a_script_reading_the_page_with_a_bearer_token_makes_no_session(web, redis):
+    """A monitor polling `/` every few seconds must not leave a session in Redis each time."""
+    for _ in range(3):
+        response = web.get("/", headers=API)
+        assert response.status_code == 200
+        assert "Set-Cookie" not in response.headers
+    assert redis.keys("wisphub-bqn-sync:session:*") == []

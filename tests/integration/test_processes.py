@@ -1,4 +1,4 @@
-"""The product as the Procfile runs it: gunicorn, `rq worker` and the scheduler as separate
+"""The product as the Procfile runs it: gunicorn, the RQ worker and the scheduler as separate
 processes, against the simulators and a real Redis."""
 
 from __future__ import annotations

@@ -89,28 +89,36 @@ def test_failures_can_be_requeued_from_the_page(web, work, wisphub_sim, bqn_sim)
     bqn_sim.state.faults.update(fail_every=1, fail_status=400, writes_only=True)
     web.post("/webhooks/wisphub", json={"id_servicio": 4}, headers=HOOK)
     work()
-    html = web.get("/", headers=API).get_data(as_text=True)
+    html = web.get("/", headers=basic(API_TOKEN)).get_data(as_text=True)
     assert "Failures (1)" in html
     job_id = re.search(r'name="job_id" value="([^"]+)"', html).group(1)
-    without_csrf = web.post("/status/failures/requeue", data={"job_id": job_id}, headers=API)
+    without_csrf = web.post(
+        "/status/failures/requeue", data={"job_id": job_id}, headers=basic(API_TOKEN)
+    )
     assert without_csrf.status_code == 403
     bqn_sim.state.faults.clear()
     response = web.post(
-        "/status/failures/requeue", data={"job_id": job_id, "csrf": csrf_of(html)}, headers=API
+        "/status/failures/requeue",
+        data={"job_id": job_id, "csrf": csrf_of(html)},
+        headers=basic(API_TOKEN),
     )
     assert response.status_code == 302
     work()
-    html = web.get("/", headers=API).get_data(as_text=True)
+    html = web.get("/", headers=basic(API_TOKEN)).get_data(as_text=True)
     assert "No failed jobs." in html
 
 
 def test_sync_now_button(web, work, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(row(5, "10.1.0.5", "Suspendido", nombre="Leo"))
-    html = web.get("/?client=5", headers=API).get_data(as_text=True)
+    html = web.get("/?client=5", headers=basic(API_TOKEN)).get_data(as_text=True)
     assert 'id="no-history"' in html
-    web.post("/status/clients/sync", data={"id_servicio": "5", "csrf": csrf_of(html)}, headers=API)
+    web.post(
+        "/status/clients/sync",
+        data={"id_servicio": "5", "csrf": csrf_of(html)},
+        headers=basic(API_TOKEN),
+    )
     work()
-    html = web.get("/?client=5", headers=API).get_data(as_text=True)
+    html = web.get("/?client=5", headers=basic(API_TOKEN)).get_data(as_text=True)
     assert "sync asked for via status-page" in html
     assert "with policy Wisphub_block: done" in html
 

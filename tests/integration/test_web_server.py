@@ -132,16 +132,19 @@ def test_a_configuration_error_is_one_line_and_status_2(service_env):
     ("env", "bind"),
     [
         ({}, "127.0.0.1:8000"),
-        ({"HOST": "0.0.0.0", "PORT": "8080"}, "0.0.0.0:8080"),
-        ({"HOST": "::1"}, "[::1]:8000"),
-        ({"HOST": "sync.example.net"}, "sync.example.net:8000"),
+        ({"WEB_HOST": "0.0.0.0", "PORT": "8080"}, "0.0.0.0:8080"),
+        ({"WEB_HOST": "::1"}, "[::1]:8000"),
+        ({"WEB_HOST": "sync.example.net"}, "sync.example.net:8000"),
     ],
 )
 def test_the_web_process_listens_on_this_machine_unless_told(env, bind):
     assert WebServer.from_env(env).bind == bind
 
 
-@pytest.mark.parametrize("env", [{"HOST": "0.0.0.0:80"}, {"HOST": "a b"}, {"PORT": "70000"}])
+@pytest.mark.parametrize(
+    "env",
+    [{"WEB_HOST": "0.0.0.0:80"}, {"WEB_HOST": "a b"}, {"WEB_HOST": "0"}, {"PORT": "70000"}],
+)
 def test_a_bad_address_is_a_configuration_error(env):
     with pytest.raises(ConfigError):
         WebServer.from_env(env)

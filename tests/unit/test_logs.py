@@ -160,6 +160,25 @@ def test_every_control_character_of_a_text_line_is_escaped():
     assert all(map(no_control_characters, (argument, message, failure)))
 
 
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\\n2026-12-07 WARNING forged", "\\\\n2026-12-07 WARNING forged"),
+        ("\u202etxt.exe", "\\u202etxt.exe"),  # a bidi override turns the rest around
+        ("a\u200bb\ufeff", "a\\u200bb\\ufeff"),  # invisible characters
+    ],
+    ids=["backslash", "bidi", "zero-width"],
+)
+def test_nothing_in_a_text_line_can_pass_for_an_escape_or_hide(raw, shown):
+    """A literal backslash would make `\\n` in a path look like an escaped line break."""
+
+    def emit() -> None:
+        logging.getLogger("gunicorn.access").info('"GET %s" 404', f"/x{raw}")
+
+    [line] = lines_of("text", emit)
+    assert line.endswith(f'"GET /x{shown}" 404')
+
+
 def test_every_control_character_of_a_json_line_is_escaped():
     def emit() -> None:
         logging.getLogger("gunicorn.access").info('"GET %s" 404', f"/x{HOSTILE}")

@@ -140,7 +140,8 @@ def write(
 
     Only `known` clients (WispHub or the BQN has them) enter the index whose size
     `HISTORY_CLIENTS` caps. Events of a client only named so far (by a notification or a
-    person) expire on their own, so made-up ids cannot push real clients' histories out."""
+    person) keep an indexed client's place fresh but add no client, so made-up ids cannot push
+    real clients' histories out; their streams expire on their own."""
     batch: list[ClientEvent] = []
     for item in events:
         batch.append(item)
@@ -176,8 +177,10 @@ def _write_batch(
             data = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
             pipe.xadd(key, {"e": data}, maxlen=limits.per_client, approximate=False)
             pipe.expire(key, keep)
-        if batch and known:
-            pipe.zadd(INDEX, {str(id_servicio): now for id_servicio, _ in batch})
+        if batch:
+            # an id only named so far refreshes a known client's place, and takes none
+            members = {str(id_servicio): now for id_servicio, _ in batch}
+            pipe.zadd(INDEX, members, xx=not known)
         pipe.zremrangebyscore(INDEX, "-inf", now - keep)
         pipe.zcard(INDEX)
         held = pipe.execute()[-1]

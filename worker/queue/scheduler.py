@@ -23,13 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 from redis.lock import Lock
 from rq.cron import CronScheduler
 from rq.exceptions import StopRequested
 from rq.utils import import_attribute
 
-from worker import defaults, logs
+from worker import defaults
 from worker.core.errors import ConfigError
 from worker.queue import queueing, startup, store
 from worker.settings import ServiceSettings, Settings
@@ -38,7 +39,6 @@ from worker.version import add_version_option
 log = logging.getLogger(__name__)
 
 PROG = "wisphub-bqn-sync-scheduler"
-EXIT_CONFIG = 2
 
 
 class LeaderCronScheduler(CronScheduler):
@@ -129,16 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scheduler until SIGTERM/SIGINT."""
     build_parser().parse_args(argv)
-    try:
-        logs.configure()
-        settings = ServiceSettings.from_env(os.environ)
-        redis = Redis.from_url(settings.redis_url)
-    except ConfigError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ValueError as exc:  # redis-py's word on a URL it cannot read
-        print(f"{PROG}: REDIS_URL: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    settings, redis = startup.connect(PROG)
     startup.announce("scheduler", redis, _api_settings(os.environ))
     log.info(
         "polling every %s; full reconcile at '%s' (%s)",
@@ -146,7 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.reconcile_cron,
         os.environ.get("TZ", "system time zone"),
     )
-    build(settings, redis).start()
+    try:
+        build(settings, redis).start()
+    except RedisConnectionError as exc:  # systemd restarts it; Redis may be back by then
+        log.error("Redis unreachable: %s", exc)
+        return 1
     return 0
 
 
