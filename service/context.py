@@ -10,6 +10,7 @@ from redis import Redis
 from rq import Queue
 from werkzeug.exceptions import ServiceUnavailable
 
+from service.payloads import PayloadError
 from worker import defaults
 from worker.queue import capacity
 from worker.queue.queueing import Queued, request_syncs
@@ -38,6 +39,11 @@ class Context:
         requests must not fill Redis, so past `MAX_QUEUED_JOBS` jobs (waiting, or being
         queued by other requests) nothing is queued and the sender is told to retry
         (`QueueFull`, 503 with `Retry-After`)."""
+        if len(ids) > self.service.max_queued_jobs:  # would never fit: no use retrying
+            raise PayloadError(
+                f"{len(ids)} clients in one request, more than the {self.service.max_queued_jobs}"
+                " jobs that may wait (MAX_QUEUED_JOBS): send fewer per request"
+            )
         try:
             with capacity.room(self.queue, len(ids), self.service.max_queued_jobs):
                 return request_syncs(self.queue, ids, via, self.service.history)

@@ -13,7 +13,9 @@ which stops guessing the API token. The source is the client address; behind a r
 
 from __future__ import annotations
 
-from flask import Flask
+import logging
+
+from flask import Flask, Response
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse
@@ -41,10 +43,14 @@ def install(app: Flask, service: ServiceSettings, redis: Redis) -> None:
     ):
         if rate is not None:
             _check(name, rate)
+    # Registered before the limiter's own (after_request functions run last-registered first),
+    # so it sees the headers the limiter adds.
+    app.after_request(_retry_after_only_when_refused)
     limiter = Limiter(
         get_remote_address,
         app=app,
-        # the app's own connections (any REDIS_URL form, its timeouts), not a second client
+        # "redis://" only picks the Redis storage; the pool decides where it connects: the
+        # app's own connections (any REDIS_URL form, its timeouts), not a second client
         storage_uri="redis://",
         storage_options={"connection_pool": redis.connection_pool},
         key_prefix=PREFIX + "limits",
@@ -52,6 +58,7 @@ def install(app: Flask, service: ServiceSettings, redis: Redis) -> None:
         headers_enabled=True,
         swallow_errors=True,  # Redis down: the endpoint answers 503 on its own
     )
+    limiter.logger.addFilter(one_line)
     if service.webhook_rate_limit is not None:
         limiter.limit(service.webhook_rate_limit)(webhooks.blueprint)
     if service.login_rate_limit is not None:
@@ -66,3 +73,21 @@ def _check(name: str, rate: str) -> None:
         parse(rate)
     except ValueError:
         raise ConfigError(f"{name} is not a rate such as 120/minute, or off: {rate!r}") from None
+
+
+def _retry_after_only_when_refused(response: Response) -> Response:
+    """Flask-Limiter adds `Retry-After` to every answer; it means "try again later" only on a
+    429 or a 503 (elsewhere it would tell a sender to retry a 400, or an accepted request)."""
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def one_line(record: logging.LogRecord) -> bool:
+    """Flask-Limiter logs each request it could not count (Redis down) with a traceback; the
+    request's own answer logs the cause too, so the limiter's line is made one line."""
+    if record.exc_info and record.exc_info[1] is not None:
+        record.msg = f"{record.getMessage()}: {record.exc_info[1]}"
+        record.args = ()
+        record.exc_info = record.exc_text = None
+    return True

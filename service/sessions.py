@@ -10,9 +10,10 @@ https (behind a proxy: `X-Forwarded-Proto` from one of `TRUSTED_PROXIES`) or alw
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from flask import Flask, Request, current_app, request
+from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SessionMixin
 from flask_session.redis import RedisSessionInterface
 from redis import Redis
@@ -21,6 +22,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import defaults
 from worker.queue.store import PREFIX
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = PREFIX + "session:"
 # Where a request keeps the Redis error that kept its session from opening.
@@ -41,6 +44,14 @@ class _RedisSessions(RedisSessionInterface):
         except (RedisConnectionError, RedisTimeoutError) as exc:
             request.environ[UNREACHABLE] = exc
             return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        """Save the session; with Redis unreachable, say so in one line and save nothing
+        (the answer is already a 503, or the next request's will be: the sign-in is lost)."""
+        try:
+            super().save_session(app, session, response)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("the status page's session was not saved: Redis unavailable: %s", exc)
 
 
 def require_store() -> None:

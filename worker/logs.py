@@ -11,9 +11,10 @@ Only these fields are written: whatever else a library attaches to a record (RQ 
 job's arguments to its error lines) stays out.
 
 Nothing a sender puts in a request (a path with `%0d` or `%1b`, a header) can break a line or
-reach an operator's terminal raw: a text line writes every control character as a visible
-escape (`\\n`, `\\r`, `\\x1b`, `\\u2028`), and a JSON line escapes every character outside
-printable ASCII.
+reach an operator's terminal raw, or pass for an escape: a text line writes every character
+that does not print as itself (control, format and separator characters) as a visible escape
+(`\\n`, `\\r`, `\\x1b`, `\\u202e`) and a backslash as `\\\\`, and a JSON line escapes every
+character outside printable ASCII.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from worker.queue.runtime import runtime
 from worker.version import add_version_option
 
 RESULT_LINE = "Worker %s: result: %r"
-PROG = "wisphub-bqn-sync worker"
+PROG = "wisphub-bqn-sync-worker"
 
 
 class LoggingWorker(SimpleWorker):

@@ -76,7 +76,7 @@ def test_the_processes_asked_for_help_start_nothing(command, option, redis_url, 
     ("module", "prog"),
     [
         ("worker.queue.scheduler", "wisphub-bqn-sync-scheduler"),
-        ("worker.rqworker", "wisphub-bqn-sync worker"),
+        ("worker.rqworker", "wisphub-bqn-sync-worker"),
     ],
 )
 def test_the_processes_without_redis_url_refuse_to_start(module, prog):
@@ -106,7 +106,7 @@ def test_a_worker_with_a_wrong_setting_exits_2_with_one_line(service_env, redis)
         [worker] = processes.children
         assert worker.process.wait(timeout=30) == 2
         assert worker.log.read_text() == (
-            "wisphub-bqn-sync worker: BQN_USER is not set (the BQN REST user)\n"
+            "wisphub-bqn-sync-worker: BQN_USER is not set (the BQN REST user)\n"
         )
     finally:
         processes.stop()

@@ -304,3 +304,34 @@ def test_a_script_reading_the_page_with_a_bearer_token_makes_no_session(web, red
         assert response.status_code == 200
         assert "Set-Cookie" not in response.headers
     assert redis.keys("wisphub-bqn-sync:session:*") == []
+
+
+def test_redis_down_while_signing_in_is_a_503_and_a_notification_logs_no_traceback(
+    service_env, tmp_path, caplog
+):
+    """Saving the session fails after the view; the rate limit cannot be counted before it."""
+    with RedisServer(tmp_path) as server:
+        client = create_app({**service_env, "REDIS_URL": server.url}).test_client()
+        server.stop()
+        signing_in = client.post("/login", data={"token": API_TOKEN})
+        with caplog.at_level(logging.INFO):
+            notified = client.post("/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK)
+    assert signing_in.status_code == 503
+    assert notified.status_code == 503
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+def test_a_signed_in_page_with_a_broken_basic_header_is_not_a_500(web):
+    assert web.post("/login", data={"token": API_TOKEN}).status_code == 302
+    broken = {"Authorization": "Basic \xff\xfe"}
+    assert web.get("/", headers=broken).status_code == 200  # the session lets it in
+    answer = web.post("/status/clients/sync", data={"id_servicio": "5"}, headers=broken)
+    assert answer.status_code == 403  # no CSRF token: refused, not crashed
+
+
+def test_more_ids_than_may_ever_wait_is_a_400_not_a_retry(service_env, redis):
+    client = create_app({**service_env, "MAX_QUEUED_JOBS": "3"}).test_client()
+    response = client.post("/webhooks/wisphub", json={"id_servicio": [1, 2, 3, 4]}, headers=HOOK)
+    assert response.status_code == 400
+    assert "MAX_QUEUED_JOBS" in response.json["message"]
+    assert "Retry-After" not in response.headers
