@@ -75,7 +75,9 @@ def _verified(header: str, secret: str, redis: Redis) -> Signature:
     expected = hmac.new(
         secret.encode(), stamp.strip().encode() + b"." + request.get_data(cache=True), "sha256"
     ).hexdigest()
-    if given is None or not same(given, expected):
+    if given is None:
+        raise _unauthorized(f"{SIGNATURE_HEADER} must be `sha256=<hex digest>`")
+    if not same(given, expected):
         raise _unauthorized(f"the {SIGNATURE_HEADER} signature does not match `<timestamp>.<body>`")
     seen = Signature(f"{PREFIX}webhook:signature:{expected}")
     if not redis.set(seen.key, 1, nx=True, ex=defaults.REPLAY_WINDOW_SECONDS):

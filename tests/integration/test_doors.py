@@ -278,6 +278,14 @@ def test_requests_sent_together_cannot_slip_past_the_cap_or_the_rate_limit(
     assert queue.count == 2000
 
 
+def test_a_signature_without_its_algorithm_says_so(web):
+    headers = stamped(BODY)
+    headers["X-Signature-256"] = headers["X-Signature-256"].removeprefix("sha256=")
+    response = web.post("/webhooks/wisphub", data=BODY, headers=headers)
+    assert response.status_code == 401
+    assert "sha256=<hex digest>" in response.json["message"]
+
+
 def test_a_timestamp_of_hundreds_of_digits_is_a_401(web):
     headers = {**stamped(BODY), "X-Webhook-Timestamp": "1" + "0" * 400}
     response = web.post("/webhooks/wisphub", data=BODY, headers=headers)
