@@ -63,12 +63,13 @@ promtool: $(STAMP)
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults
 
-# The benchmarks (bench/README.md): each prints one table; about half an hour in all.
+# The benchmarks (bench/README.md): each prints one table; about 40 minutes in all.
 bench: $(STAMP)
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.poll
+	$(BIN)/python -m bench.cutoff
 
 # requirements.lock: the runtime dependencies and the build backend, each pinned with its
 # hashes, for production installs (Dockerfile, deploy/README.md):
