@@ -1,7 +1,7 @@
 """Cut-off day: many clients change at once, and how long the service takes to put all of them
 on the BQN, with what it costs per changed client. Prints one table.
 
-    python -m bench.cutoff [--clients 10000] [--changed 2000] [--latency 20] [--workers 2]
+    python -m bench.cutoff [--clients 10000] [--changed 2000] [--latency 20] [--workers 1]
 
 The Procfile's processes (web, `--workers` workers, the scheduler with `POLL_INTERVAL` 10 s)
 run against the simulators with `--latency` ms added to every request. Once the start-up
@@ -14,9 +14,9 @@ reconcile has put the BQN in line:
   the last request until the BQN gives all of them their plans back.
 
 Each row counts the BQN and WispHub requests the simulators served and the Redis commands the
-server processed during the phase, per changed client. The path each change takes is whatever
-the service does today (one job per client): later paths are measured against this one in the
-same run.
+server processed during the phase, per changed client. Both paths run in turn, each with its
+own Redis and processes: one job per client (`BATCH_SIZE=1`, the baseline) and batches (the
+default `BATCH_SIZE`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from bench.stack import (
     START_SECONDS,
     Simulator,
     bqn,
+    cpu_share,
     machine,
     redis_server,
     sync_env,
@@ -43,6 +44,7 @@ from bench.stack import (
     wisphub,
 )
 from sandbox.processes import Processes
+from worker import defaults
 from worker.clients.wisphub import WispHubClient
 from worker.settings import Settings
 
@@ -50,6 +52,8 @@ SECRET, TOKEN = "bench-webhook-secret", "bench-api-token-0001"
 POLL_SECONDS = 10
 NOTIFICATION_IDS = 100
 CONVERGE_SECONDS = 900
+# The paths measured, each in its own run of the processes: the baseline first.
+PATHS = (("one job per client", 1), ("batches", defaults.BATCH_SIZE))
 T = TypeVar("T")
 
 
@@ -58,36 +62,41 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--changed", type=int, default=2_000)
     parser.add_argument("--latency", type=int, default=20, help="added ms per request")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="the Procfile's worker processes (each a pool)"
+    )
     args = parser.parse_args(argv)
-    with (
-        wisphub(args.clients) as wisphub_sim,
-        bqn() as bqn_sim,
-        redis_server() as redis_url,
-    ):
-        env = {
-            **sync_env(wisphub_sim, bqn_sim),
-            "REDIS_URL": redis_url,
-            "WEBHOOK_SECRET": SECRET,
-            "API_TOKEN": TOKEN,
-            "POLL_INTERVAL": str(POLL_SECONDS),
-            "PLAN_REFRESH_INTERVAL": "0",
-            # measured: the service's own path, not its limits against floods
-            "WEBHOOK_RATE_LIMIT": "off",
-            "MAX_QUEUED_JOBS": "10000000",
-        }
-        processes = Processes(env, ["web", "scheduler"] + ["worker"] * args.workers)
-        try:
-            rows = cutoff(
-                processes,
-                env,
-                wisphub_sim=wisphub_sim,
-                bqn_sim=bqn_sim,
-                redis=Redis.from_url(redis_url),
-                args=args,
-            )
-        finally:
-            processes.stop()
+    rows = []
+    with wisphub(args.clients) as wisphub_sim, bqn() as bqn_sim:
+        for path, batch_size in PATHS:
+            with redis_server() as redis_url:
+                env = {
+                    **sync_env(wisphub_sim, bqn_sim),
+                    "REDIS_URL": redis_url,
+                    "WEBHOOK_SECRET": SECRET,
+                    "API_TOKEN": TOKEN,
+                    "POLL_INTERVAL": str(POLL_SECONDS),
+                    "PLAN_REFRESH_INTERVAL": "0",
+                    # measured: the service's own path, not its limits against floods
+                    "WEBHOOK_RATE_LIMIT": "off",
+                    "MAX_QUEUED_JOBS": "10000000",
+                    "BATCH_SIZE": str(batch_size),
+                }
+                processes = Processes(env, ["web", "scheduler"] + ["worker"] * args.workers)
+                try:
+                    rows += cutoff(
+                        processes,
+                        env,
+                        path=path,
+                        wisphub_sim=wisphub_sim,
+                        bqn_sim=bqn_sim,
+                        redis=Redis.from_url(redis_url),
+                        args=args,
+                    )
+                finally:
+                    processes.stop()
+                    for sim in (wisphub_sim, bqn_sim):
+                        sim.latency(0)
     headers = [
         "path",
         "variant",
@@ -96,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "BQN req/client",
         "WispHub req/client",
         "Redis cmd/client",
+        "simulators' CPU",
     ]
     print(
         f"\n### Cut-off ({machine()}; {args.clients:,} clients, {args.latency} ms added, "
@@ -108,6 +118,7 @@ def cutoff(
     processes: Processes,
     env: dict[str, str],
     *,
+    path: str,
     wisphub_sim: Simulator,
     bqn_sim: Simulator,
     redis: Redis,
@@ -137,14 +148,15 @@ def cutoff(
         ("unannounced", suspend, blocked),
         ("notified", reactivate, restored),
     ):
-        seconds, costs = _phase(change, wanted, wisphub_sim, bqn_sim, redis)
+        seconds, costs, simulators = _phase(change, wanted, wisphub_sim, bqn_sim, redis)
         rows.append(
             [
-                "one job per client",
+                path,
                 variant,
                 f"{len(ids):,}",
                 f"{seconds:.1f} s",
                 *(f"{cost / len(ids):.1f}" for cost in costs),
+                simulators,
             ]
         )
         print(" | ".join(rows[-1]), flush=True)
@@ -157,18 +169,21 @@ def _phase(
     wisphub_sim: Simulator,
     bqn_sim: Simulator,
     redis: Redis,
-) -> tuple[float, tuple[int, int, int]]:
-    """Seconds from the end of `change` until the BQN holds `wanted` (IP -> policy), and the
-    BQN requests, WispHub requests and Redis commands spent meanwhile."""
-    for sim in (wisphub_sim, bqn_sim):
+) -> tuple[float, tuple[int, int, int], str]:
+    """Seconds from the end of `change` until the BQN holds `wanted` (IP -> policy), the
+    BQN requests, WispHub requests and Redis commands spent meanwhile, and the share of the
+    CPU the simulators used until then."""
+    sims = (wisphub_sim, bqn_sim)
+    for sim in sims:
         sim.reset_stats()
     commands = _commands(redis)
     change()
     changed = time.monotonic()
+    cpu = [sim.cpu_seconds() for sim in sims]
     _wait(lambda: _holds(bqn_sim, wanted), CONVERGE_SECONDS, "the BQN to converge")
     seconds = time.monotonic() - changed
     served = (bqn_sim.requests_served(), wisphub_sim.requests_served())
-    return seconds, (*served, _commands(redis) - commands)
+    return seconds, (*served, _commands(redis) - commands), cpu_share(sims, cpu, seconds)
 
 
 def _reconciled(url: str) -> bool:

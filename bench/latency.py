@@ -3,7 +3,10 @@
 simulators adding 20 ms to every request. For each notification, the time from its `202` to
 the end of its job (which ends right after the BQN write). Prints one table.
 
-    python -m bench.latency [--rates 20,50,100] [--seconds 10] [--workers 6] [--latency 20]
+    python -m bench.latency [--rates 20,50,100] [--seconds 10] [--processes 8] [--latency 20]
+
+The worker is the Procfile's one `wisphub-bqn-sync-worker`, a pool of `--processes` workers
+(WORKER_PROCESSES; its default is the Procfile's).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import requests
 
 from bench.stack import (
     bqn,
+    cpu_share,
     machine,
     percentile,
     redis_server,
@@ -28,6 +32,7 @@ from bench.stack import (
     wisphub,
 )
 from sandbox.seed import wisphub_clients
+from worker import defaults
 from worker.core.desired import desired_state
 from worker.core.rules import MappingRules
 
@@ -40,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.latency")
     parser.add_argument("--rates", default="20,50,100", help="notifications per second")
     parser.add_argument("--seconds", type=float, default=10, help="how long each rate lasts")
-    parser.add_argument("--workers", type=int, default=6, help="RQ worker processes")
+    parser.add_argument(
+        "--processes", type=int, default=defaults.WORKER_PROCESSES, help="WORKER_PROCESSES"
+    )
     parser.add_argument("--latency", type=int, default=20, help="added ms per API request")
     args = parser.parse_args(argv)
     candidates = active_clients()
@@ -54,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "WEBHOOK_RATE_LIMIT": "off",
             "MAX_QUEUED_JOBS": "10000000",
             "API_TOKEN": TOKEN,
+            "WORKER_PROCESSES": str(args.processes),
         }
-        with service(env, workers=args.workers) as url:
+        with service(env, workers=1) as url:
             api = requests.Session()
             api.headers["Authorization"] = f"Bearer {TOKEN}"
             # the start-up reconcile: the BQN in step with WispHub, and what was applied known
@@ -64,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             wisphub_sim.latency(args.latency)
             bqn_sim.latency(args.latency)
             # each worker's first job builds its API clients and connections: not measured
-            warm_up, candidates = candidates[: 4 * args.workers], candidates[4 * args.workers :]
+            warm_up, candidates = candidates[: 4 * args.processes], candidates[4 * args.processes :]
             for job_id, _ in notify_steadily(wisphub_sim, url, warm_up, 20):
                 wait_for(api, url, job_id)
             for rate in (int(r) for r in args.rates.split(",")):
@@ -72,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 batch, candidates = candidates[:count], candidates[count:]
                 if len(batch) < count:
                     raise SystemExit(f"not enough clients for {rate}/s over {args.seconds} s")
+                sims, began = (wisphub_sim, bqn_sim), time.monotonic()
+                cpu = [sim.cpu_seconds() for sim in sims]
                 accepted = notify_steadily(wisphub_sim, url, batch, rate)
                 delays = [ended(api, url, job_id) - at for job_id, at in accepted]
                 rows.append(
@@ -80,14 +90,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                         str(len(delays)),
                         *(f"{percentile(delays, q) * 1000:.0f} ms" for q in (0.5, 0.95, 0.99)),
                         f"{max(delays) * 1000:.0f} ms",
+                        cpu_share(sims, cpu, time.monotonic() - began),
                     ]
                 )
                 print(" | ".join(rows[-1]), flush=True)
     print(
-        f"\n### Notification to BQN write ({machine()}; {args.workers} workers, "
+        f"\n### Notification to BQN write ({machine()}; a pool of {args.processes} workers, "
         f"{args.latency} ms per API request)\n"
     )
-    print(table(["rate", "notifications", "p50", "p95", "p99", "max"], rows))
+    headers = ["rate", "notifications", "p50", "p95", "p99", "max", "simulators' CPU"]
+    print(table(headers, rows))
 
 
 def active_clients() -> list[int]:

@@ -51,6 +51,18 @@ class Simulator:
     def requests_served(self) -> int:
         return int(self.control("GET", "stats")["total"])
 
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) the simulator's process has used, from /proc."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share(sims: Sequence[Simulator], before: Sequence[float], seconds: float) -> str:
+    """The share of the machine's CPU the simulators used over `seconds`, since `before`
+    (their `cpu_seconds` then)."""
+    used = sum(sim.cpu_seconds() - start for sim, start in zip(sims, before, strict=True))
+    return f"{100 * used / (seconds * (os.cpu_count() or 1)):.0f} %"
+
 
 @contextmanager
 def simulator(api: str, *args: str) -> Iterator[Simulator]:

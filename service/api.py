@@ -153,7 +153,7 @@ def requeue() -> tuple[Response, int]:
             raise PayloadError(f"at most {defaults.MAX_IDS} job ids per request")
         job_ids = [parse_job_id(job_id) for job_id in job_ids]
     ctx = context()
-    queued, missing = requeue_failures(ctx.queue, job_ids, ctx.service.history)
+    queued, missing = requeue_failures(ctx.queue, job_ids, ctx.service)
     return jsonify({"requeued": queued, "not_failed": missing}), 202
 
 

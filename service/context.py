@@ -13,7 +13,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from service.payloads import PayloadError
 from worker import defaults
 from worker.queue import capacity
-from worker.queue.queueing import Queued, request_syncs
+from worker.queue.queueing import Queued, batches, request_syncs
 from worker.settings import ServiceSettings, Settings
 
 
@@ -39,14 +39,16 @@ class Context:
         requests must not fill Redis, so past `MAX_QUEUED_JOBS` jobs (waiting, or being
         queued by other requests) nothing is queued and the sender is told to retry
         (`QueueFull`, 503 with `Retry-After`)."""
-        if len(ids) > self.service.max_queued_jobs:  # would never fit: no use retrying
+        jobs = len(batches(list(dict.fromkeys(ids)), self.service.batch_size))
+        if jobs > self.service.max_queued_jobs:  # would never fit: no use retrying
             raise PayloadError(
-                f"{len(ids)} clients in one request, more than the {self.service.max_queued_jobs}"
-                " jobs that may wait (MAX_QUEUED_JOBS): send fewer per request"
+                f"{len(ids)} clients in one request make {jobs} jobs, more than the "
+                f"{self.service.max_queued_jobs} that may wait (MAX_QUEUED_JOBS): send fewer "
+                "per request"
             )
         try:
-            with capacity.room(self.queue, len(ids), self.service.max_queued_jobs):
-                return request_syncs(self.queue, ids, via, self.service.history)
+            with capacity.room(self.queue, jobs, self.service.max_queued_jobs):
+                return request_syncs(self.queue, ids, via, self.service)
         except capacity.NoRoom as full:
             raise QueueFull(
                 f"{full}: nothing was queued; retry later",

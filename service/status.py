@@ -140,7 +140,7 @@ def requeue() -> Response:
     ctx = context()
     job_id = request.form.get("job_id")
     wanted = None if job_id is None else [parse_job_id(job_id)]
-    queued, missing = requeue_failures(ctx.queue, wanted, ctx.service.history)
+    queued, missing = requeue_failures(ctx.queue, wanted, ctx.service)
     flash(f"{len(queued)} failed job(s) queued again", "ok")
     if missing:
         flash(f"no longer failed: {', '.join(missing)}", "error")

@@ -7,6 +7,8 @@ fixed. Times are in seconds unless the name says otherwise.
 
 from __future__ import annotations
 
+from math import ceil
+
 MINUTE = 60
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
@@ -60,8 +62,59 @@ MAX_DELETE_FRACTION = 0.10
 DELETE_GUARD_FLOOR = 10
 
 # --- Jobs: how long each may run, how long RQ keeps its result and its failure -----------------
-# A client job makes up to four API calls, each with its own retries.
-CLIENT_JOB_TIMEOUT = 10 * MINUTE
+# A job may run as long as its API calls can take at worst (a dead worker's job does not wait
+# for its timeout: see JOB_HEARTBEAT_TTL). One call at worst: every try, the first and each
+# retry, connects and reads until its timeouts, with urllib3's backoff between tries (none
+# before the first retry, then BACKOFF x 2^(n-1) and up to BACKOFF of jitter before the nth),
+# each wait at most HTTP_BACKOFF_MAX_SECONDS. A server's Retry-After may make a wait longer: a
+# job slowed that much runs out of time and runs again later (RESTART_DELAYS).
+
+
+def _worst_call(connect: float, read: float, retries: int, backoff: float) -> float:
+    """Seconds one request may take through all its retries."""
+    waits = sum(
+        min(HTTP_BACKOFF_MAX_SECONDS, backoff * 2 ** (n - 1) + backoff)
+        for n in range(2, retries + 1)
+    )
+    return (connect + read) * (retries + 1) + waits
+
+
+# 63.75 s and 104 s with the defaults above.
+WISPHUB_CALL_SECONDS = _worst_call(
+    WISPHUB_CONNECT_TIMEOUT, WISPHUB_READ_TIMEOUT, WISPHUB_RETRIES, WISPHUB_BACKOFF
+)
+BQN_CALL_SECONDS = _worst_call(BQN_CONNECT_TIMEOUT, BQN_READ_TIMEOUT, BQN_RETRIES, BQN_BACKOFF)
+# How long a job waits for a client or address another job holds before retrying later.
+LOCK_WAIT_SECONDS = MINUTE
+# A job waits for up to three locks another job holds: the client's, then its addresses' (held,
+# then widened to the addresses the client has now).
+_LOCK_WAITS = 3 * LOCK_WAIT_SECONDS
+# A client job reads WispHub and the BQN at once, then writes the BQN in up to three phases
+# (policies, subscribers, group), each phase's calls in parallel: 596 s with the defaults.
+CLIENT_JOB_TIMEOUT = ceil(
+    _LOCK_WAITS + max(WISPHUB_CALL_SECONDS, BQN_CALL_SECONDS) + 3 * BQN_CALL_SECONDS
+)
+# Clients one batch job syncs at most (BATCH_SIZE): a request naming more (a poll pass, a
+# notification with many ids) is split evenly, so that several workers share a cut-off day's
+# changes while each batch keeps BQN_CONCURRENCY writes in flight. 1: a job per client.
+BATCH_SIZE = 250
+
+
+def batch_job_timeout(clients: int) -> int:
+    """How long a batch job of `clients` may run: it makes a client job's calls for each of
+    its clients, `<API>_CONCURRENCY` at a time, so each phase is ceil(clients / concurrency)
+    rounds, each round as long as one try (a slow API that still answers), and the calls that
+    fail through all their retries add a client job's worst case (the BQN writes stop after
+    BQN_GIVE_UP_AFTER transient failures in a row)."""
+    wisphub_rounds = ceil(clients / WISPHUB_CONCURRENCY) * (
+        WISPHUB_CONNECT_TIMEOUT + WISPHUB_READ_TIMEOUT
+    )
+    bqn_rounds = ceil(clients / BQN_CONCURRENCY) * (BQN_CONNECT_TIMEOUT + BQN_READ_TIMEOUT)
+    return ceil(CLIENT_JOB_TIMEOUT + max(wisphub_rounds, bqn_rounds) + 3 * bqn_rounds)
+
+
+# 3,796 s for the default BATCH_SIZE; each batch is queued with the timeout of its own size.
+BATCH_JOB_TIMEOUT = batch_job_timeout(BATCH_SIZE)
 RECONCILE_JOB_TIMEOUT = 3 * HOUR
 POLL_JOB_TIMEOUT = 10 * MINUTE
 PLANS_JOB_TIMEOUT = 10 * MINUTE
@@ -80,15 +133,13 @@ RETRY_INTERVALS = (5, 15, 30, 60, 120, 300, 600, 900, 1200, 1200)
 # A client's claim ("a job for it waits") outlives any wait for its job, its retries included;
 # a stale claim is replaced anyway.
 PENDING_TTL = DAY
-# Tries of the optimistic claim-and-enqueue transaction when other writers race it.
-CLAIM_ATTEMPTS = 5
+# How long the rows a poll pass read wait for their batch job (past it, the job reads them again).
+BATCH_ROWS_SECONDS = 10 * MINUTE
 # A job that should run now is moved forward only when due later than this.
 EXPEDITE_MARGIN_SECONDS = 5
 # A client's lock and its addresses' locks outlive the job that holds them.
 CLIENT_LOCK_SECONDS = CLIENT_JOB_TIMEOUT + MINUTE
 ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
-# How long a job waits for a client or address another job holds before retrying later.
-LOCK_WAIT_SECONDS = MINUTE
 RECONCILE_LOCK_SECONDS = RECONCILE_JOB_TIMEOUT + 10 * MINUTE
 # A poll that outlived its lock is one RQ has stopped: a poll may start again.
 POLL_LOCK_SECONDS = POLL_JOB_TIMEOUT
@@ -100,8 +151,22 @@ PLAN_LOOKUP_SECONDS = MINUTE
 FAILED_MARK_SECONDS = HOUR
 
 # --- Workers ----------------------------------------------------------------------------------
-# How often a worker does RQ's maintenance (requeueing abandoned jobs, cleaning registries).
-WORKER_MAINTENANCE_SECONDS = MINUTE
+# Worker processes the worker command runs (WORKER_PROCESSES). A job spends most of its time
+# waiting on WispHub and the BQN (about 70 ms a client at 20 ms a request, a few ms of it on
+# the CPU): 100 jobs/s keep about 7 busy at once, and 8 leave room on two cores.
+WORKER_PROCESSES = 8
+WORKER_MAX_PROCESSES = 64
+# A running job's place in RQ's started registry lasts JOB_HEARTBEAT_TTL, renewed every
+# JOB_HEARTBEAT_SECONDS while it runs (five missed renewals are forgiven): a job whose worker
+# died is seen abandoned this long after, instead of after its whole timeout.
+JOB_HEARTBEAT_SECONDS = 5
+JOB_HEARTBEAT_TTL = 6 * JOB_HEARTBEAT_SECONDS
+# How often a worker does RQ's maintenance (requeueing abandoned jobs, cleaning registries): an
+# abandoned job runs again within JOB_HEARTBEAT_TTL + this + RESTART_DELAYS[0], about 45 s.
+WORKER_MAINTENANCE_SECONDS = 10
+# An idle RQ worker waits on the queue for its TTL less 15 s and only then looks at the
+# maintenance: the TTL follows the interval (its registration lapses a minute later).
+WORKER_TTL_SECONDS = WORKER_MAINTENANCE_SECONDS + 15
 
 # --- The scheduler (one leader among several) ------------------------------------------------
 # The cron loop beats at least once a minute; the leader's lock outlives two missed beats.

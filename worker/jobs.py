@@ -8,47 +8,62 @@ stay here under these names; what they do is in `worker.queue` and `worker.sync`
 
 from __future__ import annotations
 
+from redis.client import Pipeline
 from rq.job import Job
 
 from worker.core.changes import fingerprint
-from worker.queue import history, passes, store
+from worker.queue import batch, history, passes, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source
-from worker.queue.lifecycle import JobResult, finish, retry, rq_job
+from worker.queue.lifecycle import JobResult, finish, rq_job
 from worker.queue.runtime import runtime
 from worker.sync import engine
 
 
 @rq_job
 def sync_client(job: Job, id_servicio: int) -> JobResult:
-    """Re-read one client from WispHub and bring the addresses it has or had in line."""
+    """Re-read one client from WispHub and bring the addresses it has or had in line (the
+    client's lock is held: `rq_job`)."""
     redis = job.connection
     rt = runtime()
-    lock = store.client_lock(redis, id_servicio)
-    if not store.take(lock, job.id):
-        return retry(job, f"client {id_servicio} stayed locked by another job")
-    try:
-        store.note_touched(redis, id_servicio)  # before it records: a reconcile keeps that
-        previous = store.last_applied(redis, id_servicio)
-        outcome = engine.sync_client(
-            id_servicio,
-            rt.wisphub,
-            rt.bqn,
-            rt.settings.rules,
-            plan_source(redis, rt),
-            previous=previous,
-            book=RedisAddressBook(redis, job.id),
-            policies=rt.policies,
-        )
-        if outcome.report.ok:
-            seen = None if outcome.row is None else fingerprint(outcome.row, rt.settings.rules)
-            store.record_fingerprint(redis, id_servicio, seen)
-        events = [history.read_from_wisphub(job.id, outcome.row)]
-        events += [event for _, event in history.report_events(outcome.report, job.id)]
-        known = outcome.row is not None or previous is not None or bool(outcome.report.planned)
-        return finish(job, outcome.report, [(id_servicio, event) for event in events], known=known)
-    finally:
-        lock.release()
+    previous = store.touch(redis, [id_servicio])[id_servicio]  # before it records
+    outcome = engine.sync_client(
+        id_servicio,
+        rt.wisphub,
+        rt.bqn,
+        rt.settings.rules,
+        plan_source(redis, rt),
+        previous=previous,
+        book=RedisAddressBook(redis, job.id),
+        policies=rt.policies,
+    )
+    row = outcome.row
+    seen = {id_servicio: None if row is None else fingerprint(row, rt.settings.rules)}
+    events = [history.read_from_wisphub(job.id, row)]
+    events += [event for _, event in history.report_events(outcome.report, job.id)]
+    known = row is not None or previous is not None or bool(outcome.report.planned)
+    return finish(
+        job,
+        outcome.report,
+        [(id_servicio, event) for event in events],
+        known=known,
+        also=lambda pipe: _record(pipe, id_servicio, seen if outcome.report.ok else None),
+    )
+
+
+def _record(pipe: Pipeline, id_servicio: int, seen: dict[int, str | None] | None) -> None:
+    """A client job read its client (rows a pass read before are not applied over it), and,
+    when it went through, what the poller should compare with next."""
+    store.note_read(pipe, [id_servicio])
+    if seen is not None:
+        store.record_fingerprints(pipe, seen)
+
+
+@rq_job
+def sync_clients(job: Job, ids: list[int]) -> JobResult:
+    """Bring many clients in line as one plan (`worker.queue.batch`): a poll pass's changes,
+    or a notification naming many clients."""
+    return batch.run(job, ids)
 
 
 @rq_job

@@ -1,11 +1,15 @@
-"""The RQ worker the Procfile runs (`wisphub-bqn-sync-worker`): RQ's SimpleWorker, logging
-through `worker.logs`.
+"""The RQ workers the Procfile runs (`wisphub-bqn-sync-worker`): RQ's SimpleWorker, logging
+through `worker.logs`, in a pool of `WORKER_PROCESSES` processes.
 
 The command takes its Redis and queue from `REDIS_URL` and `QUEUE_NAME` like every other
 process, never from its command line (where any local user would read the Redis password in
 `ps`), and without `REDIS_URL` it stops with one line: it has no default Redis to fall back
-on. `rq worker --worker-class worker.rqworker.LoggingWorker` runs the same worker, for units
+on. `rq worker --worker-class worker.rqworker.LoggingWorker` runs one such worker, for units
 written for earlier releases.
+
+The jobs wait on WispHub and the BQN, not on the CPU, so the command runs several workers at
+once: RQ's `WorkerPool` forks `WORKER_PROCESSES` of them (`--processes` overrides it), starts
+another when one dies, and on SIGTERM asks each to finish the job in hand and stop.
 
 `rq worker` gives RQ's `rq.worker` logger handlers of its own (their own format, lines below
 ERROR on standard output) and leaves our loggers without any. This worker sends RQ's lines and
@@ -13,56 +17,145 @@ ours through `logs.configure()` instead, on standard error in one format, with t
 client named on every line logged while a job runs. RQ's debug line with a job's return value
 is dropped: results name subscribers (client names).
 
-Before it registers in Redis the worker checks every setting its jobs read: a wrong one stops
-it with one line and exit status 2, which the systemd unit does not restart on.
+Before any worker registers in Redis the command checks every setting the jobs read: a wrong
+one stops it with one line and exit status 2, which the systemd unit does not restart on.
+
+While a job runs, its worker renews the job's place in RQ's started registry every
+`JOB_HEARTBEAT_SECONDS`, for `JOB_HEARTBEAT_TTL`: the job of a worker killed mid-job (SIGKILL,
+the OOM killer) is found abandoned by RQ's maintenance within a minute and runs again (the RQ
+retries it was queued with), instead of after its whole timeout.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.executions import Execution
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.logutils import ColorizingStreamHandler, colorizer
 from rq.queue import Queue
+from rq.worker_pool import WorkerPool
 
 from worker import defaults, logs
 from worker.core.errors import ConfigError
 from worker.queue import queueing, startup
 from worker.queue.lifecycle import DeletionsHeldBack
 from worker.queue.runtime import runtime
+from worker.settings import Settings
 from worker.version import add_version_option
 
 RESULT_LINE = "Worker %s: result: %r"
 PROG = "wisphub-bqn-sync-worker"
 
+log = logging.getLogger(__name__)
 
-class LoggingWorker(SimpleWorker):
-    """SimpleWorker whose lines, and its jobs' lines, come out through `worker.logs`."""
+
+class JobHeartbeat:
+    """Renews a running job's place in RQ's started registry (and its worker's registration)
+    from a thread, with RQ's own `maintain_heartbeats`: what RQ's forking worker does while
+    its work horse runs, which a SimpleWorker, running the job itself, cannot."""
+
+    def __init__(self, worker: SimpleWorker, job: Job, execution: Execution) -> None:
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat,
+            args=(worker, job, execution),
+            name=f"heartbeat {job.id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _beat(self, worker: SimpleWorker, job: Job, execution: Execution) -> None:
+        while not self._stopped.wait(defaults.JOB_HEARTBEAT_SECONDS):
+            try:
+                worker.maintain_heartbeats(job, execution)
+            except RedisError as exc:  # the next beat tries again: the TTL allows for five
+                log.warning("heartbeat of job %s failed: %s", job.id, exc)
+
+    def stop(self) -> None:
+        """Renew no more: the job has ended, and RQ takes it out of the registry."""
+        self._stopped.set()
+        self._thread.join(timeout=defaults.JOB_HEARTBEAT_TTL)  # a beat stuck on Redis
+
+
+class PromptStop(SimpleWorker):
+    """RQ's SimpleWorker whose stop takes a second, not a minute: RQ listens for commands in
+    a thread that waits up to 60 s for a message, and redis-py 8 waits for that thread when
+    the worker unsubscribes (`PubSubWorkerThread.stop`). Here it waits a second at a time."""
+
+    def subscribe(self) -> None:
+        """RQ's subscription to the worker's command channel, read every second."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+
+class LoggingWorker(PromptStop):
+    """SimpleWorker whose lines, and its jobs' lines, come out through `worker.logs`, and whose
+    running job is seen abandoned within `JOB_HEARTBEAT_TTL` of the worker's death."""
+
+    # Whether the worker says which Redis it uses and what TLS leaves unchecked when it
+    # starts; the pool's workers leave it to the command, which says it once for them all.
+    announces: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's worker with the service's maintenance interval and TTL, which RQ's worker pool
+        does not pass (`rq.worker_pool.run_worker`)."""
+        kwargs.setdefault("maintenance_interval", defaults.WORKER_MAINTENANCE_SECONDS)
+        kwargs.setdefault("worker_ttl", defaults.WORKER_TTL_SECONDS)
+        super().__init__(*args, **kwargs)
+        self._heartbeat: JobHeartbeat | None = None
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         """Configure logging (LOG_LEVEL, LOG_FORMAT) and check the settings, say which Redis
         this worker uses and what TLS leaves unchecked, then start as RQ does."""
-        try:
-            logs.configure()
-            settings = runtime().settings
-        except ConfigError as exc:
-            print(f"{PROG}: {exc}", file=sys.stderr)
-            raise SystemExit(startup.EXIT_CONFIG) from None
+        settings = checked_settings(lambda: runtime().settings)
         take_over_rq_logging()
-        startup.announce("worker", self.connection, settings)
+        if self.announces:
+            startup.announce("worker", self.connection, settings)
         super().bootstrap(*args, **kwargs)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """`JOB_HEARTBEAT_TTL`, renewed while the job runs (`JobHeartbeat`); a SimpleWorker's
+        own is the job's whole timeout and a minute, set once."""
+        return defaults.JOB_HEARTBEAT_TTL
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """RQ's record of the job's run, its heartbeat started."""
+        execution = super().prepare_execution(job)
+        self._heartbeat = JobHeartbeat(self, job, execution)
+        return execution
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """Stop the heartbeat before RQ records how the job ended."""
+        self._stop_heartbeat()
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job with its id (and client) on every line, RQ's included."""
         with logs.job_context(job.id, queueing.client_of(job)):
-            super().execute_job(job, queue)
+            try:
+                super().execute_job(job, queue)
+            finally:
+                self._stop_heartbeat()  # also when RQ failed before the job ran
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """A deletion-guard trip is the guard doing its work: the engine has logged its one
@@ -75,6 +168,24 @@ class LoggingWorker(SimpleWorker):
             return
         self.log.info("Worker %s: job %s failed: %s", self.name, job.id, error)
         call_exception_handlers(self._exc_handlers, job, *exc_info)
+
+
+class PoolWorker(LoggingWorker):
+    """One of the command's workers: the command has checked the settings and said which Redis
+    it uses, once for them all, before it forked them."""
+
+    announces = False
+
+
+def checked_settings(read: Callable[[], Settings]) -> Settings:
+    """Logging configured (LOG_LEVEL, LOG_FORMAT) and the settings the jobs read, from `read`;
+    a wrong setting stops the process with one line and exit status 2."""
+    try:
+        logs.configure()
+        return read()
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        raise SystemExit(startup.EXIT_CONFIG) from None
 
 
 def take_over_rq_logging() -> None:
@@ -94,29 +205,53 @@ def without_result(record: logging.LogRecord) -> bool:
     return record.msg != RESULT_LINE
 
 
+def process_count(text: str) -> int:
+    """`--processes`: a whole number from 1 to `WORKER_MAX_PROCESSES`."""
+    most = defaults.WORKER_MAX_PROCESSES
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {most}, not {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`wisphub-bqn-sync-worker`: run one worker on the service's queue, with RQ's scheduler
-    for the retries, until it is told to stop (SIGTERM: the job in hand is finished first)."""
+    """`wisphub-bqn-sync-worker`: run the pool of workers on the service's queue, with RQ's
+    scheduler for the retries, until it is told to stop (SIGTERM: each worker finishes the job
+    in hand first)."""
     parser = argparse.ArgumentParser(
-        prog="wisphub-bqn-sync-worker",
+        prog=PROG,
         description=(
-            "Run one RQ worker for wisphub-bqn-sync: it takes jobs from QUEUE_NAME in the Redis "
-            "at REDIS_URL and applies them to the BQN. Run several for more throughput."
+            "Run the RQ workers of wisphub-bqn-sync: WORKER_PROCESSES processes take jobs from "
+            "QUEUE_NAME in the Redis at REDIS_URL and apply them to the BQN; one that dies is "
+            "started again."
         ),
         epilog="Exit status: 2 for a configuration error (one line says which setting).",
     )
     parser.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    parser.add_argument(
+        "--processes",
+        type=process_count,
+        metavar="N",
+        help="worker processes, instead of WORKER_PROCESSES",
+    )
     add_version_option(parser)
     args = parser.parse_args(argv)
     service, redis = startup.connect(PROG)
+    settings = checked_settings(lambda: Settings.from_env(os.environ))
     try:
-        worker = LoggingWorker(
-            [queueing.make_queue(redis, service.queue_name)],
-            connection=redis,
-            maintenance_interval=defaults.WORKER_MAINTENANCE_SECONDS,
-        )
-        worker.work(burst=args.burst, with_scheduler=True)
+        redis.ping()
     except RedisConnectionError as exc:  # systemd restarts it; Redis may be back by then
-        logging.getLogger(__name__).error("Redis unreachable: %s", exc)
+        log.error("Redis unreachable: %s", exc)
         return 1
+    startup.announce("worker", redis, settings)
+    pool = WorkerPool(
+        [queueing.make_queue(redis, service.queue_name)],
+        connection=redis,
+        num_workers=args.processes or service.worker_processes,
+        worker_class=PoolWorker,
+    )
+    pool.start(burst=args.burst, logging_level=logs.level_from(os.environ))
     return 0

@@ -120,6 +120,8 @@ class ServiceSettings:
     reconcile_cron: str = defaults.RECONCILE_CRON
     reconcile_on_start: bool = True
     queue_name: str = defaults.QUEUE_NAME
+    # RQ worker processes the worker command runs (its `--processes` overrides it).
+    worker_processes: int = defaults.WORKER_PROCESSES
     # Flask-Limiter rates per source address; None is off.
     webhook_rate_limit: str | None = defaults.WEBHOOK_RATE_LIMIT
     login_rate_limit: str | None = defaults.LOGIN_RATE_LIMIT
@@ -128,6 +130,8 @@ class ServiceSettings:
     session_cookie_secure: bool = False
     # Client jobs waiting beyond which notifications and API calls answer 503.
     max_queued_jobs: int = defaults.MAX_QUEUED_JOBS
+    # Clients one batch job syncs at most (1: a job per client).
+    batch_size: int = defaults.BATCH_SIZE
     # Seconds before each retry of a job that failed transiently.
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     history: HistoryLimits = field(default_factory=HistoryLimits)
@@ -151,11 +155,15 @@ class ServiceSettings:
             reconcile_cron=read.text("RECONCILE_CRON", cls.reconcile_cron),
             reconcile_on_start=read.flag("RECONCILE_ON_START", default=True),
             queue_name=read.text("QUEUE_NAME", cls.queue_name),
+            worker_processes=read.integer(
+                "WORKER_PROCESSES", cls.worker_processes, 1, defaults.WORKER_MAX_PROCESSES
+            ),
             webhook_rate_limit=read.rate("WEBHOOK_RATE_LIMIT", defaults.WEBHOOK_RATE_LIMIT),
             login_rate_limit=read.rate("LOGIN_RATE_LIMIT", defaults.LOGIN_RATE_LIMIT),
             trusted_proxies=read.integer("TRUSTED_PROXIES", cls.trusted_proxies, 0, 10),
             session_cookie_secure=read.flag("SESSION_COOKIE_SECURE", default=False),
             max_queued_jobs=read.integer("MAX_QUEUED_JOBS", cls.max_queued_jobs, 1, 10_000_000),
+            batch_size=read.integer("BATCH_SIZE", cls.batch_size, 1, 10_000),
             retry_intervals=read.seconds_list("RETRY_INTERVALS", cls.retry_intervals),
             history=HistoryLimits(
                 per_client=read.integer("HISTORY_PER_CLIENT", HistoryLimits.per_client, 1, 1000),

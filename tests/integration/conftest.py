@@ -19,7 +19,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 
 from sandbox import bqn, seed, wisphub
@@ -31,6 +31,7 @@ from worker import cli
 from worker.clients.bqn import BqnClient
 from worker.clients.wisphub import WispHubClient
 from worker.queue import runtime
+from worker.rqworker import PromptStop
 from worker.settings import ServiceSettings, Settings
 
 API_KEY = "Xy12ab34.0123456789abcdef0123456789abcdef"
@@ -303,6 +304,9 @@ def service_env(env: dict[str, str], redis_url: str) -> dict[str, str]:
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "API_TOKEN": API_TOKEN,
         "POLL_INTERVAL": "2",
+        # several workers in each worker process, as in production; fewer than its default
+        # eight, so that the suite's many Procfile processes share two cores
+        "WORKER_PROCESSES": "3",
     }
 
 
@@ -331,7 +335,7 @@ def work(
     runtime.runtime.cache_clear()
 
     def run(*, scheduler: bool = False) -> None:
-        worker = SimpleWorker([queue], connection=queue.connection)
+        worker = PromptStop([queue], connection=queue.connection)
         worker.work(burst=True, with_scheduler=scheduler)
 
     yield run

@@ -87,16 +87,18 @@ def test_a_signed_notification_refused_for_a_full_queue_may_be_sent_again(servic
 def test_past_the_queue_cap_nothing_is_queued_and_the_sender_is_told_when_to_retry(
     service_env, redis, queue
 ):
-    client = create_app({**service_env, "MAX_QUEUED_JOBS": "3"}).test_client()
+    env = {**service_env, "MAX_QUEUED_JOBS": "2", "BATCH_SIZE": "2"}
+    client = create_app(env).test_client()
     assert (
         client.post("/webhooks/wisphub", json={"id_servicio": [1, 2]}, headers=HOOK).status_code
         == 202
     )
-    full = client.post("/webhooks/wisphub", json={"id_servicio": [3, 4]}, headers=HOOK)
+    assert queue.count == 1, "one batch"
+    full = client.post("/webhooks/wisphub", json={"id_servicio": [3, 4, 5, 6]}, headers=HOOK)
     assert full.status_code == 503
     assert full.json["error"] == "queue_full"
     assert int(full.headers["Retry-After"]) > 0
-    assert queue.count == 2  # all or nothing: client 3 was not queued either
+    assert queue.count == 1  # all or nothing: neither of its two batches was queued
     assert client.post("/api/v1/clients/9/sync", headers=API).status_code == 202  # room for one
     assert client.post("/api/v1/clients/10/sync", headers=API).status_code == 503
 
@@ -263,7 +265,14 @@ def test_requests_sent_together_cannot_slip_past_the_cap_or_the_rate_limit(
 ):
     """The cap and the limit are taken atomically as each request arrives: checked first and
     counted after, 20 requests in flight would all pass."""
-    app = create_app({**service_env, "MAX_QUEUED_JOBS": "2000", "WEBHOOK_RATE_LIMIT": "15/minute"})
+    app = create_app(
+        {
+            **service_env,
+            "MAX_QUEUED_JOBS": "2000",
+            "WEBHOOK_RATE_LIMIT": "15/minute",
+            "BATCH_SIZE": "1",  # a job per client: 500 jobs a request
+        }
+    )
     batches = [list(range(1 + n * 500, 1 + (n + 1) * 500)) for n in range(20)]
     start = threading.Barrier(len(batches))
 
@@ -338,7 +347,8 @@ def test_a_signed_in_page_with_a_broken_basic_header_is_not_a_500(web):
 
 
 def test_more_ids_than_may_ever_wait_is_a_400_not_a_retry(service_env, redis):
-    client = create_app({**service_env, "MAX_QUEUED_JOBS": "3"}).test_client()
+    env = {**service_env, "MAX_QUEUED_JOBS": "3", "BATCH_SIZE": "1"}  # 4 clients: 4 jobs
+    client = create_app(env).test_client()
     response = client.post("/webhooks/wisphub", json={"id_servicio": [1, 2, 3, 4]}, headers=HOOK)
     assert response.status_code == 400
     assert "MAX_QUEUED_JOBS" in response.json["message"]

@@ -87,7 +87,7 @@ def test_skips_and_failures_say_why(web, work, wisphub_sim, bqn_sim, queue):
     # the failure is visible and re-queueable, and the requeue shows in the history too
     bqn_sim.state.faults.clear()
     failed = web.get("/api/v1/failures", headers=API).json["failures"]
-    assert [f["id_servicio"] for f in failed] == [4]
+    assert [f["clients"] for f in failed] == [[4]]  # their batch failed: client 3 was settled
     web.post("/api/v1/failures/requeue", headers=API)
     work()
     four = events_of(web, 4)["events"]

@@ -172,7 +172,8 @@ def test_metrics_need_the_api_token(web):
 def test_several_gunicorn_workers_add_up(service_env, redis, wisphub_sim, bqn_sim):
     for number in range(1, 11):
         wisphub_sim.state.upsert_client(row(number, f"10.2.0.{number}", nombre=f"c{number}"))
-    processes = Processes({**service_env, "POLL_INTERVAL": "0"}, ["web", "worker"], web_workers=3)
+    env = {**service_env, "POLL_INTERVAL": "0", "WORKER_PROCESSES": "2"}
+    processes = Processes(env, ["web", "worker"], web_workers=3)
     try:
         eventually(processes.ready, "the web process to be ready")
         session = requests.Session()
@@ -200,6 +201,6 @@ def test_several_gunicorn_workers_add_up(service_env, redis, wisphub_sim, bqn_si
             ),
             "the workers' job counts",
         )
-        assert value(found, "workers") == 1
+        assert value(found, "workers") == 2  # the worker command's processes
     finally:
         processes.stop()

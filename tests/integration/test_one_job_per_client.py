@@ -113,14 +113,15 @@ def test_a_job_to_be_retried_leaves_the_work_to_a_follow_up_already_waiting(
     wisphub_sim.state.upsert_client(row(1, X))
     [first] = notify(web, 1)
     job = Job.fetch(first, connection=redis)
-    queueing.release_claim(redis, job)  # the worker started it
+    claims = [store.pending_key(1)]
+    assert queueing.begin(redis, first, claims)[0] == [None]  # the worker started it
     job.set_status("started")
-    assert queueing.reclaim(redis, job) is None, "no follow-up: it takes its claim back"
+    assert queueing.reclaim(redis, first, claims) == [None], "no follow-up: takes its claim back"
     job.set_status("scheduled")
     assert notify(web, 1) == [first], "later requests wait for the retry"
-    queueing.release_claim(redis, job)
+    assert queueing.begin(redis, first, claims)[0] == [None]
     job.set_status("started")
     [follow_up] = notify(web, 1)
     assert follow_up != first
-    assert queueing.reclaim(redis, job) == follow_up, "the follow-up does the work instead"
-    assert queueing.waiting_instead(redis, job) == follow_up
+    assert queueing.reclaim(redis, first, claims) == [follow_up], "the follow-up does it instead"
+    assert queueing.begin(redis, first, claims)[0] == [follow_up]

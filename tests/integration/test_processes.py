@@ -31,8 +31,10 @@ def running(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
 @pytest.fixture
 def running_quietly(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
     """The three processes with no scheduled work to compete with the test's jobs, waiting
-    up to 10 s for the BQN (the test slows it down)."""
-    yield from run_processes({**service_env, "BQN_TIMEOUT": "10"}, poll="0", plans="0")
+    up to 10 s for the BQN (the test slows it down), and one worker process: busy with one
+    job, it leaves the next one waiting."""
+    env = {**service_env, "BQN_TIMEOUT": "10", "WORKER_PROCESSES": "1"}
+    yield from run_processes(env, poll="0", plans="0")
 
 
 def run_processes(env: dict[str, str], *, poll: str, plans: str) -> Iterator[Processes]:
@@ -152,10 +154,13 @@ def test_only_one_scheduler_is_active(service_env, redis):
         "worker.jobs.poll_changes": (None, 2),
         "worker.jobs.sync_plans": (None, 900),
     }
-    # queued with the same options as the API queues them (one table: queueing.KINDS)
+    # queued with the same options as the API queues them (one table: queueing.KINDS), and
+    # RQ's retries, so that a job whose worker dies runs again
     options = {job.func_name: job.job_options for job in first.get_jobs()}
     assert options == {
-        path: kind.options() for path, kind in queueing.KINDS.items() if path in crons
+        path: {**kind.options(), "retry": queueing.RESTARTS}
+        for path, kind in queueing.KINDS.items()
+        if path in crons
     }
 
 

@@ -31,12 +31,15 @@ pytestmark = pytest.mark.integration
         pytest.param({"query_string": {"id_servicio": "9"}}, [9], id="query"),
     ],
 )
-def test_every_notification_shape_queues_one_job_per_client(web, queue, kwargs, ids):
+def test_every_notification_shape_queues_its_clients(web, queue, kwargs, ids):
+    """One job for one client, one batch for several: each client named once."""
     response = web.post("/webhooks/wisphub", headers=HOOK, **kwargs)
     assert response.status_code == 202, response.json
     body = response.json
     assert [job["id_servicio"] for job in body["jobs"]] == ids
-    assert sorted(queue.job_ids) == sorted(job["job_id"] for job in body["jobs"])
+    assert sorted(queue.job_ids) == sorted({job["job_id"] for job in body["jobs"]})
+    [queued] = queue.jobs
+    assert queued.args[0] == (ids[0] if len(ids) == 1 else ids)
 
 
 @pytest.mark.parametrize(

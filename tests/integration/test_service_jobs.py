@@ -277,7 +277,7 @@ def test_failures_are_listed_and_can_be_requeued(web, work, wisphub_sim, bqn_sim
     wisphub_sim.state.upsert_client(row(50, "10.8.0.1", nombre="Flor", plan="Online_basico"))
     wisphub_sim.state.upsert_client(row(51, "10.8.0.2", nombre="Gil", plan="Online_basico"))
     wisphub_sim.state.api_key = "rotated"  # every job fails for good
-    failed = notify(web, 50, 51)
+    failed = [*notify(web, 50), *notify(web, 51)]
     work()
     listing = web.get("/api/v1/failures", headers=API).json
     assert listing["count"] == 2

@@ -31,6 +31,11 @@ def fingerprints(rows: Iterable[Row], rules: MappingRules) -> dict[int, str]:
     return result
 
 
+def rows_by_id(rows: Iterable[Row]) -> dict[int, Row]:
+    """A pass's rows by `id_servicio` (rows without one are left out)."""
+    return {key: row for row in rows if (key := client_id(row)) is not None}
+
+
 def changed_clients(before: Mapping[int, str], after: Mapping[int, str]) -> list[int]:
     """Clients that appeared, vanished or changed between two passes, in id order."""
     return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))

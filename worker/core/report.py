@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,31 @@ class Report:
         failed = {id(failure.operation): failure for failure in self.failures}
         for op in self.planned:
             yield op, failed.get(id(op))
+
+    def for_client(self, id_servicio: int, keys: Collection[str] = ()) -> Report:
+        """The part of a several-client sync's report that concerns one client: its
+        operations (those naming it, and the deletions at its `keys`, the addresses and group
+        it had), skips and IP conflicts (the shared policies are the sync's, not its)."""
+
+        def its(op: Operation) -> bool:
+            return op.id_servicio == id_servicio or (op.id_servicio is None and op.key in keys)
+
+        part = Report(
+            dry_run=self.dry_run,
+            clients=1,
+            unchanged=0,
+            skips=tuple(skip for skip in self.skips if skip.id_servicio == id_servicio),
+            conflicts=tuple(c for c in self.conflicts if id_servicio in (c.winner, *c.losers)),
+            planned=tuple(op for op in self.planned if its(op) and op.kind is not Kind.POLICY),
+        )
+        for op, failure in self.results():
+            if op not in part.planned:
+                continue
+            if failure is None:
+                part.record_success(op)
+            else:
+                part.failures.append(failure)
+        return part
 
     @property
     def retryable(self) -> bool:

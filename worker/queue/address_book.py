@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
@@ -32,12 +32,6 @@ for i = 1, #KEYS do
   if holder and holder ~= ARGV[1] then return 0 end
 end
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
-return 1
-"""
-_RELEASE = """
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
-end
 return 1
 """
 
@@ -82,8 +76,7 @@ class AddressLease:
 
     def release(self) -> None:
         """Let every lock go."""
-        if self.keys:
-            self.redis.register_script(_RELEASE)(sorted(self.keys), [self.holder])
+        store.release_locks(self.redis, sorted(self.keys), self.holder)
         self.keys = set()
 
     def _acquire(self, keys: set[str]) -> bool:
@@ -118,26 +111,29 @@ class RedisAddressBook:
     redis: Redis
     holder: str
     wait: float = defaults.LOCK_WAIT_SECONDS
+    seconds: int = defaults.ADDRESS_LOCK_SECONDS  # how long the locks outlive a dead holder
 
     def hold(self, ips: Collection[str]) -> AbstractContextManager[AddressLease]:
         """Hold the addresses' locks."""
-        return hold_addresses(self.redis, ips, self.holder, wait=self.wait)
+        return hold_addresses(self.redis, ips, self.holder, wait=self.wait, seconds=self.seconds)
 
     def claimants(self, ips: Collection[str]) -> Claims:
         """Who was seen claiming each address."""
         return store.claimants(self.redis, ips)
 
     def record(
-        self, settlement: Settlement, footprint: tuple[int, Footprint | None] | None
+        self, settlement: Settlement, footprints: Sequence[tuple[int, Footprint | None]]
     ) -> None:
-        """Keep the settled addresses' claimants, and a client's footprint, at once; every
-        other claimant of an address gets it in its footprint too, so that its own next job
-        looks there (a claimant's footprint always holds the address)."""
-        own = footprint[0] if footprint is not None else None
-        others = [(key, ip) for ip, keys in settlement.claims.items() for key in keys if key != own]
+        """Keep the settled addresses' claimants, and the jobs' clients' footprints, at once;
+        every other claimant of an address gets it in its footprint too, so that its own next
+        job looks there (a claimant's footprint always holds the address)."""
+        own = {key for key, _ in footprints}
+        others = [
+            (key, ip) for ip, keys in settlement.claims.items() for key in keys if key not in own
+        ]
         with self.redis.pipeline(transaction=True) as pipe:
             store.save_claims(pipe, settlement.addresses, settlement.claims)
-            if footprint is not None:
+            for footprint in footprints:
                 store.save_footprint(pipe, *footprint)
             if others:
                 store.add_to_footprints(pipe, others)

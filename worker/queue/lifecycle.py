@@ -12,10 +12,12 @@ permanent one. Every job is idempotent, so running it again is harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec
 
+from redis.client import Pipeline
 from rq import Retry, get_current_job
 from rq.job import Job
 
@@ -36,6 +38,11 @@ class OperationsFailed(SyncError):
     deletions back: retrying would not help, a person should look."""
 
 
+class RetriesSpent(SyncError):
+    """A transient failure outlasted every retry (`RETRY_INTERVALS`): the job fails, listed
+    among the failures for a person to requeue."""
+
+
 class DeletionsHeldBack(OperationsFailed):
     """The deletion guard held deletions back: the job fails (listed among the failures, run
     again with `force` once a person agrees). The engine has logged the reason as a warning,
@@ -44,37 +51,43 @@ class DeletionsHeldBack(OperationsFailed):
 
 def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobResult]:
     """Run `func(job, ...)` as an RQ job: count the attempt, turn a transient error into a
-    retry later, and make a permanent one fail at once (the RQ retries queued with the job are
-    kept for a worker that dies mid-job). A coalesced job (a client or address sync) does
+    retry later, and make a permanent one (or a transient one that outlasted every retry) fail
+    at once (the RQ retries queued with the job are kept for a worker that dies mid-job).
+
+    A client job holds its client's lock. A coalesced job (a client or address sync) does
     nothing when another job for the same client waits to run, releases its claim when it
-    starts and takes it back when it must be retried. A client job's start, retries and
-    failure go to the client's history; every job's outcome and API calls go to the metrics."""
+    starts (a client job: once it holds the lock: until then it has read nothing, so requests
+    coalesce into it) and takes it back when it must be retried. A client job's start,
+    retries and failure go to the client's history; every job's outcome and API calls go to
+    the metrics."""
 
     @wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> JobResult:
         job = _current_job()
         client = queueing.client_of(job)
-        instead = queueing.waiting_instead(job.connection, job)
-        if instead is not None:
-            return _superseded(job, client, instead, func.__name__)
-        queueing.release_claim(job.connection, job)
-        attempt = int(job.meta.get("attempts", 0)) + 1
-        job.meta["attempts"] = attempt
-        job.save_meta()
-        if client is not None:
-            _note(job, client, history.started(job.id, attempt))
         outcome = "failed"
         try:
-            try:
-                result = func(job, *args, **kwargs)
-            except TransientError as exc:
-                result = retry(job, str(exc))
-            if isinstance(result, Retry) and (other := queueing.reclaim(job.connection, job)):
-                outcome = "superseded"  # counted there
-                return _superseded(job, client, other, func.__name__)
-            outcome = "retried" if isinstance(result, Retry) else "succeeded"
-            _ended(job, client, result)
-            return result
+            with _client_locked(job, client) as locked:
+                if not locked:
+                    result = retry(job, f"client {client} stayed locked by another job")
+                    outcome = "retried"
+                    _ended(job, client, result)
+                    return result
+                instead = _begin(job)
+                if instead is not None:
+                    outcome = "superseded"  # counted there
+                    return _superseded(job, client, instead, func.__name__)
+                _count_attempt(job, client)
+                try:
+                    result = func(job, *args, **kwargs)
+                except TransientError as exc:
+                    result = retry(job, str(exc))
+                if isinstance(result, Retry) and (other := _reclaim(job)):
+                    outcome = "superseded"
+                    return _superseded(job, client, other, func.__name__)
+                outcome = "retried" if isinstance(result, Retry) else "succeeded"
+                _ended(job, client, result)
+                return result
         except SyncError as exc:
             _failed(job, client, str(exc), for_good=True)
             raise
@@ -89,6 +102,54 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
     return run
 
 
+@contextmanager
+def _client_locked(job: Job, client: int | None) -> Iterator[bool]:
+    """Hold a client job's client lock while the block runs (waiting for it up to
+    `LOCK_WAIT_SECONDS`); False when it stayed taken. Other jobs take none here."""
+    if client is None:
+        yield True
+        return
+    locked = store.take_client(job.connection, client, job.id)
+    try:
+        yield locked
+    finally:
+        if locked:
+            store.release_locks(job.connection, [store.client_lock_key(client)], job.id)
+
+
+def _count_attempt(job: Job, client: int | None) -> None:
+    """Count the attempt in the job's meta and note the start in its client's history, in
+    one round trip."""
+    job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+    history.write(
+        job.connection,
+        [] if client is None else [(client, history.started(job.id, job.meta["attempts"]))],
+        runtime().service.history,
+        also=lambda pipe: pipe.hset(job.key, "meta", job.serializer.dumps(job.meta)),
+        known=False,
+    )
+
+
+def _begin(job: Job) -> str | None:
+    """Clear a client or address job's claim as it starts; return the other job waiting
+    under it, if any (a batch clears its clients' claims itself: `worker.queue.batch`)."""
+    claim = queueing.claim_key(job)
+    if claim is None:
+        return None
+    [other], _ = queueing.begin(job.connection, job.id, [claim])
+    return other
+
+
+def _reclaim(job: Job) -> str | None:
+    """Take a client or address job's claim back before its retry; return the other job
+    waiting under it, if any."""
+    claim = queueing.claim_key(job)
+    if claim is None:
+        return None
+    [other] = queueing.reclaim(job.connection, job.id, [claim])
+    return other
+
+
 def _ended(job: Job, client: int | None, result: JobResult) -> None:
     """A run that returned: a retry goes to the client's history; a success clears the mark
     of an earlier failure."""
@@ -100,14 +161,23 @@ def _ended(job: Job, client: int | None, result: JobResult) -> None:
 
 
 def _failed(job: Job, client: int | None, error: str, *, for_good: bool) -> None:
-    """A run that raised: into the client's history; a failure for good (no RQ retry left)
-    is marked, so the poller's drift correction leaves it in the failures list."""
+    """A run that raised: into the history of its client (or of a batch's unsettled
+    clients); a failure for good (no RQ retry left) is marked, so the poller's drift
+    correction leaves them in the failures list."""
+    clients = [client] if client is not None else queueing.unsettled(job)
     if for_good:
         job.retries_left = 0
-        if claim := queueing.claim_key(job):
+        claims = [store.pending_key(key) for key in clients]
+        if client is None and (claim := queueing.claim_key(job)):
+            claims.append(claim)  # an address job's
+        for claim in claims:
             store.mark_failed(job.connection, claim, job.id)
-    if client is not None:
-        _note(job, client, history.failed(job.id, error))
+    history.write(
+        job.connection,
+        [(key, history.failed(job.id, error)) for key in clients],
+        runtime().service.history,
+        known=False,
+    )
 
 
 def _superseded(job: Job, client: int | None, other: str, name: str) -> JobResult:
@@ -128,22 +198,31 @@ def _current_job() -> Job:
 
 
 def retry(job: Job, error: str) -> Retry:
-    """Record why, then ask RQ to run the job again later."""
-    log.warning("job %s will be retried: %s", job.id, error)
+    """Record why, then ask RQ to run the job again later; raise `RetriesSpent` when every
+    retry is spent (RQ would fail the job without a word: this fails it as a refusal does,
+    listed, marked and in the history)."""
     job.meta["last_error"] = error
     job.save_meta()
     intervals = list(runtime().service.retry_intervals)
+    if (job.number_of_retries or 0) >= len(intervals):
+        raise RetriesSpent(f"still failing after {len(intervals)} retries: {error}")
+    log.warning("job %s will be retried: %s", job.id, error)
     return Retry(max=len(intervals), interval=intervals)
 
 
 def finish(
-    job: Job, report: Report, events: Sequence[history.ClientEvent] = (), *, known: bool = True
+    job: Job,
+    report: Report,
+    events: Sequence[history.ClientEvent] = (),
+    *,
+    known: bool = True,
+    also: Callable[[Pipeline], None] | None = None,
 ) -> JobResult:
     """The job's result; a retry when some operation failed transiently; an error when some
     were refused for good. The job's history `events`, with a client job's outcome, are
-    written, and its operations counted (metrics and the hourly chart), in one round trip.
-    A client job whose client is not `known` (neither WispHub nor the BQN has it) keeps no
-    history at all."""
+    written, its operations counted (metrics and the hourly chart), and what `also` adds,
+    in one round trip. A client job whose client is not `known` (neither WispHub nor the BQN
+    has it) keeps no history at all."""
     _count_operations(report)
     client = queueing.client_of(job)
     done = [] if client is None else [(client, history.finished(job.id, report))]
@@ -151,7 +230,7 @@ def finish(
         job.connection,
         [*events, *done] if known else [],
         runtime().service.history,
-        also=lambda pipe: history.count_operations(pipe, report),
+        also=lambda pipe: _count_and(pipe, report, also),
     )
     if not known and client is not None:
         history.forget(job.connection, client)
@@ -168,6 +247,12 @@ def finish(
     if report.retryable:
         return retry(job, reason)
     raise OperationsFailed(reason)
+
+
+def _count_and(pipe: Pipeline, report: Report, also: Callable[[Pipeline], None] | None) -> None:
+    history.count_operations(pipe, report)
+    if also is not None:
+        also(pipe)
 
 
 def _note(job: Job, id_servicio: int, event: history.Event) -> None:

@@ -14,7 +14,7 @@ from rq import Queue
 from rq.job import Job
 
 from worker import defaults
-from worker.core.changes import changed_clients, fingerprints
+from worker.core.changes import changed_clients, fingerprints, rows_by_id
 from worker.core.desired import Row, is_own_group
 from worker.core.errors import SyncError
 from worker.core.guard import allowed_deletions, hold_vanished
@@ -61,7 +61,7 @@ def reconcile(job: Job, *, dry_run: bool, force: bool) -> JobResult:
         if report.ok:
             store.clear_all_failed(redis)
     queue = Queue(job.origin, connection=redis)
-    queueing.request_syncs(queue, touched, "reconcile", rt.service.history)
+    queueing.request_syncs(queue, touched, "reconcile", rt.service)
     # the clients' histories get the reconcile's writes, not its skips: a client skipped every
     # night would see its history filled with the same line
     events = [] if dry_run else history.report_events(report, job.id)
@@ -163,7 +163,7 @@ def poll(job: Job) -> JobResult:
     if not store.take(lock, job.id):
         return {"skipped": "another poll is running"}
     try:
-        started = time.monotonic()
+        started, read_at = time.monotonic(), store.now(redis)
         try:
             rows = rt.wisphub.list_clients()
         except SyncError as exc:
@@ -180,15 +180,20 @@ def poll(job: Job) -> JobResult:
         else:
             store.save_pass_size(redis, len(rows))
         changed = [] if before is None else changed_clients(before, current)
+        carried = queueing.Carried(read_at, rows_by_id(rows))  # for the syncs it asks for
         queue = Queue(job.origin, connection=redis)
         healing, drifted, queued = None, set(), []
         # a pass that lost clients is not compared with the BQN; a first or empty one is, but
         # removes nothing it finds there
         if held is None and store.next_poll_reads_bqn(redis, rt.service.poll_bqn_every):
             guarded = before is None or not rows
-            healing, drifted, queued = _heal(redis, rt, queue, rows, guarded=guarded)
+            healing, drifted, queued = _heal(redis, rt, queue, rows, carried, guarded=guarded)
         queued += queueing.request_syncs(
-            queue, [key for key in changed if key not in drifted], "poll", rt.service.history
+            queue,
+            [key for key in changed if key not in drifted],
+            "poll",
+            rt.service,
+            rows=carried,
         )
         store.save_snapshot(redis, current)
     finally:
@@ -208,11 +213,18 @@ def poll(job: Job) -> JobResult:
 
 
 def _heal(
-    redis: Redis, rt: Runtime, queue: Queue, rows: Sequence[Row], *, guarded: bool
+    redis: Redis,
+    rt: Runtime,
+    queue: Queue,
+    rows: Sequence[Row],
+    carried: queueing.Carried,
+    *,
+    guarded: bool,
 ) -> tuple[dict[str, Any], set[int], list[queueing.Queued]]:
     """Compare a complete pass with the BQN and correct the drift: policies at once, clients
     and addresses through their jobs (which read WispHub again before acting). Returns what
-    was found, the clients a sync was asked for, and their jobs.
+    was found, the clients a sync was asked for, and their jobs (`carried`: the pass's rows,
+    for them to carry).
 
     Removals are held back when `guarded` or when there are more than the deletion guard lets
     go at once. An entry nobody was ever seen claiming
@@ -239,7 +251,7 @@ def _heal(
     policies = engine.correct_policies(rt.bqn, found.policies) if found.policies else None
     failing = store.failed(redis, [store.pending_key(key) for key in (*found.clients, *gone)])
     clients = [key for key in (*found.clients, *gone) if store.pending_key(key) not in failing]
-    queued = queueing.request_syncs(queue, clients, "drift", rt.service.history)
+    queued = queueing.request_syncs(queue, clients, "drift", rt.service, rows=carried)
     failing = store.failed(redis, [store.pending_address_key(ip) for ip in addresses])
     by_address = [
         queueing.enqueue_address_sync(queue, ip)

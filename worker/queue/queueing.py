@@ -7,27 +7,35 @@ correction runs a waiting retry now instead of at its time). Once the job starts
 its claim, so a request arriving while it runs queues exactly one follow-up: the last change
 always wins. A job that must be retried takes its claim back, unless a follow-up is already
 waiting, which then does the work instead.
+
+A request naming one client queues a client job (`sync_client`); one naming many (a poll pass,
+a notification with many ids, a reconcile's follow-ups) queues them in batch jobs
+(`sync_clients`, up to `BATCH_SIZE` clients each), claimed the same way, client by client. A
+batch from a poll pass carries the rows the pass read; a request that coalesces into a waiting
+batch drops its client's row, so that the batch reads that client again.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis, WatchError
+from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from worker import defaults
+from worker.core.desired import Row
 from worker.queue import history, metrics, store
-from worker.settings import HistoryLimits
+from worker.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class JobKind:
 SYNC_CLIENT = JobKind(
     "worker.jobs.sync_client", defaults.CLIENT_JOB_TIMEOUT, defaults.CLIENT_RESULT_TTL
 )
+SYNC_CLIENTS = JobKind(
+    "worker.jobs.sync_clients", defaults.BATCH_JOB_TIMEOUT, defaults.CLIENT_RESULT_TTL
+)
 SYNC_ADDRESS = JobKind(
     "worker.jobs.sync_address", defaults.CLIENT_JOB_TIMEOUT, defaults.CLIENT_RESULT_TTL
 )
@@ -64,7 +75,8 @@ POLL_CHANGES = JobKind(
     "worker.jobs.poll_changes", defaults.POLL_JOB_TIMEOUT, defaults.POLL_RESULT_TTL
 )
 KINDS = {
-    kind.path: kind for kind in (SYNC_CLIENT, SYNC_ADDRESS, RECONCILE, SYNC_PLANS, POLL_CHANGES)
+    kind.path: kind
+    for kind in (SYNC_CLIENT, SYNC_CLIENTS, SYNC_ADDRESS, RECONCILE, SYNC_PLANS, POLL_CHANGES)
 }
 # RQ's own retries, spent when a worker dies mid-job (or on an unexpected error): the job runs
 # again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.
@@ -78,18 +90,72 @@ RESTARTS = Retry(max=len(defaults.RESTART_DELAYS), interval=list(defaults.RESTAR
 FROM_WISPHUB = frozenset({"poll", "reconcile", "drift"})
 EXPEDITE_ALWAYS = frozenset({"api", "status-page"})
 EXPEDITE_ONCE = frozenset({"webhook", "drift"})
+# The meta field of a batch job listing the clients it could not settle (its failures).
+UNSETTLED = "unsettled"
 # Statuses of a job that has not started yet: queued, or waiting for a retry.
 WAITING = (JobStatus.QUEUED.value, JobStatus.SCHEDULED.value)
+# Statuses of a job that has read nothing yet while its claim stands: waiting, or started but
+# still holding its claim (a client job waiting for its client's lock releases it only then).
+UNREAD = (*WAITING, JobStatus.STARTED.value)
 
-# Takes a claim back for a job about to be retried, unless another job waits under it.
+# Takes each claim back for a job about to be retried (ARGV[1]), unless another job waits
+# under it: returns that job's id for the claim, or '' when the claim is the job's again.
 _RECLAIM = """
-local current = redis.call('GET', KEYS[1])
-if current and current ~= ARGV[1] then
-  local status = redis.call('HGET', ARGV[3] .. current, 'status')
-  if status == ARGV[4] or status == ARGV[5] then return current end
+local out = {}
+for i = 1, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  out[i] = ''
+  if current and current ~= ARGV[1] then
+    local status = redis.call('HGET', ARGV[3] .. current, 'status')
+    if status == ARGV[4] or status == ARGV[5] or status == ARGV[6] then out[i] = current end
+  end
+  if out[i] == '' then redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return false
+return out
+"""
+
+# Clears the claims of a job that starts (ARGV[1]), except those another waiting job took
+# (their ids are returned, '' for the others), and takes the rows it carries (the last key),
+# in one step: a request either coalesced before (its client's row was dropped) or queues a
+# follow-up after.
+_BEGIN = """
+local out = {}
+for i = 1, #KEYS - 1 do
+  local holder = redis.call('GET', KEYS[i])
+  out[i] = ''
+  if holder == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+  elseif holder then
+    local status = redis.call('HGET', ARGV[2] .. holder, 'status')
+    if status == ARGV[3] or status == ARGV[4] or status == ARGV[5] then out[i] = holder end
+  end
+end
+local rows = redis.call('HGETALL', KEYS[#KEYS])
+redis.call('DEL', KEYS[#KEYS])
+return {out, rows}
+"""
+
+# Claims each key for a new job (ARGV[1]) unless the job holding it has read nothing yet
+# (`UNREAD`): then that job's id and status are returned for the key, and the row a batch
+# carries for the key's client (ARGV[7 + i] in hash ARGV[7] .. job) is dropped, so that the
+# batch reads the client again.
+_CLAIM = """
+local out = {}
+for i = 1, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  local status = false
+  if current and current ~= ARGV[1] then
+    status = redis.call('HGET', ARGV[3] .. current, 'status')
+  end
+  if status == ARGV[4] or status == ARGV[5] or status == ARGV[6] then
+    redis.call('HDEL', ARGV[7] .. current, ARGV[7 + i])
+    out[i] = current .. ' ' .. status
+  else
+    redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2])
+    out[i] = ''
+  end
+end
+return out
 """
 
 STATES = {
@@ -121,71 +187,112 @@ def make_queue(redis: Redis, name: str) -> Queue:
 def enqueue_client_sync(queue: Queue, id_servicio: int, *, expedite: str | None = None) -> Queued:
     """Queue a sync of one client unless one is already waiting; return the job to watch.
     With `expedite` (`always`, or `once` per job), a waiting retry runs now."""
-    return _enqueue_once(
-        queue,
-        store.pending_key(id_servicio),
-        SYNC_CLIENT,
-        id_servicio,
-        job_id=f"sync-{id_servicio}-{uuid.uuid4().hex[:12]}",
-        description=f"sync client {id_servicio}",
-        expedite=expedite,
-    )
+    return _queue_one(queue, SYNC_CLIENT, id_servicio, expedite=expedite)
 
 
 def enqueue_address_sync(queue: Queue, ip: str) -> Queued:
     """Queue a sync of one BQN address unless one is already waiting."""
-    return _enqueue_once(
-        queue,
-        store.pending_address_key(ip),
-        SYNC_ADDRESS,
-        ip,
-        job_id=f"address-{uuid.uuid4().hex[:16]}",
-        description=f"sync address {ip}",
+    return _queue_one(queue, SYNC_ADDRESS, ip)
+
+
+def _queue_one(
+    queue: Queue, kind: JobKind, key: int | str, *, expedite: str | None = None
+) -> Queued:
+    """Claim `key` for a new `kind` job and queue it, unless a job waits under the claim."""
+    claim = _claim(queue, kind, [key], expedite=expedite)
+    if claim.keys:
+        with queue.connection.pipeline(transaction=False) as pipe:
+            _enqueue(queue, kind, claim, pipe, None)
+            pipe.execute()
+    return claim.jobs[0]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming some keys for a new job: its id, the keys it got (to queue it
+    with), and the job that will do the work for each key (it, or one already waiting)."""
+
+    job_id: str
+    keys: list[int | str]
+    jobs: list[Queued]
+
+
+def _claim(
+    queue: Queue, kind: JobKind, keys: Sequence[int | str], *, expedite: str | None = None
+) -> Claim:
+    """Claim each of `keys` (clients, or an address) for one new `kind` job, in one round
+    trip; a key whose claim a waiting job holds keeps that job (whose waiting retry runs now
+    with `expedite`). The claims are taken before the job is queued: a request that looks
+    meanwhile finds no waiting job under them and claims them itself, so nothing is lost."""
+    job_id = _new_job_id(kind, keys)
+    found = queue.connection.register_script(_CLAIM)(
+        [_claim_key(kind, key) for key in keys],
+        [
+            job_id,
+            defaults.PENDING_TTL,
+            Job.redis_job_namespace_prefix,
+            *UNREAD,
+            store.BATCH_ROWS_PREFIX,
+            *map(str, keys),
+        ],
+    )
+    claimed: list[int | str] = []
+    jobs = []
+    for key, holder in zip(keys, found, strict=True):
+        if not holder:
+            claimed.append(key)
+            jobs.append(Queued(job_id, coalesced=False))
+            continue
+        waiting, status = holder.decode().split(" ", 1)
+        if expedite and status == JobStatus.SCHEDULED.value:
+            _run_now(queue, waiting, once=expedite == "once")
+        jobs.append(Queued(waiting, coalesced=True))
+    return Claim(job_id, claimed, jobs)
+
+
+def _new_job_id(kind: JobKind, keys: Sequence[int | str]) -> str:
+    """A job id that says what the job does (a client job names its client)."""
+    if kind is SYNC_CLIENT:
+        return f"sync-{keys[0]}-{uuid.uuid4().hex[:12]}"
+    if kind is SYNC_CLIENTS:
+        return f"batch-{uuid.uuid4().hex[:16]}"
+    return f"address-{uuid.uuid4().hex[:16]}"
+
+
+def _claim_key(kind: JobKind, key: int | str) -> str:
+    return (
+        store.pending_address_key(str(key)) if kind is SYNC_ADDRESS else store.pending_key(int(key))
     )
 
 
-def _enqueue_once(
-    queue: Queue,
-    key: str,
-    kind: JobKind,
-    argument: int | str,
-    *,
-    job_id: str,
-    description: str,
-    expedite: str | None = None,
-) -> Queued:
-    """Queue a `kind` job with `argument` under the claim `key` unless the job holding the
-    claim is still waiting (queued, or scheduled for a retry, which `expedite` runs now)."""
-    redis = queue.connection
-    for _ in range(defaults.CLAIM_ATTEMPTS):
-        with redis.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                waiting = pipe.get(key)
-                status = None if waiting is None else _status(redis, waiting.decode())
-                if waiting is not None and status in WAITING:
-                    if expedite and status == JobStatus.SCHEDULED:
-                        _run_now(queue, waiting.decode(), once=expedite == "once")
-                    return Queued(waiting.decode(), coalesced=True)
-                pipe.multi()
-                pipe.set(key, job_id, ex=defaults.PENDING_TTL)
-                queue.enqueue(
-                    kind.path,
-                    argument,
-                    job_id=job_id,
-                    description=description,
-                    retry=RESTARTS,
-                    pipeline=pipe,
-                    **kind.options(),
-                )
-                pipe.execute()
-                return Queued(job_id, coalesced=False)
-            except WatchError:
-                continue  # another request claimed it meanwhile; look again
-    waiting = redis.get(key)
-    if waiting is None:
-        raise RuntimeError(f"could not queue {description}")
-    return Queued(waiting.decode(), coalesced=True)
+def _enqueue(
+    queue: Queue, kind: JobKind, claim: Claim, pipe: Pipeline, rows: Carried | None
+) -> None:
+    """Queue the job that syncs the keys `claim` got, in `pipe` (RQ makes it a transaction:
+    it must be the first thing in it), with the rows a batch carries."""
+    keys = claim.keys
+    options: dict[str, Any] = {}
+    if kind is SYNC_CLIENTS:
+        argument: Any = list(keys)
+        options["meta"] = {UNSETTLED: list(keys)}  # until it has settled them
+        options["job_timeout"] = defaults.batch_job_timeout(len(keys))
+        description = f"sync {len(keys)} clients"
+    else:
+        argument = keys[0]
+        description = f"sync {'client' if kind is SYNC_CLIENT else 'address'} {keys[0]}"
+    queue.enqueue(
+        kind.path,
+        argument,
+        job_id=claim.job_id,
+        description=description,
+        retry=RESTARTS,
+        pipeline=pipe,
+        **{**kind.options(), **options},
+    )
+    if kind is SYNC_CLIENTS and rows is not None:
+        carried = {key: rows.rows[key] for key in keys if key in rows.rows}
+        if carried:
+            store.save_batch_rows(pipe, claim.job_id, carried, rows.read_at)
 
 
 def _run_now(queue: Queue, job_id: str, *, once: bool) -> None:
@@ -216,67 +323,99 @@ def claim_key(job: Job) -> str | None:
     return None
 
 
-def waiting_instead(redis: Redis, job: Job) -> str | None:
-    """The id of another job waiting under this job's claim, which will do its work."""
-    key = claim_key(job)
-    holder = None if key is None else redis.get(key)
-    if holder is None or holder.decode() == job.id:
-        return None
-    return holder.decode() if _status(redis, holder.decode()) in WAITING else None
+def unsettled(job: Job) -> list[int]:
+    """The clients a batch job has not settled yet (its meta), none for other jobs."""
+    if job.func_name != SYNC_CLIENTS.path:
+        return []
+    return [int(key) for key in job.meta.get(UNSETTLED) or ()]
 
 
-def release_claim(redis: Redis, job: Job) -> None:
-    """Let the next request for this job's client queue a follow-up (if the claim is ours)."""
-    key = claim_key(job)
-    if key is None:
-        return
-    with redis.pipeline() as pipe:
-        try:
-            pipe.watch(key)
-            if pipe.get(key) == job.id.encode():
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-        except WatchError:  # a newer claim was made meanwhile: it stays
-            pass
+@dataclass(frozen=True)
+class Carried:
+    """The rows a batch carries from a complete pass, and when the pass began reading them."""
+
+    read_at: float
+    rows: dict[int, Row]
 
 
-def reclaim(redis: Redis, job: Job) -> str | None:
-    """Before a retry: take the job's claim back, so that later requests wait for the retry;
-    return the other job already waiting under it instead (then no retry is needed)."""
-    key = claim_key(job)
-    if key is None:
-        return None
-    script = redis.register_script(_RECLAIM)
-    other = script(
-        [key],
-        [job.id, defaults.PENDING_TTL, Job.redis_job_namespace_prefix, *WAITING],
+def begin(redis: Redis, job_id: str, claims: Sequence[str]) -> tuple[list[str | None], Carried]:
+    """As a job starts: clear its `claims`, so that a request from now on queues a follow-up,
+    and take the rows it carries, in one round trip. Returns, for each claim, the other job
+    waiting under it, which does that work instead (`None`: the work is this job's)."""
+    others, flat = redis.register_script(_BEGIN)(
+        [*claims, store.BATCH_ROWS_PREFIX + job_id],
+        [job_id, Job.redis_job_namespace_prefix, *UNREAD],
     )
-    return other.decode() if other else None
+    fields = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+    read_at = float(fields.pop(store.ROWS_READ_AT, 0))
+    rows = {int(key): json.loads(raw) for key, raw in fields.items()}
+    return [other.decode() if other else None for other in others], Carried(read_at, rows)
+
+
+def reclaim(redis: Redis, job_id: str, claims: Sequence[str]) -> list[str | None]:
+    """Before a retry: take the job's `claims` back, so that later requests wait for the
+    retry; return, for each, the other job already waiting under it instead (then that one
+    does the work)."""
+    if not claims:
+        return []
+    found = redis.register_script(_RECLAIM)(
+        list(claims),
+        [job_id, defaults.PENDING_TTL, Job.redis_job_namespace_prefix, *UNREAD],
+    )
+    return [other.decode() if other else None for other in found]
 
 
 def request_syncs(
-    queue: Queue, ids: Iterable[int], via: str, limits: HistoryLimits
+    queue: Queue,
+    ids: Iterable[int],
+    via: str,
+    service: ServiceSettings,
+    *,
+    rows: Carried | None = None,
 ) -> list[Queued]:
     """Queue (or coalesce) a sync of each client, noting in each client's history, and in the
-    metrics, where the request came from (`via`: webhook, api, poll, reconcile, requeue)."""
+    metrics, where the request came from (`via`: webhook, api, status-page, poll, drift,
+    reconcile, requeue).
+
+    One client gets a client job; many are split evenly into batch jobs of at most
+    `BATCH_SIZE` clients (`rows`, read by a complete pass just now, go with them). Each batch
+    is claimed in one round trip, and queued with its history events and counts in another."""
+    wanted = list(dict.fromkeys(ids))
     expedite = "always" if via in EXPEDITE_ALWAYS else "once" if via in EXPEDITE_ONCE else None
-    queued = [
-        (id_servicio, enqueue_client_sync(queue, id_servicio, expedite=expedite))
-        for id_servicio in ids
-    ]
-    events = [
-        (id_servicio, history.requested(via, job.job_id, coalesced=job.coalesced))
-        for id_servicio, job in queued
-    ]
-    outcomes = Counter(event["event"] for _, event in events)  # queued or coalesced
+    queued: list[Queued] = []
+    for chunk in batches(wanted, service.batch_size):
+        kind = SYNC_CLIENT if len(chunk) == 1 else SYNC_CLIENTS
+        claim = _claim(queue, kind, chunk, expedite=expedite)
+        queued += claim.jobs
 
-    def count(pipe: Pipeline) -> None:
-        for outcome, amount in outcomes.items():
-            metrics.add(pipe, "client_syncs_requested", amount, via=via, outcome=outcome)
+        def enqueue_and_count(pipe: Pipeline, kind: JobKind = kind, claim: Claim = claim) -> None:
+            if claim.keys:
+                _enqueue(queue, kind, claim, pipe, rows)
+            outcomes = Counter("coalesced" if job.coalesced else "queued" for job in claim.jobs)
+            for outcome, amount in outcomes.items():
+                metrics.add(pipe, "client_syncs_requested", amount, via=via, outcome=outcome)
 
-    history.write(queue.connection, events, limits, also=count, known=via in FROM_WISPHUB)
-    return [job for _, job in queued]
+        history.write(
+            queue.connection,
+            [
+                (key, history.requested(via, job.job_id, coalesced=job.coalesced))
+                for key, job in zip(chunk, claim.jobs, strict=True)
+            ],
+            service.history,
+            also=enqueue_and_count,
+            known=via in FROM_WISPHUB,
+        )
+    return queued
+
+
+def batches(ids: list[int], size: int) -> list[list[int]]:
+    """`ids` split into the fewest parts of at most `size`, of about even sizes: the jobs a
+    request for them queues."""
+    if not ids:
+        return []
+    parts = -(-len(ids) // max(size, 1))
+    step = -(-len(ids) // parts)
+    return [ids[start : start + step] for start in range(0, len(ids), step)]
 
 
 def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> str:
@@ -318,6 +457,7 @@ def failures(queue: Queue, limit: int = 100) -> tuple[int, list[dict[str, Any]]]
                 "job_id": job.id,
                 "description": job.description,
                 "id_servicio": client_of(job),
+                "clients": unsettled(job) or None,
                 "error": _failure(job),
                 "attempts": attempts(job),
                 "last_try": _iso(job.ended_at),
@@ -327,7 +467,7 @@ def failures(queue: Queue, limit: int = 100) -> tuple[int, list[dict[str, Any]]]
 
 
 def requeue_failures(
-    queue: Queue, job_ids: list[str] | None, limits: HistoryLimits
+    queue: Queue, job_ids: list[str] | None, service: ServiceSettings
 ) -> tuple[list[dict[str, str]], list[str]]:
     """Try failed jobs again (all of them without `job_ids`): as fresh jobs, so each gets its
     full set of retries and client syncs still coalesce. Returns what was queued (failed job
@@ -343,15 +483,19 @@ def requeue_failures(
         if job is None or job_id not in registry:
             missing.append(job_id)
             continue
-        queued.append({"failed_job_id": job_id, "job_id": _again(queue, job, limits)})
+        queued.append({"failed_job_id": job_id, "job_id": _again(queue, job, service)})
         registry.remove(job)
     return queued, missing
 
 
-def _again(queue: Queue, job: Job, limits: HistoryLimits) -> str:
-    """A fresh job doing what `job` did, queued the way its kind always is (claims, options)."""
+def _again(queue: Queue, job: Job, service: ServiceSettings) -> str:
+    """A fresh job doing what `job` did, queued the way its kind always is (claims, options);
+    a batch's clients that were not settled, in a job of their own (or several)."""
     if job.func_name == SYNC_CLIENT.path and job.args:
-        return request_syncs(queue, [int(job.args[0])], "requeue", limits)[0].job_id
+        return request_syncs(queue, [int(job.args[0])], "requeue", service)[0].job_id
+    if job.func_name == SYNC_CLIENTS.path and job.args:
+        ids = job.meta.get(UNSETTLED) or job.args[0]
+        return request_syncs(queue, [int(key) for key in ids], "requeue", service)[0].job_id
     if job.func_name == SYNC_ADDRESS.path and job.args:
         return enqueue_address_sync(queue, str(job.args[0])).job_id
     if job.func_name == RECONCILE.path:
@@ -377,12 +521,6 @@ def client_of(job: Job) -> int | None:
     if func_name == SYNC_CLIENT.path and args and isinstance(args[0], int):
         return args[0]
     return None
-
-
-def _status(redis: Redis, job_id: str) -> str | None:
-    """A job's status (one field read, not the whole job)."""
-    status = redis.hget(Job.key_for(job_id), "status")
-    return None if status is None else status.decode()
 
 
 def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:

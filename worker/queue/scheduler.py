@@ -26,7 +26,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 from redis.lock import Lock
-from rq.cron import CronScheduler
+from rq.cron import CronJob, CronScheduler
 from rq.exceptions import StopRequested
 from rq.utils import import_attribute
 
@@ -39,6 +39,24 @@ from worker.version import add_version_option
 log = logging.getLogger(__name__)
 
 PROG = "wisphub-bqn-sync-scheduler"
+
+
+class RestartedCronJob(CronJob):
+    """RQ's cron job, queued with RQ's retries as the API queues the same jobs
+    (`queueing.RESTARTS`): RQ's own takes no `retry`, and a job whose worker dies must run
+    again (the nightly reconcile within a minute, not the next night; a poll, to give back the
+    poll lock its dead run holds)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.job_options["retry"] = queueing.RESTARTS
+
+    def to_dict(self) -> dict[str, Any]:
+        """RQ's description of the job for its monitoring, kept in Redis as JSON: without the
+        retry, which JSON cannot hold."""
+        described = super().to_dict()
+        del described["retry"]
+        return described
 
 
 class LeaderCronScheduler(CronScheduler):
@@ -66,6 +84,12 @@ class LeaderCronScheduler(CronScheduler):
                 self.leader.release()
             except LockError:
                 log.debug("leader lock had already expired")
+
+    def register(self, func: Callable[..., Any], queue_name: str, **options: Any) -> CronJob:
+        """RQ's `register`, the job queued with RQ's retries (`RestartedCronJob`)."""
+        job = RestartedCronJob(queue_name=queue_name, func=func, **options)
+        self._cron_jobs.append(job)
+        return job
 
     def heartbeat(self) -> None:
         """RQ's heartbeat, plus renewing the leader lock; stop if it was lost."""

@@ -6,14 +6,16 @@
 - the poller's snapshot of client fingerprints;
 - the last plan catalogue read completely (WispHub speeds with the operator's overrides);
 - per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
-- the clients a per-client job touched while a full reconcile was running.
+- the clients a per-client job touched while a full reconcile was running;
+- the rows a batch job carries from the poller's pass.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -36,6 +38,10 @@ UNCLAIMED = PREFIX + "poll:unclaimed"
 PLANS = PREFIX + "plans"
 PLANS_READ = PREFIX + "plans:read-at"
 TOUCHED = PREFIX + "reconcile:touched"
+# id_servicio -> when a job last read the client from WispHub (Redis time).
+READ_AT = PREFIX + "read-at"
+# + a batch job's id: the rows of its clients a complete pass read (JSON by id_servicio).
+BATCH_ROWS_PREFIX = PREFIX + "batch:rows:"
 RECONCILING = PREFIX + "reconcile:running"
 
 
@@ -87,13 +93,66 @@ def failed(redis: Redis, claims: Iterable[str]) -> set[str]:
     return {claim for claim, mark in zip(wanted, marks, strict=True) if mark is not None}
 
 
+def client_lock_key(id_servicio: int) -> str:
+    """The key of a client's lock (`client_lock`)."""
+    return f"{PREFIX}lock:client:{id_servicio}"
+
+
 def client_lock(redis: Redis, id_servicio: int) -> Lock:
     """The lock that keeps two workers from applying the same client at once."""
     return redis.lock(
-        f"{PREFIX}lock:client:{id_servicio}",
+        client_lock_key(id_servicio),
         timeout=defaults.CLIENT_LOCK_SECONDS,
         blocking_timeout=defaults.LOCK_WAIT_SECONDS,
     )
+
+
+# Takes each lock that is free (or already the holder's) for ARGV[1], for ARGV[2] ms; returns
+# 1 for each lock taken, 0 for each another holder keeps.
+_TAKE_FREE = """
+local out = {}
+for i = 1, #KEYS do
+  local holder = redis.call('GET', KEYS[i])
+  if holder and holder ~= ARGV[1] then
+    out[i] = 0
+  else
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+    out[i] = 1
+  end
+end
+return out
+"""
+_RELEASE = """
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+return 1
+"""
+
+
+def take_client(redis: Redis, id_servicio: int, holder: str) -> bool:
+    """Take a client's lock for `holder`, at once when it is free (or `holder`'s, left by a
+    run of the same job whose worker died), else waiting up to `LOCK_WAIT_SECONDS`. Released
+    with `release_locks`."""
+    if take_client_locks(redis, [id_servicio], holder):
+        return True
+    return bool(client_lock(redis, id_servicio).acquire(token=holder.encode()))
+
+
+def take_client_locks(
+    redis: Redis, ids: Sequence[int], holder: str, seconds: int = defaults.CLIENT_LOCK_SECONDS
+) -> list[int]:
+    """Take, in one round trip, the locks of those clients no other job holds (the same locks
+    as `client_lock`), for `seconds`; return the clients taken."""
+    keys = [client_lock_key(key) for key in ids]
+    taken = redis.register_script(_TAKE_FREE)(keys, [holder, seconds * 1000])
+    return [key for key, flag in zip(ids, taken, strict=True) if flag]
+
+
+def release_locks(redis: Redis, keys: Sequence[str], holder: str) -> None:
+    """Let go of those `keys` (locks) `holder` holds, in one round trip."""
+    if keys:
+        redis.register_script(_RELEASE)(sorted(keys), [holder])
 
 
 def singleton_lock(redis: Redis, name: str, seconds: int) -> Lock:
@@ -229,15 +288,27 @@ def save_snapshot(redis: Redis, prints: Mapping[int, str]) -> None:
         pipe.execute()
 
 
-def record_fingerprint(redis: Redis, id_servicio: int, value: str | None) -> None:
-    """Update one client's fingerprint after a job acted on it, so the poller compares with
-    the state last applied and not with an older pass (`None`: the client is gone)."""
-    if not redis.exists(SNAPSHOT_TAKEN):
-        return
-    if value is None:
-        redis.hdel(SNAPSHOT, str(id_servicio))
-    else:
-        redis.hset(SNAPSHOT, str(id_servicio), value)
+def record_fingerprints(pipe: Pipeline, values: Mapping[int, str | None]) -> None:
+    """Update some clients' fingerprints after a job acted on them, so the poller compares
+    with the state last applied and not with an older pass (`None`: the client is gone); only
+    once a pass was recorded. In `pipe`."""
+    gone = [str(key) for key, value in values.items() if value is None]
+    seen = {str(key): value for key, value in values.items() if value is not None}
+    script = pipe.register_script(_RECORD_FINGERPRINTS)
+    script(
+        [SNAPSHOT_TAKEN, SNAPSHOT],
+        [len(gone), *gone, *(x for kv in seen.items() for x in kv)],
+        client=pipe,
+    )
+
+
+_RECORD_FINGERPRINTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local gone = tonumber(ARGV[1])
+for i = 2, gone + 1 do redis.call('HDEL', KEYS[2], ARGV[i]) end
+for i = gone + 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
 
 
 def save_pass_size(redis: Redis, clients: int) -> None:
@@ -317,12 +388,23 @@ def begin_reconcile(redis: Redis) -> None:
         pipe.execute()
 
 
-def note_touched(redis: Redis, id_servicio: int) -> None:
-    """Remember that a client is being applied while a reconcile runs (the reconcile's read
-    may be older than this job's: the client is synced again when the reconcile ends, and
-    what the job records is kept beside the reconcile's)."""
-    if redis.exists(RECONCILING):
-        redis.sadd(TOUCHED, id_servicio)
+def touch(redis: Redis, ids: Sequence[int]) -> dict[int, Footprint | None]:
+    """As jobs start applying some clients: note them if a reconcile runs (its read may be
+    older than theirs: they are synced again when it ends, and what the jobs record is kept
+    beside its own), and return what was last applied for each, in one round trip."""
+    if not ids:
+        return {}
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.register_script(_NOTE_TOUCHED)([RECONCILING, TOUCHED], list(ids), client=pipe)
+        pipe.hmget(APPLIED, [str(key) for key in ids])
+        found = pipe.execute()[1]
+    return {key: None if raw is None else _decode(raw) for key, raw in zip(ids, found, strict=True)}
+
+
+_NOTE_TOUCHED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[2], unpack(ARGV)) end
+return 1
+"""
 
 
 def touched(redis: Redis) -> set[int]:
@@ -337,3 +419,49 @@ def end_reconcile(redis: Redis) -> list[int]:
         pipe.delete(TOUCHED, RECONCILING)
         touched, _ = pipe.execute()
     return sorted(int(x) for x in touched)
+
+
+# Rows a batch carries -------------------------------------------------------------------
+
+
+# The field of a batch's rows that holds when the pass began reading them (Redis time).
+ROWS_READ_AT = "read-at"
+
+
+def save_batch_rows(
+    pipe: Pipeline, job_id: str, rows: Mapping[int, Mapping[str, Any]], read_at: float
+) -> None:
+    """Keep the rows a pass began reading at `read_at` for a batch job's clients, for as long
+    as it may wait."""
+    key = BATCH_ROWS_PREFIX + job_id
+    fields = {str(k): json.dumps(row, ensure_ascii=False) for k, row in rows.items()}
+    pipe.hset(key, mapping={**fields, ROWS_READ_AT: read_at})
+    pipe.expire(key, defaults.BATCH_ROWS_SECONDS)
+
+
+def now(redis: Redis) -> float:
+    """Redis' clock: the one time every process and host agrees on."""
+    seconds, micros = redis.time()
+    return seconds + micros / 1e6
+
+
+_NOTE_READ = """
+local t = redis.call('TIME')
+local now = t[1] + t[2] / 1000000
+for i = 1, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], tostring(now)) end
+return 1
+"""
+
+
+def note_read(pipe: Pipeline, ids: Collection[int]) -> None:
+    """Note that a job has just read these clients from WispHub and applied them (Redis time,
+    taken once the job is done: never earlier than the read), so that rows a pass read before
+    are not applied over them (`read_after`). In `pipe`."""
+    if ids:
+        pipe.register_script(_NOTE_READ)([READ_AT], [str(key) for key in ids], client=pipe)
+
+
+def read_after(redis: Redis, ids: Sequence[int], moment: float) -> set[int]:
+    """Those of `ids` a job read from WispHub after `moment`."""
+    found = redis.hmget(READ_AT, [str(key) for key in ids]) if ids else []
+    return {key for key, at in zip(ids, found, strict=True) if at and float(at) > moment}

@@ -25,7 +25,7 @@ from worker.core.desired import (
 )
 from worker.core.diff import RULES, Changes, diff_policies, plan_full
 from worker.core.drift import Drift, find_drift
-from worker.core.errors import SyncError, TransientError
+from worker.core.errors import ConfigError, SyncError, TransientError
 from worker.core.guard import guard_deletions
 from worker.core.model import Action, Footprint, Group, Kind, Operation, Policy, Skip, Subscriber
 from worker.core.ownership import Claims, Settlement, footprint_after, settle
@@ -284,13 +284,13 @@ class Lease(Protocol):
 class AddressBook(Protocol):
     """Where jobs keep who claims each address (see `worker.core.ownership`): `hold` keeps other
     jobs off some addresses while one decides and writes there, `claimants` says whom to read
-    again, `record` keeps what was settled (and, for a client job, the client's footprint)."""
+    again, `record` keeps what was settled (and, for a client job, the clients' footprints)."""
 
     def hold(self, ips: Collection[str]) -> AbstractContextManager[Lease]: ...
 
     def claimants(self, ips: Collection[str]) -> Claims: ...
 
-    def record(self, settlement: Settlement, footprint: ClientFootprint | None) -> None: ...
+    def record(self, settlement: Settlement, footprints: Sequence[ClientFootprint]) -> None: ...
 
 
 class Unrecorded:
@@ -305,8 +305,20 @@ class Unrecorded:
     def claimants(self, ips: Collection[str]) -> Claims:
         return {}
 
-    def record(self, settlement: Settlement, footprint: ClientFootprint | None) -> None:
+    def record(self, settlement: Settlement, footprints: Sequence[ClientFootprint]) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class ClientsSync:
+    """A sync of several clients at once: the whole report, each client's row as read (`None`:
+    WispHub has no such client) and what to remember of it, and the clients whose row could
+    not be read (nothing was done for them; the error says why)."""
+
+    report: Report
+    rows: dict[int, Row | None]
+    current: dict[int, Footprint | None]
+    unread: dict[int, SyncError]
 
 
 def sync_client(
@@ -321,34 +333,78 @@ def sync_client(
     policies: PolicyCache | None = None,
     dry_run: bool = False,
 ) -> ClientSync:
-    """Bring one client in line: re-read it from WispHub and settle the addresses it has or
-    last had (`previous`), and its group.
+    """Bring one client in line (`sync_clients` for one): a failed WispHub read raises."""
+    found = sync_clients(
+        [id_servicio],
+        wisphub,
+        bqn,
+        rules,
+        catalogue,
+        previous={id_servicio: previous},
+        book=book,
+        policies=policies,
+        dry_run=dry_run,
+    )
+    if id_servicio in found.unread:
+        raise found.unread[id_servicio]
+    return ClientSync(found.report, found.current[id_servicio], found.rows[id_servicio])
+
+
+def sync_clients(
+    ids: Sequence[int],
+    wisphub: WispHubClient,
+    bqn: BqnClient,
+    rules: MappingRules,
+    catalogue: PlanSource,
+    *,
+    previous: Mapping[int, Footprint | None],
+    rows: Mapping[int, Row] | None = None,
+    book: AddressBook | None = None,
+    policies: PolicyCache | None = None,
+    dry_run: bool = False,
+) -> ClientsSync:
+    """Bring some clients in line together: read each from WispHub (unless its `rows` were
+    read just now, by a complete pass) and settle the addresses each has or last had
+    (`previous`), and its group, in one plan applied `BQN_CONCURRENCY` writes at a time,
+    policies first.
 
     The addresses are held (`book.hold`) while the clients that claim them are read again
     and the BQN is read and written there, so two jobs never decide one address at once; who
-    gets an address follows `worker.core.ownership`. The addresses last had are held first, so that
-    the client and what the BQN holds there are read at once; the hold widens to the addresses
-    the client has now. The policies the entries use are put in place first; with a `policies`
-    cache, a policy seen or written lately is not read again.
+    gets an address follows `worker.core.ownership`. The addresses last had are held first, so
+    that the clients and what the BQN holds there are read at once; the hold widens to the
+    addresses the clients have now. With a `policies` cache, a policy seen or written lately is
+    not read again. A client whose read fails is left out (`unread`); a credentials error
+    stops everything.
     """
     book = book or Unrecorded()
-    last_ips, last_groups = _keys_of(id_servicio, None, previous, rules)
+    given = dict(rows or {})
+    last_ips, last_groups = _keys_of_all(ids, {}, previous, rules)
     held = Held()
     with (Unrecorded() if dry_run else book).hold(last_ips) as lease:
-        row, _ = run_all(
+        wanted = [key for key in ids if key not in given]
+        reads, _ = run_all(
             lambda read: read(),
             [
-                lambda: wisphub.get_client(id_servicio),
+                lambda: run_all(_read_or_fault(wisphub), wanted, wisphub.settings.concurrency),
                 lambda: held.read(bqn, ips=last_ips, groups=last_groups),
             ],
             2,
         )
-        ips, groups = _keys_of(id_servicio, row, previous, rules)
+        found: dict[int, Row | None] = {**given}
+        unread: dict[int, SyncError] = {}
+        for key, read in zip(wanted, reads, strict=True):
+            if isinstance(read, ConfigError):
+                raise read
+            if isinstance(read, SyncError):
+                unread[key] = read
+            else:
+                found[key] = read
+        ips, groups = _keys_of_all([key for key in ids if key in found], found, previous, rules)
         if not lease.widen(ips):
             held = Held()  # the addresses were let go meanwhile: read them again
         settlement, report = _settle(
             ips,
-            {id_servicio: row},
+            found,
             held,
             wisphub=wisphub,
             bqn=bqn,
@@ -360,10 +416,12 @@ def sync_client(
             dry_run=dry_run,
         )
         if dry_run:
-            return ClientSync(report, previous, row)
-        current = footprint_after(id_servicio, previous, settlement, report)
-        book.record(settlement, (id_servicio, current))
-    return ClientSync(report, current, row)
+            return ClientsSync(report, found, {key: previous.get(key) for key in found}, unread)
+        current = {
+            key: footprint_after(key, previous.get(key), settlement, report) for key in found
+        }
+        book.record(settlement, list(current.items()))
+    return ClientsSync(report, found, current, unread)
 
 
 def sync_addresses(
@@ -391,7 +449,7 @@ def sync_addresses(
             book=book,
             policies=policies,
         )
-        book.record(settlement, None)
+        book.record(settlement, [])
     return report
 
 
@@ -497,6 +555,22 @@ def _keys_of(
         ips |= {ip for ip in mapped.kept if "/" not in ip}
     if previous is None and rules.multi_ip_mode == "group":
         groups.add(group_name(id_servicio))
+    return sorted(ips), groups
+
+
+def _keys_of_all(
+    ids: Iterable[int],
+    rows: Mapping[int, Row | None],
+    previous: Mapping[int, Footprint | None],
+    rules: MappingRules,
+) -> tuple[list[str], set[str]]:
+    """`_keys_of` for several clients at once."""
+    ips: set[str] = set()
+    groups: set[str] = set()
+    for key in ids:
+        more_ips, more_groups = _keys_of(key, rows.get(key), previous.get(key), rules)
+        ips.update(more_ips)
+        groups |= more_groups
     return sorted(ips), groups
 
 

@@ -1,0 +1,156 @@
+"""The worker command as the Procfile runs it: a pool of `WORKER_PROCESSES` RQ workers that run
+jobs at once, stop after the jobs in hand, and run again, within a minute, a job whose worker
+was killed mid-job."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job
+
+from tests.integration.conftest import BqnSim, WispHubSim, differences, managed_state
+from tests.integration.processes import Processes, eventually
+from tests.rows import row
+from worker import defaults
+from worker.queue import queueing, store
+from worker.queue.scheduler import build
+from worker.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+PROCESSES = 3
+# Every BQN request waits this long: a job is seen running long before it ends.
+BQN_LATENCY_MS = 1000
+
+
+@pytest.fixture
+def pool(service_env: dict[str, str], redis: Redis, queue: Queue) -> Iterator[Processes]:
+    """The Procfile's worker command alone, with `PROCESSES` workers, once all registered."""
+    env = {**service_env, "WORKER_PROCESSES": str(PROCESSES), "BQN_TIMEOUT": "5"}
+    processes = Processes(env, ["worker"])
+    try:
+        eventually(lambda: registered(queue) == PROCESSES, f"{PROCESSES} registered workers")
+        yield processes
+    finally:
+        processes.stop()
+
+
+def registered(queue: Queue) -> int:
+    return len(Worker.all(queue=queue))
+
+
+def job(redis: Redis, job_id: str) -> Job:
+    return Job.fetch(job_id, connection=redis)
+
+
+def status(redis: Redis, job_id: str) -> str:
+    return job(redis, job_id).get_status()
+
+
+def kill_worker_of(redis: Redis, job_id: str) -> str:
+    """SIGKILL the worker process running the job (as the OOM killer would); its name."""
+    name = job(redis, job_id).worker_name
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=redis)
+    assert worker is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    return name
+
+
+def load_clients(wisphub_sim: WispHubSim, count: int) -> list[int]:
+    for number in range(1, count + 1):
+        wisphub_sim.state.upsert_client(
+            row(number, f"10.9.0.{number}", "Activo", "Online_basico", f"Cliente {number}")
+        )
+    return list(range(1, count + 1))
+
+
+@pytest.mark.slow
+def test_the_workers_run_jobs_at_once_and_finish_them_when_told_to_stop(
+    pool, redis, queue, wisphub_sim, bqn_sim: BqnSim
+):
+    workers = Worker.all(queue=queue)
+    assert len({worker.pid for worker in workers}) == PROCESSES
+    assert {worker.hostname for worker in workers} == {os.uname().nodename}
+    ids = load_clients(wisphub_sim, PROCESSES)
+    bqn_sim.state.faults.update(latency_ms=BQN_LATENCY_MS)
+    job_ids = [queueing.enqueue_client_sync(queue, number).job_id for number in ids]
+    eventually(
+        lambda: all(status(redis, job_id) == "started" for job_id in job_ids),
+        "every job to start",
+    )
+
+    # SIGTERM to the command alone (systemd's KillMode=mixed, docker stop): each worker
+    # finishes its job, then the command exits
+    [command] = pool.children
+    command.process.send_signal(signal.SIGTERM)
+    assert command.process.wait(timeout=30) == 0
+    assert [status(redis, job_id) for job_id in job_ids] == ["finished"] * PROCESSES
+    runs = [job(redis, job_id) for job_id in job_ids]
+    assert len({run.worker_name for run in runs}) == PROCESSES
+    # every job started before any ended: they ran at once, each in its own worker
+    assert max(run.started_at for run in runs) < min(run.ended_at for run in runs)
+    held = managed_state(bqn_sim)
+    for number in ids:
+        assert held[f"10.9.0.{number}"] == (f"Cliente {number}", "Online_basico")
+    assert registered(queue) == 0  # each worker said it stopped
+
+
+@pytest.mark.slow
+def test_a_client_job_whose_worker_is_killed_runs_again_within_a_minute(
+    pool, redis, queue, wisphub_sim, bqn_sim: BqnSim
+):
+    [client] = load_clients(wisphub_sim, 1)
+    bqn_sim.state.faults.update(latency_ms=BQN_LATENCY_MS)
+    job_id = queueing.enqueue_client_sync(queue, client).job_id
+    eventually(lambda: status(redis, job_id) == "started", "the job to start")
+    killed = kill_worker_of(redis, job_id)
+    bqn_sim.state.faults.clear()
+
+    # within a minute (the wait's deadline) the job is seen abandoned, retried and finished
+    took = eventually(lambda: status(redis, job_id) == "finished", "the job to run again")
+    print(f"the job ran again and finished {took:.1f} s after its worker was killed")
+    again = job(redis, job_id)
+    assert again.worker_name != killed
+    assert again.meta["attempts"] == 2
+    assert managed_state(bqn_sim)["10.9.0.1"] == ("Cliente 1", "Online_basico")
+    eventually(lambda: registered(queue) >= PROCESSES, "the pool to replace the dead worker")
+
+
+@pytest.mark.slow
+def test_a_reconcile_whose_worker_is_killed_runs_again_within_a_minute(
+    pool, redis, queue, wisphub_sim, bqn_sim: BqnSim
+):
+    wisphub_sim.load(40)
+    bqn_sim.state.faults.update(latency_ms=BQN_LATENCY_MS)
+    job_id = queueing.enqueue_reconcile(queue, dry_run=False)
+    eventually(lambda: status(redis, job_id) == "started", "the reconcile to start")
+    lock = f"{store.PREFIX}lock:reconcile"
+    eventually(lambda: redis.get(lock) == job_id.encode(), "the reconcile to take its lock")
+    kill_worker_of(redis, job_id)
+    bqn_sim.state.faults.clear()
+    assert redis.get(lock) == job_id.encode()  # left behind by the dead run
+
+    # the run again takes back the lock its dead run left, instead of skipping
+    took = eventually(lambda: status(redis, job_id) == "finished", "the reconcile to run again")
+    print(f"the reconcile ran again and finished {took:.1f} s after its worker was killed")
+    again = job(redis, job_id)
+    assert again.meta["attempts"] == 2
+    report = again.return_value()
+    assert (report["ok"], report["clients"]) == (True, 40)
+    assert differences(wisphub_sim, bqn_sim) == []
+    assert redis.get(lock) is None
+
+
+def test_the_scheduler_queues_the_nightly_reconcile_with_rqs_retries(service_env, redis):
+    scheduler = build(ServiceSettings.from_env(service_env), redis)
+    scheduler.register_birth()  # RQ keeps its cron jobs' description in Redis, as JSON
+    [nightly] = [cron_job for cron_job in scheduler.get_jobs() if cron_job.cron]
+    queued = nightly.enqueue(redis)
+    assert queued.func_name == queueing.RECONCILE.path
+    assert queued.retries_left == len(defaults.RESTART_DELAYS)
+    assert queued.retry_intervals == list(defaults.RESTART_DELAYS)
