@@ -152,9 +152,10 @@ FAILED_MARK_SECONDS = HOUR
 
 # --- Workers ----------------------------------------------------------------------------------
 # Worker processes the worker command runs (WORKER_PROCESSES). A job spends most of its time
-# waiting on WispHub and the BQN (about 70 ms a client at 20 ms a request, a few ms of it on
-# the CPU): 100 jobs/s keep about 7 busy at once, and 8 leave room on two cores.
-WORKER_PROCESSES = 8
+# waiting on WispHub and the BQN (about 50 ms a client at 20 ms a request, a few ms of it on
+# the CPU), more when the machine is busy: measured on two cores (bench/README.md), 8 kept up
+# with 50 notifications/s but fell behind at 100/s (p99 1.4 s), 12 kept up (p99 90 ms).
+WORKER_PROCESSES = 12
 WORKER_MAX_PROCESSES = 64
 # A running job's place in RQ's started registry lasts JOB_HEARTBEAT_TTL, renewed every
 # JOB_HEARTBEAT_SECONDS while it runs (five missed renewals are forgiven): a job whose worker
