@@ -60,7 +60,8 @@ def browser(tmp_path) -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def stack(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
-    processes = Processes({**service_env, "POLL_INTERVAL": "0"}, ["web", "worker"])
+    env = {**service_env, "POLL_INTERVAL": "0", "WORKER_PROCESSES": "2"}
+    processes = Processes(env, ["web", "worker"])
     try:
         eventually(processes.ready, "the web process to be ready")
         yield processes
@@ -94,7 +95,7 @@ def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim):
     assert "/login" in browser.current_url
     browser.find_element(By.ID, "token").send_keys(API_TOKEN)
     browser.find_element(By.ID, "sign-in").click()
-    assert text_of(browser, "#workers") == "1"
+    assert text_of(browser, "#workers") == "2"  # the worker command's pool
     assert text_of(browser, "#failed") == "1"
     assert "Failures (1)" in text_of(browser, "#failures")
     assert browser.find_elements(By.CSS_SELECTOR, "#chart svg rect")
