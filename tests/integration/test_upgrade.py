@@ -11,6 +11,7 @@ from rq.utils import import_attribute
 from tests.integration.conftest import API, API_KEY, job_status, managed_state
 from tests.rows import row
 from worker.queue import queueing, store
+from worker.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +30,14 @@ NEW_IN_THIS_RELEASE = {"worker.jobs.sync_clients"}
 PREVIOUS_RESTARTS = Retry(max=3, interval=[5, 60, 300])
 
 
-def test_this_release_queues_every_job_under_the_previous_paths(queue):
+def test_this_release_queues_every_job_under_the_previous_paths(queue, service_env):
     assert set(queueing.KINDS) == PREVIOUS_RELEASE | NEW_IN_THIS_RELEASE
     for kind in queueing.KINDS.values():
         # RQ stores a function it is given under its module and name: the scheduler's jobs
         # and any job queued with the function itself must land on the same path
         function = import_attribute(kind.path)
         assert f"{function.__module__}.{function.__qualname__}" == kind.path
-    queued = queueing.enqueue_client_sync(queue, 1)
+    [queued] = queueing.request_syncs(queue, [1], "api", ServiceSettings.from_env(service_env))
     assert queue.fetch_job(queued.job_id).func_name == "worker.jobs.sync_client"
     reconcile = queueing.enqueue_reconcile(queue, dry_run=True)
     assert queue.fetch_job(reconcile).func_name == "worker.jobs.reconcile"

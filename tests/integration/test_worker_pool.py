@@ -69,16 +69,22 @@ def load_clients(wisphub_sim: WispHubSim, count: int) -> list[int]:
     return list(range(1, count + 1))
 
 
+@pytest.fixture
+def one_by_one(service_env: dict[str, str]) -> ServiceSettings:
+    """The service's settings with a job per client (no batches)."""
+    return ServiceSettings.from_env({**service_env, "BATCH_SIZE": "1"})
+
+
 @pytest.mark.slow
 def test_the_workers_run_jobs_at_once_and_finish_them_when_told_to_stop(
-    pool, redis, queue, wisphub_sim, bqn_sim: BqnSim
+    pool, redis, queue, wisphub_sim, bqn_sim: BqnSim, one_by_one
 ):
     workers = Worker.all(queue=queue)
     assert len({worker.pid for worker in workers}) == PROCESSES
     assert {worker.hostname for worker in workers} == {os.uname().nodename}
     ids = load_clients(wisphub_sim, PROCESSES)
     bqn_sim.state.faults.update(latency_ms=BQN_LATENCY_MS)
-    job_ids = [queueing.enqueue_client_sync(queue, number).job_id for number in ids]
+    job_ids = [job.job_id for job in queueing.request_syncs(queue, ids, "api", one_by_one)]
     eventually(
         lambda: all(status(redis, job_id) == "started" for job_id in job_ids),
         "every job to start",
@@ -102,11 +108,12 @@ def test_the_workers_run_jobs_at_once_and_finish_them_when_told_to_stop(
 
 @pytest.mark.slow
 def test_a_client_job_whose_worker_is_killed_runs_again_within_a_minute(
-    pool, redis, queue, wisphub_sim, bqn_sim: BqnSim
+    pool, redis, queue, wisphub_sim, bqn_sim: BqnSim, one_by_one
 ):
     [client] = load_clients(wisphub_sim, 1)
     bqn_sim.state.faults.update(latency_ms=BQN_LATENCY_MS)
-    job_id = queueing.enqueue_client_sync(queue, client).job_id
+    [queued] = queueing.request_syncs(queue, [client], "api", one_by_one)
+    job_id = queued.job_id
     eventually(lambda: status(redis, job_id) == "started", "the job to start")
     killed = kill_worker_of(redis, job_id)
     bqn_sim.state.faults.clear()

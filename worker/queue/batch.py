@@ -126,7 +126,8 @@ def _finish(
     unsettled = sorted(failed | outcome.unread.keys() | set(locked_elsewhere))
     job.meta[queueing.UNSETTLED] = unsettled
     clients = [*outcome.rows, *outcome.unread]
-    known = [key for key in clients if _known(key, outcome, previous)]
+    planned = {op.id_servicio for op in outcome.report.planned}
+    known = [key for key in clients if key in planned or _known(key, outcome, previous)]
     for key in set(clients) - set(known):
         history.forget(job.connection, key)
     settled = [key for key in outcome.rows if key not in unsettled]
@@ -197,10 +198,10 @@ def _owner(op: Operation, owners: Mapping[str, int]) -> int | None:
 
 def _known(key: int, outcome: engine.ClientsSync, previous: Mapping[int, Footprint | None]) -> bool:
     """Whether WispHub or the BQN has the client, as far as the batch knows (else it keeps no
-    history); one it could not read is given the benefit of the doubt."""
-    planned = any(op.id_servicio == key for op in outcome.report.planned)
+    history; one with an operation planned has); one it could not read is given the benefit
+    of the doubt."""
     present = outcome.rows.get(key) is not None or key in outcome.unread
-    return present or previous.get(key) is not None or planned
+    return present or previous.get(key) is not None
 
 
 def _client_events(
@@ -222,9 +223,11 @@ def _client_events(
         for key, error in outcome.unread.items()
         if key in wanted
     ]
-    had = {key: [name for name, owner in owners.items() if owner == key] for key in known}
+    had: dict[int, list[str]] = {}
+    for name, owner in owners.items():
+        had.setdefault(owner, []).append(name)
     events += [
-        (key, history.finished(job_id, outcome.report.for_client(key, had[key])))
+        (key, history.finished(job_id, outcome.report.for_client(key, had.get(key, []))))
         for key in known
         if key in outcome.rows
     ]

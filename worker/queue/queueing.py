@@ -184,25 +184,12 @@ def make_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis)
 
 
-def enqueue_client_sync(queue: Queue, id_servicio: int, *, expedite: str | None = None) -> Queued:
-    """Queue a sync of one client unless one is already waiting; return the job to watch.
-    With `expedite` (`always`, or `once` per job), a waiting retry runs now."""
-    return _queue_one(queue, SYNC_CLIENT, id_servicio, expedite=expedite)
-
-
 def enqueue_address_sync(queue: Queue, ip: str) -> Queued:
     """Queue a sync of one BQN address unless one is already waiting."""
-    return _queue_one(queue, SYNC_ADDRESS, ip)
-
-
-def _queue_one(
-    queue: Queue, kind: JobKind, key: int | str, *, expedite: str | None = None
-) -> Queued:
-    """Claim `key` for a new `kind` job and queue it, unless a job waits under the claim."""
-    claim = _claim(queue, kind, [key], expedite=expedite)
+    claim = _claim(queue, SYNC_ADDRESS, [ip])
     if claim.keys:
         with queue.connection.pipeline(transaction=False) as pipe:
-            _enqueue(queue, kind, claim, pipe, None)
+            _enqueue(queue, SYNC_ADDRESS, claim, pipe, None)
             pipe.execute()
     return claim.jobs[0]
 

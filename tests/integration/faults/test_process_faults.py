@@ -42,9 +42,10 @@ def test_redis_restarted_with_jobs_queued(tmp_path, service_env, wisphub_sim, bq
     try:
         assert Queue(ServiceSettings.queue_name, connection=connection).count == 41
         eventually(lambda: all_finished(ledger), "the queued jobs to run")
+        eventually(lambda: idle(connection), "the reconcile's follow-ups to run")
         assert_converged(wisphub_sim, bqn_sim)
 
-        server.kill()  # again, now under a running worker
+        server.kill()  # again, now under an idle running worker
         time.sleep(0.5)
         server = RedisServer(directory, server.port, persistent=True)
         ledger.notify(churn(wisphub_sim, ids[:10]))
@@ -89,3 +90,10 @@ def test_a_worker_killed_mid_job_leaves_the_job_retried(
 
 def all_finished(ledger: Ledger) -> bool:
     return set(ledger.statuses().values()) == {"finished"}
+
+
+def idle(connection: Redis) -> bool:
+    """Nothing queued, scheduled or running, the jobs that jobs queued included."""
+    queue = Queue(ServiceSettings.queue_name, connection=connection)
+    registries = (queue.started_job_registry, queue.scheduled_job_registry)
+    return queue.count == 0 and all(registry.count == 0 for registry in registries)
