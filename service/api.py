@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
@@ -12,11 +13,11 @@ from service.context import context
 from service.errors import error_response
 from service.payloads import PayloadError, parse_id, parse_job_id
 from worker import defaults
-from worker.clients.bqn import BqnClient
 from worker.clients.wisphub import WispHubClient
 from worker.core.errors import ConfigError, SyncError, TransientError
 from worker.core.overrides import load_overrides
 from worker.core.plans import Plan, policy_state, resolved
+from worker.core.report import Report, merged
 from worker.queue import history, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.queueing import (
@@ -27,6 +28,7 @@ from worker.queue.queueing import (
     requeue_failures,
 )
 from worker.sync import engine
+from worker.sync.targets import SelectedClients, Shaper, connected, each_target, unless_all_failed
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -46,15 +48,23 @@ def sync_client(raw_id: str) -> tuple[Response, int]:
 @blueprint.get("/clients/<raw_id>/history")
 def client_history(raw_id: str) -> Response:
     """What the service did for a client, newest first (`?limit=`, default 50), and what it
-    last applied on the BQN."""
+    last applied on each BQN (`applied`: on the first target of the list)."""
     id_servicio = parse_id(raw_id)
-    redis = context().redis
-    applied = store.last_applied(redis, id_servicio)
+    ctx = context()
+    applied = {
+        target.name: store.last_applied(ctx.redis, id_servicio, store.target_keys(target.name))
+        for target in ctx.sync.targets
+    }
+    first = applied[ctx.sync.targets[0].name]
     return jsonify(
         {
             "id_servicio": id_servicio,
-            "applied": None if applied is None else applied.to_dict(),
-            "events": history.read(redis, id_servicio, _limit(50, 1000)),
+            "applied": None if first is None else first.to_dict(),
+            "applied_on": {
+                name: None if footprint is None else footprint.to_dict()
+                for name, footprint in applied.items()
+            },
+            "events": history.read(ctx.redis, id_servicio, _limit(50, 1000)),
         }
     )
 
@@ -67,53 +77,75 @@ def reconciles() -> Response:
 
 @blueprint.get("/clients/<raw_id>/plan")
 def client_plan(raw_id: str) -> Response | tuple[Response, int]:
-    """What a sync of this client would change on the BQN, computed now, changing nothing."""
+    """What a sync of this client would change on each BQN, computed now, changing nothing."""
     id_servicio = parse_id(raw_id)
     ctx = context()
-    wisphub, bqn = WispHubClient(ctx.sync.wisphub), BqnClient(ctx.sync.bqn)
+    wisphub = WispHubClient(ctx.sync.wisphub)
     try:
-        plans = _catalogue(wisphub)
-        outcome = engine.sync_client(
-            id_servicio,
-            wisphub,
-            bqn,
-            ctx.sync.rules,
-            lambda _rows: plans,
-            previous=store.last_applied(ctx.redis, id_servicio),
-            book=RedisAddressBook(ctx.redis, "plan-preview"),
-            dry_run=True,
-        )
+        with closing(wisphub), connected(ctx.sync.targets) as shapers:
+            plans = plan_catalogue(wisphub)
+            rows = {id_servicio: wisphub.get_client(id_servicio)}
+
+            def preview(shaper: Shaper) -> Report:
+                keys = store.target_keys(shaper.name)
+                return engine.sync_client(
+                    id_servicio,
+                    SelectedClients(wisphub, shaper.selector, rows=rows),
+                    shaper.bqn,
+                    ctx.sync.rules,
+                    lambda _rows: plans,
+                    previous=store.last_applied(ctx.redis, id_servicio, keys),
+                    book=RedisAddressBook(ctx.redis, "plan-preview", keys),
+                    dry_run=True,
+                ).report
+
+            reports, errors = unless_all_failed(*each_target(shapers, preview))
     except SyncError as exc:
-        return _upstream_error(exc)
-    finally:
-        wisphub.close()
-        bqn.close()
-    return jsonify(outcome.report.to_dict())
+        return upstream_error(exc)
+    answer = merged(reports, clients=1).to_dict()
+    if errors:
+        answer["unreached"] = {name: str(error) for name, error in errors.items()}
+    return jsonify(answer)
 
 
 @blueprint.get("/plans")
 def plans() -> Response | tuple[Response, int]:
     """Every plan: WispHub's speeds, the speeds used and where they come from, and the state of
-    its policy on the BQN (read now)."""
+    its policy on each BQN (read now; `bqn`: the same on every one, or `differs`)."""
     ctx = context()
-    wisphub, bqn = WispHubClient(ctx.sync.wisphub), BqnClient(ctx.sync.bqn)
+    wisphub = WispHubClient(ctx.sync.wisphub)
     try:
-        catalogue = resolved(_catalogue(wisphub), (), ctx.sync.rules)
-        held = {policy.name: policy for policy in bqn.list_policies()}
+        with closing(wisphub), connected(ctx.sync.targets) as shapers:
+            catalogue = resolved(plan_catalogue(wisphub), (), ctx.sync.rules)
+            held, errors = unless_all_failed(
+                *each_target(
+                    shapers,
+                    lambda shaper: {policy.name: policy for policy in shaper.bqn.list_policies()},
+                )
+            )
     except SyncError as exc:
-        return _upstream_error(exc)
-    finally:
-        wisphub.close()
-        bqn.close()
-    return jsonify(
-        {
-            "read_seconds_ago": _rounded(store.plans_age(ctx.redis)),
-            "plans": [
-                {**plan.to_dict(), "bqn": policy_state(plan, held.get(plan.policy_name))}
-                for plan in catalogue
-            ],
+        return upstream_error(exc)
+
+    def states(plan: Plan) -> dict[str, str]:
+        return {
+            name: policy_state(plan, found.get(plan.policy_name)) for name, found in held.items()
         }
-    )
+
+    listing = []
+    for plan in catalogue:
+        on = states(plan)
+        same = set(on.values())
+        entry = {**plan.to_dict(), "bqn": same.pop() if len(same) == 1 else "differs"}
+        if len(ctx.sync.targets) > 1:
+            entry["bqn_on"] = on
+        listing.append(entry)
+    answer: dict[str, Any] = {
+        "read_seconds_ago": _rounded(store.plans_age(ctx.redis)),
+        "plans": listing,
+    }
+    if errors:
+        answer["unreached"] = {name: str(error) for name, error in errors.items()}
+    return jsonify(answer)
 
 
 @blueprint.post("/plans/sync")
@@ -124,14 +156,22 @@ def sync_plans() -> tuple[Response, int]:
 
 @blueprint.post("/reconcile")
 def reconcile() -> tuple[Response, int]:
-    """Queue a full reconcile; `{"dry_run": true}` only computes the plan, `{"force": true}`
-    lets through the deletions the guard would hold back."""
+    """Queue a full reconcile of every target, or of one (`{"target": "core-a"}`);
+    `{"dry_run": true}` only computes the plan, `{"force": true}` lets through the deletions
+    the guard would hold back."""
     options = _options()
     flags = {name: options.get(name, False) for name in ("dry_run", "force")}
     for name, value in flags.items():
         if not isinstance(value, bool):
             raise PayloadError(f'"{name}" must be true or false')
-    job_id = enqueue_reconcile(context().queue, dry_run=flags["dry_run"], force=flags["force"])
+    ctx = context()
+    target = options.get("target")
+    names = [t.name for t in ctx.sync.targets]
+    if target is not None and target not in names:
+        raise PayloadError(f'"target" must be one of {", ".join(names)}, not {target!r}')
+    job_id = enqueue_reconcile(
+        ctx.queue, dry_run=flags["dry_run"], force=flags["force"], target=target
+    )
     return jsonify({"job_id": job_id}), 202
 
 
@@ -166,7 +206,7 @@ def job(job_id: str) -> Response:
     return jsonify(view)
 
 
-def _catalogue(wisphub: WispHubClient) -> list[Plan]:
+def plan_catalogue(wisphub: WispHubClient) -> list[Plan]:
     """The kept plan catalogue, or one read now when none is kept yet."""
     saved = store.saved_plans(context().redis)
     if saved is not None:
@@ -174,7 +214,7 @@ def _catalogue(wisphub: WispHubClient) -> list[Plan]:
     return engine.read_plans(wisphub, load_overrides(context().sync.plan_speeds_file))
 
 
-def _upstream_error(exc: SyncError) -> Response:
+def upstream_error(exc: SyncError) -> Response:
     """WispHub or the BQN failed while answering a request."""
     if isinstance(exc, TransientError):
         return error_response(503, "upstream_unavailable", str(exc))

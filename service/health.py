@@ -1,4 +1,5 @@
-"""`/healthz`: the process answers. `/readyz`: Redis answers and a worker is registered.
+"""`/healthz`: the process answers. `/readyz`: Redis answers and a worker is registered; it
+also names each target (BQN) with its circuit breaker's state (never its address).
 
 Both are open, for load balancers and orchestrators; why Redis is unreachable (its address
 among it) is told only to a caller with the API token.
@@ -11,7 +12,8 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from service.auth import offered_api_token, same
-from service.context import context
+from service.context import Context, context
+from worker.queue import breaker, store
 
 blueprint = Blueprint("health", __name__)
 
@@ -29,13 +31,22 @@ def readyz() -> tuple[Response, int]:
     try:
         ctx.redis.ping()
         workers = Worker.count(queue=ctx.queue)
+        targets = _breakers(ctx)
     except RedisError as exc:
         # Where Redis is, and why it failed, only for the API token's holder.
         detail = f"unreachable: {exc}" if _trusted(ctx.service.api_token) else "unreachable"
         return jsonify({"status": "unavailable", "redis": detail}), 503
-    if workers == 0:
-        return jsonify({"status": "unavailable", "redis": "ok", "workers": 0}), 503
-    return jsonify({"status": "ready", "redis": "ok", "workers": workers}), 200
+    status, code = ("ready", 200) if workers else ("unavailable", 503)
+    return jsonify({"status": status, "redis": "ok", "workers": workers, "targets": targets}), code
+
+
+def _breakers(ctx: Context) -> dict[str, str]:
+    """Each target's circuit breaker: `closed`, or `open` while its BQN keeps failing (the
+    service stays ready: the other targets' work goes on)."""
+    return {
+        target.name: breaker.state(ctx.redis, store.target_keys(target.name))["state"]
+        for target in ctx.sync.targets
+    }
 
 
 def _trusted(token: str | None) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 
 from flask import Blueprint, Flask, Response, request
@@ -40,7 +40,7 @@ from rq import Queue
 from service import overview
 from service.auth import require_api_token
 from service.context import context
-from worker.queue import metrics
+from worker.queue import breaker, metrics, store
 
 NS = metrics.NAMESPACE
 
@@ -80,7 +80,8 @@ def scrape() -> Response:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_Own())
-    registry.register(RedisCollector(ctx.redis, ctx.queue))
+    names = [target.name for target in ctx.sync.targets]
+    registry.register(RedisCollector(ctx.redis, ctx.queue, names))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
@@ -130,13 +131,29 @@ class _Own(Collector):
 class RedisCollector(Collector):
     """The workers' counters from Redis and the overview's gauges, read at each scrape."""
 
-    def __init__(self, redis: Redis, queue: Queue) -> None:
+    def __init__(self, redis: Redis, queue: Queue, targets: Sequence[str]) -> None:
         self.redis = redis
         self.queue = queue
+        self.targets = targets
 
     def collect(self) -> Iterator[Metric]:
         yield from _stored(self.redis)
         yield from _gauges(overview.read(self.redis, self.queue))
+        yield _breakers(self.redis, self.targets)
+
+
+def _breakers(redis: Redis, targets: Sequence[str]) -> Metric:
+    """Each target's circuit breaker: 1 while open (its BQN kept failing, its work waits)."""
+    family = GaugeMetricFamily(
+        f"{NS}_target_breaker_open",
+        "1 while a target's circuit breaker is open: its BQN kept failing and jobs skip it "
+        "for BREAKER_OPEN_SECONDS",
+        labels=["target"],
+    )
+    for name in targets:
+        state = breaker.state(redis, store.target_keys(name))["state"]
+        family.add_metric([name], float(state == "open"))
+    return family
 
 
 def _stored(redis: Redis) -> Iterator[Metric]:

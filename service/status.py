@@ -30,7 +30,7 @@ from flask import (
     url_for,
 )
 
-from service import overview, sessions
+from service import overview, sessions, targets
 from service.auth import offered_api_token, same
 from service.context import Context, context
 from service.payloads import PayloadError, parse_id, parse_job_id
@@ -101,10 +101,14 @@ def page() -> str:
         except PayloadError as exc:
             flash(str(exc), "error")
         else:
-            applied = store.last_applied(ctx.redis, id_servicio)
             found = {
                 "id": id_servicio,
-                "applied": applied,
+                "applied": {
+                    target.name: store.last_applied(
+                        ctx.redis, id_servicio, store.target_keys(target.name)
+                    )
+                    for target in ctx.sync.targets
+                },
                 "events": history.read(ctx.redis, id_servicio, 100),
             }
     count, failed = failures(ctx.queue, defaults.FAILURES_SHOWN)
@@ -113,6 +117,9 @@ def page() -> str:
         now=overview.read(ctx.redis, ctx.queue),
         failures=failed,
         failure_count=count,
+        targets=targets.described(
+            ctx.redis, ctx.sync.targets, ctx.service.history.reconcile_reports
+        ),
         chart=chart(history.operations_per_hour(ctx.redis, defaults.CHART_HOURS)),
         client=client,
         found=found,

@@ -16,17 +16,25 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from typing import TextIO
 
 from worker import logs
-from worker.clients.bqn import BqnClient
 from worker.clients.wisphub import WispHubClient
 from worker.core.errors import ConfigError, SyncError
 from worker.core.overrides import load_overrides
 from worker.core.progress import Progress, TerminalProgress, silent
-from worker.core.report import Report
+from worker.core.report import Report, merged
 from worker.settings import ServiceSettings, Settings, redacted
 from worker.sync.engine import full_sync, read_plans, sync_client
+from worker.sync.targets import (
+    SelectedClients,
+    Shaper,
+    connected,
+    each_target,
+    unless_all_failed,
+)
+from worker.targets import Target
 from worker.version import add_version_option
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -85,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID_SERVICIO",
         help="sync only this client (its current IP) instead of everyone",
     )
+    parser.add_argument(
+        "--target",
+        metavar="NAME",
+        help="sync only this target of BQN_TARGETS_FILE (default: every target)",
+    )
     parser.add_argument("user", nargs="?", metavar="BQN_USER", help="env BQN_USER")
     parser.add_argument("password", nargs="?", metavar="BQN_PASSWORD", help="env BQN_PASSWORD")
     parser.add_argument("key", nargs="?", metavar="API_KEY", help="env WISPHUB_API_KEY")
@@ -92,8 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    """Settings from the environment, with the command-line arguments laid over it."""
-    merged = {**ORIGINAL_DEFAULTS, **{k: v for k, v in env.items() if v.strip()}}
+    """Settings from the environment, with the command-line arguments laid over it. The
+    original command line (`-b IP USER PASS`) syncs that one BQN, targets file or not; without
+    it, a targets file takes the place of the original script's default BQN."""
+    given = {k: v for k, v in env.items() if v.strip()}
+    if args.bqn or args.user or args.password:
+        given.pop("BQN_TARGETS_FILE", None)
+    fallbacks = dict(ORIGINAL_DEFAULTS)
+    if "BQN_TARGETS_FILE" in given:
+        fallbacks.pop("BQN_URL")
+    values = {**fallbacks, **given}
     overrides = {
         "WISPHUB_URL": args.wisphub,
         "BQN_URL": args.bqn,
@@ -101,8 +122,8 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         "BQN_PASSWORD": args.password,
         "WISPHUB_API_KEY": args.key,
     }
-    merged.update({name: value for name, value in overrides.items() if value})
-    return Settings.from_env(merged)
+    values.update({name: value for name, value in overrides.items() if value})
+    return Settings.from_env(values)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -117,11 +138,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return EXIT_OK
         display = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
         try:
-            report = run(
+            report, unreached = run(
                 settings,
                 client=args.client,
                 dry_run=args.dry_run,
                 force=args.force,
+                target=args.target,
                 progress=display or silent,
             )
         finally:
@@ -138,7 +160,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         sys.stdout.write("\n")
     else:
         print_report(report, sys.stdout)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    for name, error in unreached.items():
+        print(
+            f"wisphub-bqn-sync: target {name} failed, nothing more was changed there: {error}",
+            file=sys.stderr,
+        )
+    return EXIT_OK if report.ok and not unreached else EXIT_FAILED
 
 
 def show_config(settings: Settings, env: Mapping[str, str]) -> None:
@@ -160,33 +187,56 @@ def run(
     client: int | None,
     dry_run: bool,
     force: bool = False,
+    target: str | None = None,
     progress: Progress = silent,
-) -> Report:
-    """One full sync (or one client's) with fresh API clients."""
+) -> tuple[Report, dict[str, SyncError]]:
+    """One full sync (or one client's) on every target, or on `target` alone, with fresh API
+    clients: WispHub is read once, the targets are written at once. Returns the report of all
+    (each operation naming its target when there are several) and the targets that failed;
+    when every target failed, the first error is raised."""
     overrides = load_overrides(settings.plan_speeds_file)
     wisphub = WispHubClient(settings.wisphub)
-    bqn = BqnClient(settings.bqn)
-    try:
+    with closing(wisphub), connected(chosen(settings, target)) as shapers:
         plans = read_plans(wisphub, overrides)
         if client is not None:
-            outcome = sync_client(
-                client, wisphub, bqn, settings.rules, lambda _rows: plans, dry_run=dry_run
-            )
-            return outcome.report
-        outcome = full_sync(
-            wisphub,
-            bqn,
-            settings.rules,
-            plans,
-            guard=settings.guard,
-            force=force,
-            dry_run=dry_run,
-            progress=progress,
-        )
-        return outcome.report
-    finally:
-        wisphub.close()
-        bqn.close()
+            rows = {client: wisphub.get_client(client)}
+
+            def work(shaper: Shaper) -> Report:
+                view = SelectedClients(wisphub, shaper.selector, rows=rows)
+                found = sync_client(
+                    client, view, shaper.bqn, settings.rules, lambda _: plans, dry_run=dry_run
+                )
+                return found.report
+        else:
+            complete_pass = wisphub.list_clients(progress)
+
+            def work(shaper: Shaper) -> Report:
+                outcome = full_sync(
+                    SelectedClients(wisphub, shaper.selector, complete_pass=complete_pass),
+                    shaper.bqn,
+                    settings.rules,
+                    plans,
+                    guard=settings.guard,
+                    force=force,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+                return outcome.report
+
+        reports, errors = unless_all_failed(*each_target(shapers, work))
+    clients = 1 if client is not None else len(complete_pass)
+    return merged(reports, clients=clients), errors
+
+
+def chosen(settings: Settings, target: str | None) -> list[Target]:
+    """The targets a run works on: every one, or the one named."""
+    if target is None:
+        return list(settings.targets)
+    found = [t for t in settings.targets if t.name == target]
+    if not found:
+        names = ", ".join(t.name for t in settings.targets)
+        raise ConfigError(f"--target: no target named {target!r} (targets: {names})")
+    return found
 
 
 def print_report(report: Report, out: TextIO) -> None:

@@ -141,6 +141,11 @@ EXPEDITE_MARGIN_SECONDS = 5
 CLIENT_LOCK_SECONDS = CLIENT_JOB_TIMEOUT + MINUTE
 ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
 RECONCILE_LOCK_SECONDS = RECONCILE_JOB_TIMEOUT + 10 * MINUTE
+
+# A target whose BQN failed this many runs in a row (every job's, across workers) is skipped
+# for BREAKER_OPEN_SECONDS, its work retried later (`worker.queue.breaker`).
+BREAKER_FAILURES = 3
+BREAKER_OPEN_SECONDS = 30
 # A poll that outlived its lock is one RQ has stopped: a poll may start again.
 POLL_LOCK_SECONDS = POLL_JOB_TIMEOUT
 # Tries of a reconcile's bookkeeping when jobs record what they applied meanwhile.

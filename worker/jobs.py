@@ -12,43 +12,41 @@ from redis.client import Pipeline
 from rq.job import Job
 
 from worker.core.changes import fingerprint
-from worker.queue import batch, history, passes, store
+from worker.core.report import merged
+from worker.queue import batch, fanout, history, passes, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source
 from worker.queue.lifecycle import JobResult, finish, rq_job
-from worker.queue.runtime import runtime
+from worker.queue.runtime import keys_of, runtime
 from worker.sync import engine
+from worker.sync.targets import SelectedClients
 
 
 @rq_job
 def sync_client(job: Job, id_servicio: int) -> JobResult:
-    """Re-read one client from WispHub and bring the addresses it has or had in line (the
-    client's lock is held: `rq_job`)."""
-    redis = job.connection
+    """Re-read one client from WispHub and bring the addresses it has or had in line, on
+    every target (the client's lock is held: `rq_job`)."""
     rt = runtime()
-    previous = store.touch(redis, [id_servicio])[id_servicio]  # before it records
-    outcome = engine.sync_client(
-        id_servicio,
-        rt.wisphub,
-        rt.bqn,
-        rt.settings.rules,
-        plan_source(redis, rt),
-        previous=previous,
-        book=RedisAddressBook(redis, job.id),
-        policies=rt.policies,
-    )
-    row = outcome.row
+    done = fanout.sync_clients(job, [id_servicio])
+    outcome = done.sync
+    if id_servicio in outcome.unread:
+        raise outcome.unread[id_servicio]
+    row, previous = outcome.rows.get(id_servicio), done.previous.get(id_servicio)
+    went_through = outcome.report.ok and not done.errors
     seen = {id_servicio: None if row is None else fingerprint(row, rt.settings.rules)}
     events = [history.read_from_wisphub(job.id, row)]
     events += [event for _, event in history.report_events(outcome.report, job.id)]
     known = row is not None or previous is not None or bool(outcome.report.planned)
-    return finish(
+    fanout.note_targets_left(job, done.reports, done.errors)
+    result = finish(
         job,
         outcome.report,
         [(id_servicio, event) for event in events],
         known=known,
-        also=lambda pipe: _record(pipe, id_servicio, seen if outcome.report.ok else None),
+        also=lambda pipe: _record(pipe, id_servicio, seen if went_through else None),
+        unreached=done.errors,
     )
+    return fanout.with_targets(result, done.reports, done.errors)
 
 
 def _record(pipe: Pipeline, id_servicio: int, seen: dict[int, str | None] | None) -> None:
@@ -67,40 +65,57 @@ def sync_clients(job: Job, ids: list[int]) -> JobResult:
 
 
 @rq_job
-def sync_address(job: Job, ip: str) -> JobResult:
-    """Settle one BQN address the poller found held for no client of its pass: whoever last
-    claimed it is read again, and the entry goes only if none of them claims it now."""
+def sync_address(job: Job, address: str) -> JobResult:
+    """Settle one BQN address the poller found held for no client of its pass (`address`:
+    the IP, or `IP@target` on a target other than `default`): whoever last claimed it there is
+    read again, and the entry goes only if none of them claims it now."""
     redis = job.connection
     rt = runtime()
+    ip, target = store.split_address_key(address)
+    shapers = rt.chosen([target])
+    if not shapers:
+        return {"skipped": f"target {target!r} is not configured any more"}
+    [shaper] = shapers
     report = engine.sync_addresses(
         [ip],
-        rt.wisphub,
-        rt.bqn,
+        SelectedClients(rt.wisphub, shaper.selector),
+        shaper.bqn,
         rt.settings.rules,
         plan_source(redis, rt),
-        book=RedisAddressBook(redis, job.id),
-        policies=rt.policies,
+        book=RedisAddressBook(redis, job.id, keys_of(shaper)),
+        policies=shaper.policies,
     )
+    report = merged({shaper.name: report}, clients=report.clients)
     events = history.report_events(report, job.id)
     return finish(job, report, [(key, e) for key, e in events if key is not None])
 
 
 @rq_job
-def reconcile(job: Job, dry_run: bool = False, force: bool = False) -> JobResult:
-    """The full sync: every client from a complete WispHub pass against the whole BQN
-    (`worker.queue.passes.reconcile`); `force` lets through what the deletion guard holds."""
-    return passes.reconcile(job, dry_run=dry_run, force=force)
+def reconcile(
+    job: Job, dry_run: bool = False, force: bool = False, target: str | None = None
+) -> JobResult:
+    """The full sync: every client from a complete WispHub pass against every target's whole
+    BQN, or `target`'s alone (`worker.queue.passes.reconcile`); `force` lets through what the
+    deletion guard holds."""
+    return passes.reconcile(job, dry_run=dry_run, force=force, target=target)
 
 
 @rq_job
 def sync_plans(job: Job) -> JobResult:
-    """Read the plan catalogue again and put every plan's rate policy in place on the BQN."""
+    """Read the plan catalogue again and put every plan's rate policy in place on every
+    target."""
     rt = runtime()
     plans = current_plans(job.connection, rt, refresh=True)
-    report = engine.sync_policies(rt.bqn, rt.settings.rules, plans)
-    if report.ok and report.planned:  # a policy was put right: its clients may go through now
+    reports, errors = fanout.on_targets(
+        job.connection,
+        fanout.targets_to_do(job, rt),
+        lambda shaper: engine.sync_policies(shaper.bqn, rt.settings.rules, plans),
+    )
+    report = merged(reports, clients=0)
+    if report.ok and report.planned and not errors:  # its clients may go through now
         store.clear_all_failed(job.connection)
-    return finish(job, report)
+    fanout.note_targets_left(job, reports, errors)
+    return fanout.with_targets(finish(job, report, unreached=errors), reports, errors)
 
 
 @rq_job

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +18,8 @@ from worker import defaults
 from worker.clients.connection import Connection
 from worker.core.errors import ConfigError
 from worker.core.rules import MULTI_IP_MODES, SUBSCRIBER_ID_FIELDS, GuardLimits, MappingRules
+from worker.core.targets import DEFAULT_TARGET
+from worker.targets import Target, default_target, read_targets
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,8 @@ class Settings:
     """Everything the sync engine needs."""
 
     wisphub: Connection
-    bqn: Connection
+    # The BQNs kept in step (`worker.targets`), at least one.
+    targets: tuple[Target, ...]
     rules: MappingRules = field(default_factory=MappingRules)
     plan_speeds_file: str | None = None
     guard: GuardLimits = field(default_factory=GuardLimits)
@@ -40,16 +43,9 @@ class Settings:
             secret=read.required("WISPHUB_API_KEY", "the WispHub API key"),
             page_size=read.integer("WISPHUB_PAGE_SIZE", defaults.WISPHUB_PAGE_SIZE, 1, 5000),
         )
-        bqn = read.connection(
-            "BQN",
-            url=bqn_base_url(read.required("BQN_URL", "the BQN address")),
-            user=read.required("BQN_USER", "the BQN REST user"),
-            secret=read.required("BQN_PASSWORD", "the BQN REST password"),
-            check_hostname=read.flag("BQN_CHECK_HOSTNAME", default=False),
-            ciphers=read.text("BQN_TLS_CIPHERS", defaults.BQN_CIPHERS),
-        )
+        targets = _targets(read)
         if not read.flag("ALLOW_INSECURE_HTTP", default=False):
-            for name, connection in (("WISPHUB_URL", wisphub), ("BQN_URL", bqn)):
+            for name, connection in _urls(wisphub, targets):
                 if connection.url.startswith("http://"):
                     raise ConfigError(
                         f"{name} uses http://, which sends the "
@@ -67,7 +63,7 @@ class Settings:
         )
         return cls(
             wisphub=wisphub,
-            bqn=bqn,
+            targets=tuple(targets),
             rules=rules,
             plan_speeds_file=read.optional("PLAN_SPEEDS_FILE"),
             guard=GuardLimits(
@@ -77,17 +73,78 @@ class Settings:
         )
 
 
+def _targets(read: _Reader) -> list[Target]:
+    """The targets of `BQN_TARGETS_FILE`, or the one BQN of `BQN_URL`; never both (which
+    would leave one of them silently unused)."""
+
+    def connect(url: str, user: str, password: str, ca_bundle: str | None) -> Connection:
+        connection = read.connection(
+            "BQN",
+            url=bqn_base_url(url),
+            user=user,
+            secret=password,
+            check_hostname=read.flag("BQN_CHECK_HOSTNAME", default=False),
+            ciphers=read.text("BQN_TLS_CIPHERS", defaults.BQN_CIPHERS),
+        )
+        return replace(connection, ca_bundle=ca_bundle or connection.ca_bundle)
+
+    path = read.optional("BQN_TARGETS_FILE")
+    if path is None:
+        return [
+            default_target(
+                connect(
+                    read.required("BQN_URL", "the BQN address"),
+                    read.required("BQN_USER", "the BQN REST user"),
+                    read.required("BQN_PASSWORD", "the BQN REST password"),
+                    None,
+                )
+            )
+        ]
+    single = {
+        "BQN_URL": read.optional("BQN_URL"),
+        "BQN_USER": read.optional("BQN_USER"),
+        "BQN_PASSWORD": read.optional("BQN_PASSWORD"),
+    }
+    if also := [name for name, value in single.items() if value]:
+        raise ConfigError(
+            f"BQN_TARGETS_FILE and {', '.join(also)} are both set: name that BQN in the file "
+            "(as one of its targets) and unset the variables"
+        )
+    return read_targets(path, read.env, connect)
+
+
+def _urls(wisphub: Connection, targets: list[Target]) -> list[tuple[str, Connection]]:
+    """Each API address with the setting that names it."""
+    named = [("WISPHUB_URL", wisphub)]
+    for target in targets:
+        named.append((_bqn_url_setting(target), target.bqn))
+    return named
+
+
+def _bqn_url_setting(target: Target) -> str:
+    """Where a target's address is set: `BQN_URL`, or its entry in the targets file."""
+    return "BQN_URL" if target.name == DEFAULT_TARGET else f"target {target.name!r}: url"
+
+
 def tls_warnings(settings: Settings) -> list[str]:
     """What is left unchecked in how the service reaches the APIs, for the start-up log and the
     status page: each line says what it risks and how to fix it."""
     warnings = []
-    if settings.bqn.ca_bundle is None:
-        warnings.append(
-            "the BQN's TLS certificate is not verified (BQN_CA_BUNDLE is not set): a machine "
-            "on the path to the BQN could pose as it and read its REST password; pin the "
-            "BQN's own certificate with BQN_CA_BUNDLE (docs/security.md)"
+    for target in settings.targets:
+        if target.bqn.ca_bundle is not None:
+            continue
+        subject = (
+            "the BQN's TLS certificate"
+            if target.name == DEFAULT_TARGET
+            else f"the TLS certificate of target {target.name!r}"
         )
-    for name, connection in (("WISPHUB_URL", settings.wisphub), ("BQN_URL", settings.bqn)):
+        warnings.append(
+            f"{subject} is not verified (BQN_CA_BUNDLE is not set): a machine "
+            "on the path to the BQN could pose as it and read its REST password; pin the "
+            "BQN's own certificate with BQN_CA_BUNDLE or the target's ca_bundle "
+            "(docs/security.md)"
+        )
+    for name, connection in _urls(settings.wisphub, list(settings.targets)):
         if connection.url.startswith("http://"):
             warnings.append(f"{name} uses plain http:// (ALLOW_INSECURE_HTTP=1)")
     return warnings
@@ -134,6 +191,9 @@ class ServiceSettings:
     batch_size: int = defaults.BATCH_SIZE
     # Seconds before each retry of a job that failed transiently.
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
+    # A target's breaker opens after this many failed runs in a row, for so many seconds.
+    breaker_failures: int = defaults.BREAKER_FAILURES
+    breaker_open_seconds: int = defaults.BREAKER_OPEN_SECONDS
     history: HistoryLimits = field(default_factory=HistoryLimits)
 
     @classmethod
@@ -165,6 +225,10 @@ class ServiceSettings:
             max_queued_jobs=read.integer("MAX_QUEUED_JOBS", cls.max_queued_jobs, 1, 10_000_000),
             batch_size=read.integer("BATCH_SIZE", cls.batch_size, 1, 10_000),
             retry_intervals=read.seconds_list("RETRY_INTERVALS", cls.retry_intervals),
+            breaker_failures=read.integer("BREAKER_FAILURES", cls.breaker_failures, 1, 1000),
+            breaker_open_seconds=read.integer(
+                "BREAKER_OPEN_SECONDS", cls.breaker_open_seconds, 0, 3600
+            ),
             history=HistoryLimits(
                 per_client=read.integer("HISTORY_PER_CLIENT", HistoryLimits.per_client, 1, 1000),
                 days=read.integer("HISTORY_DAYS", HistoryLimits.days, 1, 3650),
@@ -232,8 +296,12 @@ def redacted(settings: Any) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for item in fields(settings):
         value = getattr(settings, item.name)
-        if is_dataclass(value):
+        if hasattr(value, "to_dict"):  # a target's selector
+            result[item.name] = value.to_dict()
+        elif is_dataclass(value):
             result[item.name] = redacted(value)
+        elif isinstance(value, tuple) and value and all(is_dataclass(v) for v in value):
+            result[item.name] = [redacted(v) for v in value]
         elif not item.repr and isinstance(value, str) and "://" in value:
             result[item.name] = _without_secrets(value)
         elif not item.repr:

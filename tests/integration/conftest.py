@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
@@ -114,14 +115,85 @@ def wisphub_sim(tls: TlsFiles) -> Iterator[WispHubSim]:
     sim.server.close()
 
 
-@pytest.fixture
-def bqn_sim(tls: TlsFiles) -> Iterator[BqnSim]:
-    state = bqn.BqnState(user=BQN_USER, password=BQN_PASSWORD)
+@contextmanager
+def serving_bqn(tls: TlsFiles, password: str) -> Iterator[BqnSim]:
+    """A seeded BQN simulator taking `BQN_USER` with `password`, until the block ends."""
+    state = bqn.BqnState(user=BQN_USER, password=password)
     seed.load_bqn(state, seed=1)
     app = bqn.create_app(state)
     sim = BqnSim(app, tls, serve(app, tls=tls), state)
-    yield sim
-    sim.server.close()
+    try:
+        yield sim
+    finally:
+        sim.server.close()
+
+
+@pytest.fixture
+def bqn_sim(tls: TlsFiles) -> Iterator[BqnSim]:
+    with serving_bqn(tls, BQN_PASSWORD) as sim:
+        yield sim
+
+
+SECOND_BQN_PASSWORD = "core-b-secret-0456"
+
+
+@pytest.fixture
+def second_bqn(tls: TlsFiles) -> Iterator[BqnSim]:
+    """Another BQN, as the standby of an HA pair or a second site's; its REST password differs
+    from the first's."""
+    with serving_bqn(tls, SECOND_BQN_PASSWORD) as sim:
+        yield sim
+
+
+def write_targets(directory: Path, targets: list[dict[str, Any]]) -> Path:
+    """A targets file (`BQN_TARGETS_FILE`) listing `targets`."""
+    path = directory / "targets.yaml"
+    path.write_text(yaml.safe_dump({"targets": targets}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def targets_env(service_env: dict[str, str], path: Path, **passwords: str) -> dict[str, str]:
+    """`service_env` with its BQN given by the targets file at `path` instead of `BQN_URL`,
+    and the password variables the file names."""
+    single = ("BQN_URL", "BQN_USER", "BQN_PASSWORD")
+    return {
+        **{name: value for name, value in service_env.items() if name not in single},
+        "BQN_TARGETS_FILE": str(path),
+        **passwords,
+    }
+
+
+def make_pair_env(
+    service_env: dict[str, str], first: BqnSim, second: BqnSim, directory: Path
+) -> dict[str, str]:
+    """The service keeping an HA pair: `core-a` (`first`, its password in the file) and
+    `core-b` (`second`, its password in `BQN_CORE_B_PASSWORD`), both taking every client."""
+    path = write_targets(
+        directory,
+        [
+            {
+                "name": "core-a",
+                "url": first.server.url,
+                "user": BQN_USER,
+                "password": BQN_PASSWORD,
+            },
+            {
+                "name": "core-b",
+                "url": second.server.url,
+                "user": BQN_USER,
+                "password_env": "BQN_CORE_B_PASSWORD",
+            },
+        ],
+    )
+    return targets_env(service_env, path, BQN_CORE_B_PASSWORD=SECOND_BQN_PASSWORD)
+
+
+@pytest.fixture
+def pair_env(
+    service_env: dict[str, str], bqn_sim: BqnSim, second_bqn: BqnSim, tmp_path: Path
+) -> dict[str, str]:
+    """`make_pair_env` with `bqn_sim` as core-a and `second_bqn` as core-b."""
+    return make_pair_env(service_env, bqn_sim, second_bqn, tmp_path)
 
 
 @pytest.fixture
@@ -156,7 +228,7 @@ def wisphub_client(settings: Settings) -> Iterator[WispHubClient]:
 
 @pytest.fixture
 def bqn_client(settings: Settings) -> Iterator[BqnClient]:
-    client = BqnClient(settings.bqn)
+    client = BqnClient(settings.targets[0].bqn)
     yield client
     client.close()
 
@@ -307,6 +379,9 @@ def service_env(env: dict[str, str], redis_url: str) -> dict[str, str]:
         # several workers in each worker process, as in production; fewer than its default
         # eight, so that the suite's many Procfile processes share two cores
         "WORKER_PROCESSES": "3",
+        # the tests retry jobs a second or so apart: a BQN brought back is tried within
+        # two seconds (30 by default, for retries 5 s and more apart)
+        "BREAKER_OPEN_SECONDS": "2",
     }
 
 

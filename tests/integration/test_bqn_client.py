@@ -95,7 +95,7 @@ def test_static_policies_and_rules_subscribers_are_listed(bqn_client):
 
 
 def test_wrong_password_is_a_config_error(settings):
-    client = BqnClient(dataclasses.replace(settings.bqn, secret="wrong"))
+    client = BqnClient(dataclasses.replace(settings.targets[0].bqn, secret="wrong"))
     with pytest.raises(ConfigError, match="refused the REST user or password"):
         client.list_subscribers()
 
@@ -109,25 +109,25 @@ def test_transient_errors_are_retried(bqn_sim, bqn_client, status):
 
 def test_lasting_errors_raise_transient(bqn_sim, settings):
     bqn_sim.state.faults.update(fail_every=1, fail_status=500)
-    client = BqnClient(dataclasses.replace(settings.bqn, retries=1))
+    client = BqnClient(dataclasses.replace(settings.targets[0].bqn, retries=1))
     with pytest.raises(TransientError, match="BQN answered 500"):
         client.create_subscriber("10.1.2.8", FIELDS)
 
 
 def test_a_refused_connection_is_transient(settings):
     client = BqnClient(
-        dataclasses.replace(settings.bqn, url="https://127.0.0.1:9/api/v1", retries=0)
+        dataclasses.replace(settings.targets[0].bqn, url="https://127.0.0.1:9/api/v1", retries=0)
     )
     with pytest.raises(TransientError, match="BQN unreachable"):
         client.list_subscribers()
 
 
 def test_a_ca_bundle_turns_verification_on(settings, tls, tmp_path):
-    verified = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(tls.ca)))
+    verified = BqnClient(dataclasses.replace(settings.targets[0].bqn, ca_bundle=str(tls.ca)))
     assert listed_subscribers(verified) == SEEDED_SUBSCRIBERS
     foreign = tmp_path / "foreign-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(foreign))
-    foreign_ca = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(foreign)))
+    foreign_ca = BqnClient(dataclasses.replace(settings.targets[0].bqn, ca_bundle=str(foreign)))
     with pytest.raises(ConfigError, match="TLS failed"):
         foreign_ca.list_subscribers()
 
@@ -135,18 +135,18 @@ def test_a_ca_bundle_turns_verification_on(settings, tls, tmp_path):
 def test_the_bqns_own_certificate_can_be_pinned(settings, tmp_path):
     """As docs/security.md says: fetch the certificate the BQN presents and trust only it,
     though a CA the service never sees issued it."""
-    url = urlsplit(settings.bqn.url)
+    url = urlsplit(settings.targets[0].bqn.url)
     pinned = tmp_path / "bqn.pem"
     pinned.write_text(ssl.get_server_certificate((url.hostname, url.port)))
-    client = BqnClient(dataclasses.replace(settings.bqn, ca_bundle=str(pinned)))
+    client = BqnClient(dataclasses.replace(settings.targets[0].bqn, ca_bundle=str(pinned)))
     assert listed_subscribers(client) == SEEDED_SUBSCRIBERS
 
 
 def test_hostname_checking_can_be_turned_on(settings, tls):
     named = dataclasses.replace(
-        settings.bqn,
+        settings.targets[0].bqn,
         ca_bundle=str(tls.ca),
         check_hostname=True,
-        url=settings.bqn.url.replace("127.0.0.1", "localhost"),
+        url=settings.targets[0].bqn.url.replace("127.0.0.1", "localhost"),
     )
     assert {p.name for p in BqnClient(named).list_policies()} == SEEDED_POLICIES

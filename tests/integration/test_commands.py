@@ -123,3 +123,31 @@ def test_the_processes_with_redis_down_say_so_in_one_line(command, service_env):
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if "ERROR" in line]
     assert "Redis unreachable" in line
+
+
+@pytest.mark.slow
+def test_every_process_refuses_a_bad_targets_file(service_env, tmp_path, redis):
+    """A typo in the targets file must never leave a BQN silently unsynced: the web, worker
+    and scheduler all stop at start-up, naming the target and the key."""
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        "targets:\n"
+        "  - name: core-a\n"
+        "    url: https://127.0.0.1:3443\n"
+        "    user: sync\n"
+        "    password: not-shown-0123\n"
+        "    netwroks: [10.10.0.0/16]\n",
+        encoding="utf-8",
+    )
+    single = ("BQN_URL", "BQN_USER", "BQN_PASSWORD")
+    env = {k: v for k, v in service_env.items() if k not in single}
+    processes = Processes({**env, "BQN_TARGETS_FILE": str(targets)}, ["web", "worker", "scheduler"])
+    try:
+        for child in processes.children:
+            assert child.process.wait(timeout=60) != 0, child.name
+            log = child.log.read_text()
+            assert f"BQN_TARGETS_FILE {targets}: target 'core-a': unknown key 'netwroks'" in log
+            assert "not-shown-0123" not in log
+    finally:
+        processes.stop()
+    assert redis.keys() == []  # nothing registered, nothing queued

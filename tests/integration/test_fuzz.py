@@ -3,6 +3,8 @@ every answer matches the document."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -75,7 +77,7 @@ def test_the_document_is_served_and_lists_every_route(app, web):
         (path, method.upper()) for path, item in document["paths"].items() for method in item
     }
     routes = {
-        (rule.rule.replace("<raw_id>", "{id_servicio}").replace("<job_id>", "{job_id}"), method)
+        (re.sub(r"<(\w+)>", r"{\1}", rule.rule).replace("{raw_id}", "{id_servicio}"), method)
         for rule in app.url_map.iter_rules()
         for method in rule.methods - {"HEAD", "OPTIONS"}
         if rule.endpoint != "static"

@@ -95,8 +95,8 @@ def test_the_settings_dump_redacts_every_secret(env, run_cli, redis_url):
     assert result.code == 0
     config = json.loads(result.out)
     assert config["sync"]["wisphub"]["secret"] == "***"
-    assert config["sync"]["bqn"]["secret"] == "***"
+    assert config["sync"]["targets"][0]["bqn"]["secret"] == "***"
     assert config["service"]["redis_url"] == "redis://:***@127.0.0.1:6379/0"
-    assert config["sync"]["bqn"]["user"] == BQN_USER
+    assert config["sync"]["targets"][0]["bqn"]["user"] == BQN_USER
     for secret in (API_KEY, BQN_PASSWORD, WEBHOOK_SECRET, API_TOKEN, "redis-pass-0123"):
         assert secret not in result.out + result.err

@@ -87,7 +87,16 @@ def test_counters_move_as_the_service_works(web, work, wisphub_sim, queue):
     assert moved("client_syncs_requested_total", via="webhook", outcome="queued") == 1
     assert moved("client_syncs_requested_total", via="webhook", outcome="coalesced") == 1
     assert moved("jobs_total", job="sync_client", outcome="succeeded") == 1
-    assert moved("bqn_operations_total", kind="subscriber", action="create", result="ok") == 1
+    assert (
+        moved(
+            "bqn_operations_total",
+            kind="subscriber",
+            action="create",
+            result="ok",
+            target="default",
+        )
+        == 1
+    )
     wisphub_reads = total(after, "upstream_requests_total", service="wisphub") - total(
         before, "upstream_requests_total", service="wisphub"
     )

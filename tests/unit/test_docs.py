@@ -302,7 +302,14 @@ def test_every_environment_read_names_its_variable():
     """A variable read under a name the scanner cannot work out would escape the checks below:
     read it through a literal, a constant or a reader function instead."""
     _, unresolved = environment_reads()
-    assert unresolved == []
+    assert [site for site in unresolved if not operator_named(site)] == []
+
+
+def operator_named(site: str) -> bool:
+    """The one read whose variable the operator names: a target's `password_env` in the
+    targets file (`worker/targets.py`)."""
+    path, _, expression = site.split(":")
+    return path == "worker/targets.py" and expression.strip() == "variable"
 
 
 @pytest.mark.parametrize("page", CONFIG_PAGES)

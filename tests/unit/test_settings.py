@@ -65,8 +65,8 @@ def test_bad_urls_are_config_errors(value):
 def test_defaults():
     settings = Settings.from_env(BASE_ENV)
     assert settings.wisphub.url == "https://api.wisphub.net"
-    assert settings.bqn.url == "https://192.168.0.121:3443/api/v1"
-    assert settings.bqn.ca_bundle is None
+    assert settings.targets[0].bqn.url == "https://192.168.0.121:3443/api/v1"
+    assert settings.targets[0].bqn.ca_bundle is None
     assert settings.rules.block_policy == "Wisphub_block"
     assert settings.rules.subscriber_id_field == "nombre"
 
@@ -85,7 +85,7 @@ def test_each_api_connection_has_its_own_defaults():
         concurrency=4,
         page_size=500,
     )
-    assert settings.bqn == Connection(
+    assert settings.targets[0].bqn == Connection(
         url="https://192.168.0.121:3443/api/v1",
         user=BASE_ENV["BQN_USER"],
         secret=BASE_ENV["BQN_PASSWORD"],
@@ -114,7 +114,7 @@ def test_both_apis_read_the_shared_settings_under_their_prefix():
         "BQN_CA_BUNDLE": "/etc/bqn.pem",
     }
     settings = Settings.from_env(env)
-    wisphub, bqn = settings.wisphub, settings.bqn
+    wisphub, bqn = settings.wisphub, settings.targets[0].bqn
     assert (wisphub.read_timeout, wisphub.retries, wisphub.backoff) == (11.0, 2, 0.25)
     assert (wisphub.concurrency, wisphub.ca_bundle) == (16, "/etc/wisphub.pem")
     assert (bqn.read_timeout, bqn.retries, bqn.backoff) == (30.0, 5, 1.0)

@@ -68,11 +68,18 @@ def block_policy(rules: MappingRules) -> Policy:
 
 # The fields of a WispHub row the sync reads; a list pass keeps only these (rows carry ~54).
 ROW_FIELDS = ("id_servicio", "ip", "estado", "plan_internet", "ultimo_cambio", "nombre", "usuario")
+# The places a target may select clients by (`worker.core.targets`): only their id is kept.
+PLACE_FIELDS = ("router", "zona")
 
 
 def slim(row: Row) -> Row:
     """`row` with only the fields the sync reads."""
-    return {name: row[name] for name in ROW_FIELDS if name in row}
+    kept = {name: row[name] for name in ROW_FIELDS if name in row}
+    for name in PLACE_FIELDS:
+        place = row.get(name)
+        if isinstance(place, Mapping):
+            kept[name] = {"id": place.get("id")}
+    return kept
 
 
 def client_id(row: Row) -> int | None:

@@ -137,7 +137,8 @@ class Operation:
     """One write to the BQN, as plain data.
 
     `fields` is the request body (empty for deletes); `id_servicio` is the WispHub client the
-    write is for, when there is one, so reports can name it.
+    write is for, when there is one, so reports can name it; `target` is the BQN it was sent
+    to, when the service keeps several.
     """
 
     action: Action
@@ -145,6 +146,7 @@ class Operation:
     key: str
     fields: dict[str, Any] = field(default_factory=dict)
     id_servicio: int | None = None
+    target: str | None = None
 
     def describe(self) -> str:
         """A one-line, human-readable form for plans and logs (no personal data)."""
@@ -153,6 +155,8 @@ class Operation:
             text += f" policy={self.fields['policyRate']}"
         if self.id_servicio is not None:
             text += f" (client {self.id_servicio})"
+        if self.target is not None:
+            text += f" on {self.target}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,7 +167,7 @@ class Operation:
             "key": self.key,
             "fields": self.fields,
             "id_servicio": self.id_servicio,
-        }
+        } | ({} if self.target is None else {"target": self.target})
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from worker.core.diff import Changes
 from worker.core.model import Action, Kind, Operation
+from worker.core.targets import DEFAULT_TARGET
 
 
 @dataclass(frozen=True)
@@ -163,3 +164,46 @@ class Report:
         if self.dry_run:
             data["operations"] = [op.to_dict() for op in self.planned]
         return data
+
+
+def merged(reports: Mapping[str, Report], clients: int) -> Report:
+    """One report of the same work done on several targets (by name), for `clients` clients:
+    each operation and policy names its target, counts add up, and what every target shares
+    (skips, conflicts, notes) is listed once. The one target of a service without a targets
+    file (`default`) names none."""
+    if list(reports) == [DEFAULT_TARGET]:
+        return replace(reports[DEFAULT_TARGET], clients=clients)
+    parts = list(reports.values())
+    total = Report(
+        dry_run=any(part.dry_run for part in parts),
+        clients=clients,
+        unchanged=sum(part.unchanged for part in parts),
+        skips=_once(skip for part in parts for skip in part.skips),
+        conflicts=_once(conflict for part in parts for conflict in part.conflicts),
+        unused_policies=_once(name for part in parts for name in part.unused_policies),
+    )
+    planned: list[Operation] = []
+    for name, part in reports.items():
+        tagged = {id(op): replace(op, target=name) for op in part.planned}
+        planned += tagged.values()
+        total.created += part.created
+        total.updated += part.updated
+        total.deleted += part.deleted
+        total.policies += [f"{policy} on {name}" for policy in part.policies]
+        total.failures += [
+            replace(failure, operation=tagged.get(id(failure.operation), failure.operation))
+            for failure in part.failures
+        ]
+        total.notes += [note for note in part.notes if note not in total.notes]
+        total.plans_without_speeds += [
+            plan for plan in part.plans_without_speeds if plan not in total.plans_without_speeds
+        ]
+    total.planned = tuple(planned)
+    guards = [f"{name}: {part.guard}" for name, part in reports.items() if part.guard]
+    total.guard = "; ".join(guards) or None
+    return total
+
+
+def _once(items: Iterator) -> tuple:
+    """`items` in order, each once."""
+    return tuple(dict.fromkeys(items))

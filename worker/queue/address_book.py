@@ -23,8 +23,6 @@ from worker.core.model import Footprint
 from worker.core.ownership import Claims, Settlement
 from worker.queue import store
 
-PREFIX = store.PREFIX + "lock:address:"
-
 # Every lock, or none; locks the holder has already are taken again (their expiry renewed).
 _ACQUIRE = """
 for i = 1, #KEYS do
@@ -43,16 +41,19 @@ class AddressesBusy(TransientError):
 class AddressLease:
     """The address locks one job holds."""
 
-    def __init__(self, redis: Redis, holder: str, *, wait: float, seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, holder: str, prefix: str, *, wait: float, seconds: int
+    ) -> None:
         self.redis = redis
         self.holder = holder
+        self.prefix = prefix  # the target's (`store.TargetKeys.address_locks`)
         self.wait = wait
         self.seconds = seconds
         self.keys: set[str] = set()
 
     def take(self, ips: Collection[str]) -> None:
         """Hold `ips` as well, waiting for them; raise `AddressesBusy` when they stay taken."""
-        wanted = self.keys | {PREFIX + ip for ip in ips}
+        wanted = self.keys | {self.prefix + ip for ip in ips}
         deadline = time.monotonic() + self.wait
         pause = 0.01
         while not self._acquire(wanted):
@@ -65,11 +66,11 @@ class AddressLease:
     def widen(self, ips: Collection[str]) -> bool:
         """Hold `ips` as well. True when they were free at once; False when the lease had to
         let everything go and wait for all of it (what was read under it may have changed)."""
-        wanted = self.keys | {PREFIX + ip for ip in ips}
+        wanted = self.keys | {self.prefix + ip for ip in ips}
         if wanted == self.keys or self._acquire(wanted):
             self.keys = wanted
             return True
-        held = {key.removeprefix(PREFIX) for key in self.keys}
+        held = {key.removeprefix(self.prefix) for key in self.keys}
         self.release()
         self.take({*held, *ips})
         return False
@@ -92,11 +93,12 @@ def hold_addresses(
     ips: Collection[str],
     holder: str,
     *,
+    keys: store.TargetKeys = store.DEFAULT_KEYS,
     wait: float = defaults.LOCK_WAIT_SECONDS,
     seconds: int = defaults.ADDRESS_LOCK_SECONDS,
 ) -> Iterator[AddressLease]:
-    """Hold the locks of all `ips` for `holder` (a job id) while the block runs."""
-    lease = AddressLease(redis, holder, wait=wait, seconds=seconds)
+    """Hold the locks of all `ips` on a target for `holder` (a job id) while the block runs."""
+    lease = AddressLease(redis, holder, keys.address_locks, wait=wait, seconds=seconds)
     lease.take(ips)
     try:
         yield lease
@@ -106,20 +108,24 @@ def hold_addresses(
 
 @dataclass(frozen=True)
 class RedisAddressBook:
-    """The address book one job keeps in Redis (`worker.sync.engine.AddressBook`)."""
+    """The address book one job keeps in Redis for one target
+    (`worker.sync.engine.AddressBook`)."""
 
     redis: Redis
     holder: str
+    keys: store.TargetKeys = store.DEFAULT_KEYS
     wait: float = defaults.LOCK_WAIT_SECONDS
     seconds: int = defaults.ADDRESS_LOCK_SECONDS  # how long the locks outlive a dead holder
 
     def hold(self, ips: Collection[str]) -> AbstractContextManager[AddressLease]:
         """Hold the addresses' locks."""
-        return hold_addresses(self.redis, ips, self.holder, wait=self.wait, seconds=self.seconds)
+        return hold_addresses(
+            self.redis, ips, self.holder, keys=self.keys, wait=self.wait, seconds=self.seconds
+        )
 
     def claimants(self, ips: Collection[str]) -> Claims:
         """Who was seen claiming each address."""
-        return store.claimants(self.redis, ips)
+        return store.claimants(self.redis, ips, self.keys)
 
     def record(
         self, settlement: Settlement, footprints: Sequence[tuple[int, Footprint | None]]
@@ -132,9 +138,9 @@ class RedisAddressBook:
             (key, ip) for ip, keys in settlement.claims.items() for key in keys if key not in own
         ]
         with self.redis.pipeline(transaction=True) as pipe:
-            store.save_claims(pipe, settlement.addresses, settlement.claims)
-            for footprint in footprints:
-                store.save_footprint(pipe, *footprint)
+            store.save_claims(pipe, settlement.addresses, settlement.claims, self.keys)
+            for key, footprint in footprints:
+                store.save_footprint(pipe, key, footprint, self.keys)
             if others:
-                store.add_to_footprints(pipe, others)
+                store.add_to_footprints(pipe, others, self.keys)
             pipe.execute()

@@ -34,9 +34,7 @@ from worker.core.changes import fingerprint
 from worker.core.desired import Row
 from worker.core.errors import TransientError
 from worker.core.model import Footprint, Kind, Operation
-from worker.queue import history, queueing, store
-from worker.queue.address_book import RedisAddressBook
-from worker.queue.catalogue import plan_source
+from worker.queue import fanout, history, queueing, store
 from worker.queue.lifecycle import JobResult, OperationsFailed, finish, retry
 from worker.queue.runtime import runtime
 from worker.sync import engine
@@ -76,24 +74,18 @@ def run(job: Job, ids: Sequence[int]) -> JobResult:
     taken = store.take_client_locks(redis, start.mine, job.id, seconds)
     locked_elsewhere = sorted(set(start.mine) - set(taken))
     try:
-        previous = store.touch(redis, taken)  # before it records: a reconcile keeps that
         rows = _fresh(redis, start.carried, taken)
         try:
-            outcome = engine.sync_clients(
-                taken,
-                rt.wisphub,
-                rt.bqn,
-                rt.settings.rules,
-                plan_source(redis, rt),
-                previous=previous,
-                rows=rows,
-                book=RedisAddressBook(redis, job.id, seconds=seconds),
-                policies=rt.policies,
-            )
+            done = fanout.sync_clients(job, taken, rows=rows, lock_seconds=seconds)
         except TransientError as exc:
             return _retry_unsettled(job, start.mine, retry(job, str(exc)))
-        result = _finish(job, outcome, previous, rows, locked_elsewhere)
-        return result if isinstance(result, Retry) else {**result, "deferred": start.deferred_to}
+        fanout.note_targets_left(job, done.reports, done.errors)
+        result = _finish(job, done, rows, locked_elsewhere)
+        if isinstance(result, Retry):
+            return result
+        return fanout.with_targets(
+            {**result, "deferred": start.deferred_to}, done.reports, done.errors
+        )
     finally:
         store.release_locks(redis, [store.client_lock_key(key) for key in taken], job.id)
 
@@ -108,20 +100,21 @@ def _fresh(redis: Redis, carried: queueing.Carried, taken: list[int]) -> dict[in
 
 def _finish(
     job: Job,
-    outcome: engine.ClientsSync,
-    previous: Mapping[int, Footprint | None],
+    done: fanout.ClientsOnTargets,
     carried: Mapping[int, Row],
     locked_elsewhere: list[int],
 ) -> JobResult:
     """Record what the batch settled and each client's history; retry the rest: those an
-    operation failed for, those not read, those another job was applying."""
+    operation failed for, those not read, those another job was applying (and every client,
+    on a target that could not be reached)."""
+    outcome, previous = done.sync, done.previous
     owners = _owners(previous, outcome.current)
     failed = {
         _owner(failure.operation, owners)
         for failure in outcome.report.failures
         if failure.operation.kind is not Kind.POLICY  # its clients' entries failed with it
     }
-    if None in failed:  # a failure no client can be named for: every client tries again
+    if None in failed or done.errors:  # no client to name: every client tries again
         failed = set(outcome.rows)
     unsettled = sorted(failed | outcome.unread.keys() | set(locked_elsewhere))
     job.meta[queueing.UNSETTLED] = unsettled
@@ -141,7 +134,7 @@ def _finish(
     events += [(key, history.retrying(job.id, LOCKED_ELSEWHERE)) for key in locked_elsewhere]
     waiting = len(outcome.unread) + len(locked_elsewhere)
     try:
-        result = finish(job, outcome.report, events, also=record)
+        result = finish(job, outcome.report, events, also=record, unreached=done.errors)
     except OperationsFailed:
         if not waiting:
             raise

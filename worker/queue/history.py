@@ -116,12 +116,13 @@ def failed(job_id: str, error: str) -> Event:
 
 
 def _op(op: Operation) -> dict[str, Any]:
-    return {
+    found = {
         "action": str(op.action),
         "kind": str(op.kind),
         "key": op.key,
         "policy": op.fields.get("policyRate"),
     }
+    return found if op.target is None else {**found, "target": op.target}
 
 
 # Redis -----------------------------------------------------------------------------------

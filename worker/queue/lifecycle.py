@@ -12,7 +12,7 @@ permanent one. Every job is idempotent, so running it again is harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec
@@ -23,6 +23,7 @@ from rq.job import Job
 
 from worker.core.errors import SyncError, TransientError
 from worker.core.report import Report
+from worker.core.targets import DEFAULT_TARGET
 from worker.queue import history, queueing, store
 from worker.queue.metrics import TALLY
 from worker.queue.runtime import runtime
@@ -217,12 +218,14 @@ def finish(
     *,
     known: bool = True,
     also: Callable[[Pipeline], None] | None = None,
+    unreached: Mapping[str, SyncError] | None = None,
 ) -> JobResult:
     """The job's result; a retry when some operation failed transiently; an error when some
     were refused for good. The job's history `events`, with a client job's outcome, are
     written, its operations counted (metrics and the hourly chart), and what `also` adds,
     in one round trip. A client job whose client is not `known` (neither WispHub nor the BQN
-    has it) keeps no history at all."""
+    has it) keeps no history at all. The targets `unreached` (their work raised) make the job
+    retry, or fail when none of their errors is transient."""
     _count_operations(report)
     client = queueing.client_of(job)
     done = [] if client is None else [(client, history.finished(job.id, report))]
@@ -235,10 +238,19 @@ def finish(
     if not known and client is not None:
         history.forget(job.connection, client)
     data = report.to_dict()
-    if report.ok:
+    if unreached:
+        data["unreached"] = {name: str(error) for name, error in unreached.items()}
+    if report.ok and not unreached:
         return data
     job.meta["report"] = data
     job.save_meta()
+    if unreached:
+        reasons = [f"target {name}: {error}" for name, error in unreached.items()]
+        reasons += [f"{f.operation.describe()}: {f.error}" for f in report.failures[:1]]
+        transient = any(isinstance(error, TransientError) for error in unreached.values())
+        if transient or report.retryable:
+            return retry(job, "; ".join(reasons))
+        raise OperationsFailed("; ".join(reasons))
     if not report.failures:
         raise DeletionsHeldBack(f"deletion guard: {report.guard}")
     first = report.failures[0]
@@ -266,4 +278,10 @@ def _count_operations(report: Report) -> None:
         return
     for op, failure in report.results():
         result = "ok" if failure is None else "failed"
-        TALLY.count("bqn_operations", kind=str(op.kind), action=str(op.action), result=result)
+        TALLY.count(
+            "bqn_operations",
+            kind=str(op.kind),
+            action=str(op.action),
+            result=result,
+            target=op.target or DEFAULT_TARGET,
+        )

@@ -65,20 +65,20 @@ SPECS = {
             "upstream_requests",
             "counter",
             "Requests to WispHub and the BQN (after urllib3's own retries), by service, "
-            "operation and HTTP status (error: no answer)",
-            ("service", "operation", "status"),
+            "operation, HTTP status (error: no answer) and target (the BQN's name)",
+            ("service", "operation", "status", "target"),
         ),
         Spec(
             "upstream_request_duration_seconds",
             "histogram",
             "Time taken by requests to WispHub and the BQN, retries included",
-            ("service", "operation"),
+            ("service", "operation", "target"),
         ),
         Spec(
             "bqn_operations",
             "counter",
-            "Writes to the BQN, by kind (policy, subscriber, group), action and result",
-            ("kind", "action", "result"),
+            "Writes to the BQN, by kind (policy, subscriber, group), action, result and target",
+            ("kind", "action", "result", "target"),
         ),
         Spec(
             "drift_corrected",
@@ -172,9 +172,11 @@ def stored(redis: Redis) -> Iterator[tuple[str, str, dict[str, str], float]]:
 TALLY = Tally()
 
 
-def observe_request(service: str, operation: str, status: str, seconds: float) -> None:
-    """Count and time one request to WispHub or the BQN: the hook the jobs give the API
-    clients (`worker.clients.connection.RequestHook`)."""
-    labels = {"service": service, "operation": operation}
+def observe_request(
+    service: str, operation: str, status: str, seconds: float, target: str = ""
+) -> None:
+    """Count and time one request to WispHub or to a target's BQN: the hook the jobs give the
+    API clients (`worker.clients.connection.RequestHook`)."""
+    labels = {"service": service, "operation": operation, "target": target}
     TALLY.count("upstream_requests", **labels, status=status)
     TALLY.observe("upstream_request_duration_seconds", seconds, **labels)

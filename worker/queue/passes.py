@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis, WatchError
@@ -15,28 +16,33 @@ from rq.job import Job
 
 from worker import defaults
 from worker.core.changes import changed_clients, fingerprints, rows_by_id
-from worker.core.desired import Row, is_own_group
-from worker.core.errors import SyncError
+from worker.core.desired import Row, client_id, is_own_group
+from worker.core.errors import ConfigError, SyncError
 from worker.core.guard import allowed_deletions, hold_vanished
 from worker.core.model import Action
 from worker.core.ownership import remembered
-from worker.core.report import Report
-from worker.queue import history, queueing, runs, store
+from worker.core.plans import Plan
+from worker.core.report import Report, merged
+from worker.core.targets import DEFAULT_TARGET, unplaced
+from worker.queue import fanout, history, queueing, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source, plans_renamed
 from worker.queue.lifecycle import JobResult, finish
 from worker.queue.metrics import TALLY
-from worker.queue.runtime import Runtime, runtime
+from worker.queue.runtime import Runtime, keys_of, runtime
 from worker.sync import engine
+from worker.sync.targets import SelectedClients, Shaper, each_target
 
 log = logging.getLogger(__name__)
 
 
-def reconcile(job: Job, *, dry_run: bool, force: bool) -> JobResult:
-    """The full sync: every client from a complete WispHub pass against the whole BQN.
+def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None) -> JobResult:
+    """The full sync: every client from a complete WispHub pass against every target's whole
+    BQN (or `target`'s alone), the targets at once.
 
     `force` lets through the deletions the guard would hold back. Each run (but dry runs) is
-    kept for `/api/v1/reconciles`, and its operations go to the clients' histories.
+    kept for `/api/v1/reconciles`, and its operations go to the clients' histories. A target
+    that fails is retried on its own (`worker.queue.fanout`).
     """
     redis = job.connection
     rt = runtime()
@@ -44,62 +50,111 @@ def reconcile(job: Job, *, dry_run: bool, force: bool) -> JobResult:
     if not store.take(lock, job.id):
         return {"skipped": "another reconcile is running"}
     started = time.time()
+    shapers = fanout.targets_to_do(job, rt) if target is None else rt.chosen([target])
+    if not shapers:
+        lock.release()
+        raise ConfigError(f"no target named {target!r}")
     try:
-        report, touched = _full_sync(redis, rt, job.id, dry_run=dry_run, force=force)
-    except SyncError as exc:
+        passed = _full_sync(redis, rt, job.id, shapers, dry_run=dry_run, force=force)
+    except SyncError as exc:  # WispHub's pass failed, or every target did
         if not dry_run:
-            entry = runs.reconcile_entry(job.id, started, time.time(), error=str(exc))
+            failed = {shaper.name: {"ok": False, "error": str(exc)} for shaper in shapers}
+            entry = runs.reconcile_entry(
+                job.id, started, time.time(), error=str(exc), targets=failed
+            )
             runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
         raise
     finally:
         lock.release()
+    report, errors = passed.report, passed.errors
     if report.guard:
         TALLY.count("deletion_guard_trips", where="reconcile")
+    targets = fanout.per_target(passed.reports, errors)
     if not dry_run:
-        entry = runs.reconcile_entry(job.id, started, time.time(), report)
+        error = "; ".join(f"target {name}: {exc}" for name, exc in errors.items()) or None
+        entry = runs.reconcile_entry(
+            job.id, started, time.time(), report, error=error, targets=targets
+        )
         runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
-        if report.ok:
+        if report.ok and not errors:
             store.clear_all_failed(redis)
     queue = Queue(job.origin, connection=redis)
-    queueing.request_syncs(queue, touched, "reconcile", rt.service)
+    queueing.request_syncs(queue, passed.touched, "reconcile", rt.service)
     # the clients' histories get the reconcile's writes, not its skips: a client skipped every
     # night would see its history filled with the same line
     events = [] if dry_run else history.report_events(report, job.id)
     writes = [(key, e) for key, e in events if key is not None and e["event"] == "operation"]
-    return finish(job, report, writes)
+    fanout.note_targets_left(job, passed.reports, errors)
+    result = finish(job, report, writes, unreached=errors)
+    return fanout.with_targets(result, passed.reports, errors)
+
+
+@dataclass(frozen=True)
+class Passed:
+    """A full sync on some targets: the report of all (each operation naming its target), each
+    target's report, the targets that raised, and the clients to sync again (those jobs
+    touched meanwhile, and those the pass missed)."""
+
+    report: Report
+    reports: dict[str, Report]
+    errors: dict[str, SyncError]
+    touched: list[int]
 
 
 def _full_sync(
-    redis: Redis, rt: Runtime, job_id: str, *, dry_run: bool, force: bool
-) -> tuple[Report, list[int]]:
-    """Run the full sync and keep what it applied; return its report and the clients to sync
-    again: those per-client jobs touched meanwhile, and those the pass missed."""
+    redis: Redis, rt: Runtime, job_id: str, shapers: list[Shaper], *, dry_run: bool, force: bool
+) -> Passed:
+    """Read one complete WispHub pass, run the full sync on every target at once, and keep
+    what each applied."""
     if not dry_run:
         store.begin_reconcile(redis)
     try:
         plans = current_plans(redis, rt, refresh=True)
-        outcome = engine.full_sync(
-            rt.wisphub,
-            rt.bqn,
-            rt.settings.rules,
-            plans,
-            guard=rt.settings.guard,
-            last_pass=store.pass_size(redis),
-            force=force,
-            dry_run=dry_run,
-            book=RedisAddressBook(redis, job_id),
-        )
-        store.save_pass_size(redis, outcome.report.clients)
-        if not dry_run:  # while jobs still note what they touch: those are synced again
-            _remember(redis, outcome)
+        rows = rt.wisphub.list_clients()
+
+        def work(shaper: Shaper) -> engine.FullSync:
+            keys = keys_of(shaper)
+            outcome = engine.full_sync(
+                SelectedClients(rt.wisphub, shaper.selector, complete_pass=rows),
+                shaper.bqn,
+                rt.settings.rules,
+                plans,
+                guard=rt.settings.guard,
+                last_pass=store.pass_size(redis, keys),
+                force=force,
+                dry_run=dry_run,
+                book=RedisAddressBook(redis, job_id, keys),
+            )
+            store.save_pass_size(redis, outcome.report.clients, keys)
+            if not dry_run:  # while jobs still note what they touch: those are synced again
+                _remember(redis, outcome, keys)
+            return outcome
+
+        synced, errors = fanout.on_targets(redis, shapers, work)
     finally:
         touched = [] if dry_run else store.end_reconcile(redis)
-    return outcome.report, sorted({*touched, *outcome.alive})
+    reports = {name: outcome.report for name, outcome in synced.items()}
+    report = merged(reports, clients=len(rows))
+    report.notes += _unplaced(rt, rows)
+    alive = {key for outcome in synced.values() for key in outcome.alive}
+    return Passed(report, reports, errors, sorted({*touched, *alive}))
 
 
-def _remember(redis: Redis, outcome: engine.FullSync) -> None:
-    """Keep what a full sync leaves on the BQN: every client's footprint and every address's
-    claimants, with the claimants of the entries it could not delete kept as they were."""
+def _unplaced(rt: Runtime, rows: Sequence[Row]) -> list[str]:
+    """A note naming the clients no target takes, if any (never silently dropped)."""
+    selectors = {shaper.name: shaper.selector for shaper in rt.shapers}
+    found = [key for row in unplaced(rows, selectors) if (key := client_id(row)) is not None]
+    if not found:
+        return []
+    shown = ", ".join(map(str, found[: defaults.RUN_LIST_ITEMS]))
+    more = len(found) - defaults.RUN_LIST_ITEMS
+    return [f"{len(found)} clients belong to no target: {shown}{f' and {more} more' * (more > 0)}"]
+
+
+def _remember(redis: Redis, outcome: engine.FullSync, keys: store.TargetKeys) -> None:
+    """Keep what a full sync leaves on a target's BQN: every client's footprint and every
+    address's claimants, with the claimants of the entries it could not delete kept as they
+    were."""
     deleted = {
         op.key
         for op, failure in outcome.report.results()
@@ -121,19 +176,19 @@ def _remember(redis: Redis, outcome: engine.FullSync) -> None:
     for _ in range(defaults.REMEMBER_ATTEMPTS):
         with redis.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(*store.REMEMBERED)  # a job recording meanwhile: work it out again
-                before, touched = store.all_applied(pipe), store.touched(pipe)
+                pipe.watch(*keys.remembered)  # a job recording meanwhile: work it out again
+                before, touched = store.all_applied(pipe, keys), store.touched(pipe)
                 live = [ip for key in touched if key in before for ip in before[key].ips]
                 applied, claims = remembered(
                     desired,
                     before,
-                    store.claimants(pipe, [*leftover, *live]),
+                    store.claimants(pipe, [*leftover, *live], keys),
                     leftover=leftover,
                     leftover_groups=leftover_groups,
                     touched=touched,
                 )
                 pipe.multi()
-                store.replace_applied(pipe, applied, claims)
+                store.replace_applied(pipe, applied, claims, keys)
                 pipe.execute()
                 return
             except WatchError:
@@ -142,7 +197,7 @@ def _remember(redis: Redis, outcome: engine.FullSync) -> None:
     # again when the reconcile ends, and the poller compares with the BQN
     log.warning("reconcile: jobs kept recording; what they recorded may be synced again")
     with redis.pipeline(transaction=True) as pipe:
-        store.replace_applied(pipe, applied, claims)
+        store.replace_applied(pipe, applied, claims, keys)
         pipe.execute()
 
 
@@ -178,7 +233,9 @@ def poll(job: Job) -> JobResult:
             log.warning("poll: %s", held)
             TALLY.count("deletion_guard_trips", where="poll")
         else:
-            store.save_pass_size(redis, len(rows))
+            for shaper in rt.shapers:
+                selected = sum(shaper.selector.matches(row) for row in rows)
+                store.save_pass_size(redis, selected, keys_of(shaper))
         changed = [] if before is None else changed_clients(before, current)
         carried = queueing.Carried(read_at, rows_by_id(rows))  # for the syncs it asks for
         queue = Queue(job.origin, connection=redis)
@@ -221,10 +278,10 @@ def _heal(
     *,
     guarded: bool,
 ) -> tuple[dict[str, Any], set[int], list[queueing.Queued]]:
-    """Compare a complete pass with the BQN and correct the drift: policies at once, clients
-    and addresses through their jobs (which read WispHub again before acting). Returns what
-    was found, the clients a sync was asked for, and their jobs (`carried`: the pass's rows,
-    for them to carry).
+    """Compare a complete pass with every target's BQN and correct the drift: policies at
+    once, clients and addresses through their jobs (which read WispHub again before acting).
+    Returns what was found (added up, and by target), the clients a sync was asked for, and
+    their jobs (`carried`: the pass's rows, for them to carry).
 
     Removals are held back when `guarded` or when there are more than the deletion guard lets
     go at once. An entry nobody was ever seen claiming
@@ -233,33 +290,84 @@ def _heal(
     try:
         if plans_renamed(redis, rt):  # even a plan no client has: names are decided together
             current_plans(redis, rt, refresh=True)
-        found = engine.drift(rt.bqn, rt.settings.rules, plan_source(redis, rt)(rows), rows)
+        catalogue = plan_source(redis, rt)(rows)
     except SyncError as exc:
         log.warning("poll: the BQN was not compared: %s", exc)
         return {"error": str(exc)}, set(), []
-    claimed = store.claimants(redis, found.addresses)
+    found, errors = each_target(
+        rt.shapers,
+        lambda shaper: _compare(
+            redis, rt, queue, shaper, rows=rows, catalogue=catalogue, guarded=guarded
+        ),
+    )
+    by_target = {name: result.summary for name, result in found.items()}
+    for name, error in errors.items():
+        log.warning("poll: the BQN%s was not compared: %s", _of(name), error)
+        by_target[name] = {"error": str(error)}
+    compared = list(found.values())
+    wanted = sorted({key for result in compared for key in result.clients})
+    failing = store.failed(redis, [store.pending_key(key) for key in wanted])
+    clients = [key for key in wanted if store.pending_key(key) not in failing]
+    queued = queueing.request_syncs(queue, clients, "drift", rt.service, rows=carried)
+    if corrected := sum(not item.coalesced for item in queued):
+        TALLY.count("drift_corrected", corrected, kind="client")
+    if not compared:
+        first = next(iter(by_target.values()))
+        return {**first, "targets": by_target}, set(), []
+    summary = {
+        "clients": sum(result.summary["clients"] for result in compared),
+        "addresses": sum(result.summary["addresses"] for result in compared),
+        "policies": sum(result.summary["policies"] for result in compared),
+        "held_back": "; ".join(held for r in compared if (held := r.summary["held_back"])) or None,
+        "policy_failures": [f for r in compared for f in r.summary["policy_failures"]],
+        "targets": by_target,
+    }
+    return summary, set(clients), queued
+
+
+@dataclass(frozen=True)
+class Compared:
+    """A target's BQN compared with the pass: what was found, and the clients to sync."""
+
+    summary: dict[str, Any]
+    clients: list[int]
+
+
+def _compare(
+    redis: Redis,
+    rt: Runtime,
+    queue: Queue,
+    shaper: Shaper,
+    *,
+    rows: Sequence[Row],
+    catalogue: Sequence[Plan],
+    guarded: bool,
+) -> Compared:
+    """Compare one target's BQN with the clients of the pass it takes; correct its policies,
+    queue its address jobs, and return the clients to sync."""
+    keys = keys_of(shaper)
+    selected = [row for row in rows if shaper.selector.matches(row)]
+    found = engine.drift(shaper.bqn, rt.settings.rules, catalogue, selected)
+    claimed = store.claimants(redis, found.addresses, keys)
     unclaimed = [ip for ip in found.addresses if ip not in claimed]
-    seen_before = store.swap_unclaimed(redis, unclaimed)
+    seen_before = store.swap_unclaimed(redis, unclaimed, keys)
     addresses = [ip for ip in found.addresses if ip in claimed or ip in seen_before]
     gone, held = list(found.gone), None
-    limit = allowed_deletions(rt.settings.guard, max(len(rows), 1))
+    limit = allowed_deletions(rt.settings.guard, max(len(selected), 1))
     if found.removals and (guarded or found.removals > limit):
         held = f"{found.removals} BQN entries no client of the pass claims were left as they are"
-        log.warning("poll: %s", held)
+        log.warning("poll: %s%s", held, _of(shaper.name))
         TALLY.count("deletion_guard_trips", where="poll")
         addresses, gone = [], []
-    policies = engine.correct_policies(rt.bqn, found.policies) if found.policies else None
-    failing = store.failed(redis, [store.pending_key(key) for key in (*found.clients, *gone)])
-    clients = [key for key in (*found.clients, *gone) if store.pending_key(key) not in failing]
-    queued = queueing.request_syncs(queue, clients, "drift", rt.service, rows=carried)
-    failing = store.failed(redis, [store.pending_address_key(ip) for ip in addresses])
+    policies = engine.correct_policies(shaper.bqn, found.policies) if found.policies else None
+    address_keys = [store.address_key(ip, shaper.name) for ip in addresses]
+    failing = store.failed(redis, [store.pending_address_key(key) for key in address_keys])
     by_address = [
-        queueing.enqueue_address_sync(queue, ip)
-        for ip in addresses
-        if store.pending_address_key(ip) not in failing
+        queueing.enqueue_address_sync(queue, ip, shaper.name)
+        for ip, key in zip(addresses, address_keys, strict=True)
+        if store.pending_address_key(key) not in failing
     ]
     corrected = {
-        "client": sum(not item.coalesced for item in queued),
         "address": sum(not item.coalesced for item in by_address),
         "policy": 0 if policies is None else len(policies.planned) - len(policies.failures),
     }
@@ -268,7 +376,8 @@ def _heal(
             TALLY.count("drift_corrected", amount, kind=kind)
     if found:
         log.info(
-            "poll: the BQN differed from WispHub: %d clients, %d addresses, %d policies",
+            "poll: the BQN%s differed from WispHub: %d clients, %d addresses, %d policies",
+            _of(shaper.name),
             len(found.clients) + len(found.gone),
             len(found.addresses),
             len(found.policies),
@@ -280,4 +389,9 @@ def _heal(
         "held_back": held,
         "policy_failures": [] if policies is None else [f.to_dict() for f in policies.failures],
     }
-    return summary, set(clients), queued
+    return Compared(summary, [*found.clients, *gone])
+
+
+def _of(target: str) -> str:
+    """` of target X` in a log line, but for the one `default` target."""
+    return "" if target == DEFAULT_TARGET else f" of target {target}"

@@ -34,6 +34,7 @@ from rq.job import Job, JobStatus
 
 from worker import defaults
 from worker.core.desired import Row
+from worker.core.targets import DEFAULT_TARGET
 from worker.queue import history, metrics, store
 from worker.settings import ServiceSettings
 
@@ -184,9 +185,9 @@ def make_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis)
 
 
-def enqueue_address_sync(queue: Queue, ip: str) -> Queued:
-    """Queue a sync of one BQN address unless one is already waiting."""
-    claim = _claim(queue, SYNC_ADDRESS, [ip])
+def enqueue_address_sync(queue: Queue, ip: str, target: str = DEFAULT_TARGET) -> Queued:
+    """Queue a sync of one address of a target's BQN unless one is already waiting."""
+    claim = _claim(queue, SYNC_ADDRESS, [store.address_key(ip, target)])
     if claim.keys:
         with queue.connection.pipeline(transaction=False) as pipe:
             _enqueue(queue, SYNC_ADDRESS, claim, pipe, None)
@@ -405,12 +406,17 @@ def batches(ids: list[int], size: int) -> list[list[int]]:
     return [ids[start : start + step] for start in range(0, len(ids), step)]
 
 
-def enqueue_reconcile(queue: Queue, *, dry_run: bool, force: bool = False) -> str:
-    """Queue a full reconcile; return its job id."""
+def enqueue_reconcile(
+    queue: Queue, *, dry_run: bool, force: bool = False, target: str | None = None
+) -> str:
+    """Queue a full reconcile of every target, or of `target` alone; return its job id."""
+    options = {"dry_run": dry_run, "force": force}
     job = queue.enqueue(
         RECONCILE.path,
-        kwargs={"dry_run": dry_run, "force": force},
+        # a reconcile of every target is queued as before targets, for workers of either release
+        kwargs=options if target is None else {**options, "target": target},
         description="full reconcile"
+        + (f" of {target}" if target else "")
         + (" (dry run)" if dry_run else "")
         + (" (forced)" if force else ""),
         retry=RESTARTS,
@@ -488,7 +494,10 @@ def _again(queue: Queue, job: Job, service: ServiceSettings) -> str:
     if job.func_name == RECONCILE.path:
         options = job.kwargs
         return enqueue_reconcile(
-            queue, dry_run=bool(options.get("dry_run")), force=bool(options.get("force"))
+            queue,
+            dry_run=bool(options.get("dry_run")),
+            force=bool(options.get("force")),
+            target=options.get("target"),
         )
     if job.func_name == SYNC_PLANS.path:
         return enqueue_plan_sync(queue)

@@ -27,19 +27,23 @@ def reconcile_entry(
     started: float,
     ended: float,
     report: Report | None = None,
+    *,
     error: str | None = None,
+    targets: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """What to keep of one reconcile: when, how long, and its report or the error that
-    stopped it."""
+    """What to keep of one reconcile: when, how long, its report or the error that stopped
+    it, and what it did on each target."""
     entry: dict[str, Any] = {
         "job_id": job_id,
         "started_at": iso(started),
         "ended_at": iso(ended),
         "ended": ended,
         "seconds": round(ended - started, 3),
-        "ok": report is not None and report.ok,
+        "ok": report is not None and report.ok and error is None,
         "error": error,
     }
+    if targets is not None:
+        entry["targets"] = targets
     if report is not None:
         entry["dry_run"] = report.dry_run
         entry["clients"] = report.clients

@@ -1,17 +1,21 @@
 """What the jobs of one worker process share: the settings, and API clients whose kept-alive
-connections every job reuses. Built from the environment on first use."""
+connections every job reuses (a BQN client per target). Built from the environment on first
+use."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 from worker.clients.bqn import BqnClient
 from worker.clients.wisphub import WispHubClient
+from worker.queue import store
 from worker.queue.metrics import observe_request
 from worker.settings import ServiceSettings, Settings
 from worker.sync.policy_cache import PolicyCache
+from worker.sync.targets import Shaper
 
 
 @dataclass(frozen=True)
@@ -21,18 +25,34 @@ class Runtime:
     settings: Settings
     service: ServiceSettings
     wisphub: WispHubClient
-    bqn: BqnClient
-    policies: PolicyCache
+    shapers: tuple[Shaper, ...]
+
+    def chosen(self, names: Sequence[str] | None) -> list[Shaper]:
+        """The targets named (those that still exist), or every one for `None`."""
+        return [shaper for shaper in self.shapers if names is None or shaper.name in names]
+
+
+def keys_of(shaper: Shaper) -> store.TargetKeys:
+    """Where a target's state lives in Redis."""
+    return store.target_keys(shaper.name)
 
 
 @cache
 def runtime() -> Runtime:
     """This process's runtime; every request the clients make is counted for `/metrics`."""
     settings = Settings.from_env(os.environ)
+    shapers = tuple(
+        Shaper(
+            target.name,
+            BqnClient(target.bqn, partial(observe_request, target=target.name)),
+            target.selector,
+            PolicyCache(),
+        )
+        for target in settings.targets
+    )
     return Runtime(
         settings=settings,
         service=ServiceSettings.from_env(os.environ),
         wisphub=WispHubClient(settings.wisphub, observe_request),
-        bqn=BqnClient(settings.bqn, observe_request),
-        policies=PolicyCache(),
+        shapers=shapers,
     )

@@ -171,10 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _api_settings(env: Mapping[str, str]) -> Settings | None:
     """The API settings, for the start-up warnings only: the scheduler never calls the APIs,
-    so it runs without them (the worker, which does, refuses to start)."""
+    so it runs without them (the worker, which does, refuses to start). A targets file, though,
+    is checked by every process: one with a mistake stops the scheduler too (status 2)."""
     try:
         return Settings.from_env(env)
-    except ConfigError:
+    except ConfigError as exc:
+        if env.get("BQN_TARGETS_FILE", "").strip():
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            raise SystemExit(startup.EXIT_CONFIG) from None
         return None
 
 

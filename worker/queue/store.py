@@ -8,6 +8,10 @@
 - per-client, poller, reconcile and scheduler locks (with expiry, so a dead holder frees them);
 - the clients a per-client job touched while a full reconcile was running;
 - the rows a batch job carries from the poller's pass.
+
+What concerns one BQN (footprints, claimants, addresses seen unclaimed, the guard's pass size,
+address locks) is kept per target (`TargetKeys`); the target `default` keeps the keys of the
+versions before targets, so a single-BQN service upgrades with nothing to move.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -24,17 +29,12 @@ from redis.lock import Lock
 from worker import defaults
 from worker.core.model import Footprint
 from worker.core.plans import Plan
+from worker.core.targets import DEFAULT_TARGET
 
 PREFIX = "wisphub-bqn-sync:"
-APPLIED = PREFIX + "applied"
-# Address -> the clients claiming it, comma-separated, the rightful owner first (a single id
-# is the form earlier releases kept, the owner alone).
-CLAIMS = PREFIX + "applied:ip-owners"
 SNAPSHOT = PREFIX + "poll:snapshot"
 SNAPSHOT_TAKEN = PREFIX + "poll:taken-at"
-PASS_SIZE = PREFIX + "pass:clients"
 POLLS = PREFIX + "poll:passes"
-UNCLAIMED = PREFIX + "poll:unclaimed"
 PLANS = PREFIX + "plans"
 PLANS_READ = PREFIX + "plans:read-at"
 TOUCHED = PREFIX + "reconcile:touched"
@@ -45,9 +45,73 @@ BATCH_ROWS_PREFIX = PREFIX + "batch:rows:"
 RECONCILING = PREFIX + "reconcile:running"
 
 
+@dataclass(frozen=True)
+class TargetKeys:
+    """The keys of what the service keeps about one BQN."""
+
+    prefix: str
+
+    @property
+    def applied(self) -> str:
+        """id_servicio -> the client's footprint there (JSON)."""
+        return self.prefix + "applied"
+
+    @property
+    def claims(self) -> str:
+        """Address -> the clients claiming it, comma-separated, the rightful owner first (a
+        single id is the form earlier releases kept, the owner alone)."""
+        return self.prefix + "applied:ip-owners"
+
+    @property
+    def unclaimed(self) -> str:
+        """The addresses the poller's last comparison found claimed by nobody."""
+        return self.prefix + "poll:unclaimed"
+
+    @property
+    def pass_size(self) -> str:
+        """How many clients of the last complete pass the target takes (the guard's base)."""
+        return self.prefix + "pass:clients"
+
+    @property
+    def breaker(self) -> str:
+        """The target's circuit breaker (`worker.queue.breaker`)."""
+        return self.prefix + "breaker"
+
+    @property
+    def address_locks(self) -> str:
+        """+ an address: the job holding it (`worker.queue.address_book`)."""
+        return self.prefix + "lock:address:"
+
+    @property
+    def remembered(self) -> tuple[str, ...]:
+        """What a reconcile's bookkeeping watches: if a job records meanwhile, it is worked
+        out again."""
+        return (self.applied, self.claims, TOUCHED)
+
+
+def target_keys(target: str) -> TargetKeys:
+    """Where a target's state lives."""
+    return TargetKeys(PREFIX if target == DEFAULT_TARGET else f"{PREFIX}target:{target}:")
+
+
+DEFAULT_KEYS = target_keys(DEFAULT_TARGET)
+
+
 def pending_key(id_servicio: int) -> str:
     """Key holding the id of the sync job waiting in the queue for a client."""
     return f"{PREFIX}pending:{id_servicio}"
+
+
+def address_key(ip: str, target: str = DEFAULT_TARGET) -> str:
+    """How an address job names the address it settles: `ip` on the `default` target, else
+    `ip@target`."""
+    return ip if target == DEFAULT_TARGET else f"{ip}@{target}"
+
+
+def split_address_key(key: str) -> tuple[str, str]:
+    """The address and the target of an address job's key (`address_key`)."""
+    ip, _, target = key.partition("@")
+    return ip, target or DEFAULT_TARGET
 
 
 def pending_address_key(ip: str) -> str:
@@ -172,18 +236,22 @@ def take(lock: Lock, holder: str) -> bool:
 # Last applied entries -------------------------------------------------------------------
 
 
-def last_applied(redis: Redis, id_servicio: int) -> Footprint | None:
-    """What was last applied for a client, if anything."""
-    raw = redis.hget(APPLIED, str(id_servicio))
+def last_applied(
+    redis: Redis, id_servicio: int, keys: TargetKeys = DEFAULT_KEYS
+) -> Footprint | None:
+    """What was last applied for a client on a target, if anything."""
+    raw = redis.hget(keys.applied, str(id_servicio))
     return None if raw is None else _decode(raw)
 
 
-def save_footprint(pipe: Pipeline, id_servicio: int, applied: Footprint | None) -> None:
+def save_footprint(
+    pipe: Pipeline, id_servicio: int, applied: Footprint | None, keys: TargetKeys = DEFAULT_KEYS
+) -> None:
     """Record (or, with `None`, forget) what was applied for a client."""
     if applied is None:
-        pipe.hdel(APPLIED, str(id_servicio))
+        pipe.hdel(keys.applied, str(id_servicio))
     else:
-        pipe.hset(APPLIED, str(id_servicio), _encode(applied))
+        pipe.hset(keys.applied, str(id_servicio), _encode(applied))
 
 
 # Adds addresses to footprints, (client, address) pairs in ARGV; a footprint gains an address
@@ -206,52 +274,60 @@ return 1
 """
 
 
-def add_to_footprints(pipe: Pipeline, pairs: Iterable[tuple[int, str]]) -> None:
+def add_to_footprints(
+    pipe: Pipeline, pairs: Iterable[tuple[int, str]], keys: TargetKeys = DEFAULT_KEYS
+) -> None:
     """Make sure each (client, address) is in the client's footprint."""
     args = [item for key, ip in pairs for item in (str(key), ip)]
     if args:
-        pipe.register_script(_ADD_TO_FOOTPRINTS)([APPLIED], args, client=pipe)
+        pipe.register_script(_ADD_TO_FOOTPRINTS)([keys.applied], args, client=pipe)
 
 
-def claimants(redis: Redis, ips: Iterable[str]) -> dict[str, tuple[int, ...]]:
+def claimants(
+    redis: Redis, ips: Iterable[str], keys: TargetKeys = DEFAULT_KEYS
+) -> dict[str, tuple[int, ...]]:
     """The clients seen claiming each of `ips`, the rightful owner first (IPs nobody claims
     are left out)."""
     wanted = list(ips)
     if not wanted:
         return {}
-    found = redis.hmget(CLAIMS, wanted)
+    found = redis.hmget(keys.claims, wanted)
     return {ip: _ids(raw) for ip, raw in zip(wanted, found, strict=True) if raw}
 
 
 def save_claims(
-    pipe: Pipeline, addresses: Iterable[str], claims: Mapping[str, Collection[int]]
+    pipe: Pipeline,
+    addresses: Iterable[str],
+    claims: Mapping[str, Collection[int]],
+    keys: TargetKeys = DEFAULT_KEYS,
 ) -> None:
     """Replace the claimants of `addresses` (an address without claimants is forgotten)."""
     for ip in addresses:
         if claims.get(ip):
-            pipe.hset(CLAIMS, ip, ",".join(map(str, claims[ip])))
+            pipe.hset(keys.claims, ip, ",".join(map(str, claims[ip])))
         else:
-            pipe.hdel(CLAIMS, ip)
+            pipe.hdel(keys.claims, ip)
 
 
-def all_applied(redis: Redis) -> dict[int, Footprint]:
-    """Everything remembered, by client."""
-    return {int(key): _decode(raw) for key, raw in redis.hgetall(APPLIED).items()}
+def all_applied(redis: Redis, keys: TargetKeys = DEFAULT_KEYS) -> dict[int, Footprint]:
+    """Everything remembered of a target, by client."""
+    return {int(key): _decode(raw) for key, raw in redis.hgetall(keys.applied).items()}
 
 
 def replace_applied(
-    pipe: Pipeline, applied: Mapping[int, Footprint], claims: Mapping[str, Collection[int]]
+    pipe: Pipeline,
+    applied: Mapping[int, Footprint],
+    claims: Mapping[str, Collection[int]],
+    keys: TargetKeys = DEFAULT_KEYS,
 ) -> None:
-    """Replace everything remembered (after a full reconcile), in `pipe`'s transaction."""
-    pipe.delete(APPLIED, CLAIMS)
+    """Replace everything remembered of a target (after a full reconcile), in `pipe`'s
+    transaction."""
+    pipe.delete(keys.applied, keys.claims)
     if applied:
-        pipe.hset(APPLIED, mapping={str(k): _encode(v) for k, v in applied.items()})
+        pipe.hset(keys.applied, mapping={str(k): _encode(v) for k, v in applied.items()})
     if claims:
-        pipe.hset(CLAIMS, mapping={ip: ",".join(map(str, ids)) for ip, ids in claims.items()})
-
-
-# What a reconcile's bookkeeping watches: if a job records meanwhile, it is worked out again.
-REMEMBERED = (APPLIED, CLAIMS, TOUCHED)
+        encoded = {ip: ",".join(map(str, ids)) for ip, ids in claims.items()}
+        pipe.hset(keys.claims, mapping=encoded)
 
 
 def _ids(raw: bytes | str) -> tuple[int, ...]:
@@ -311,26 +387,27 @@ return 1
 """
 
 
-def save_pass_size(redis: Redis, clients: int) -> None:
-    """Remember how many clients the last complete WispHub pass had (for the deletion guard)."""
-    redis.set(PASS_SIZE, clients)
+def save_pass_size(redis: Redis, clients: int, keys: TargetKeys = DEFAULT_KEYS) -> None:
+    """Remember how many clients of the last complete WispHub pass a target takes (for the
+    deletion guard)."""
+    redis.set(keys.pass_size, clients)
 
 
-def pass_size(redis: Redis) -> int | None:
-    """How many clients the last complete WispHub pass had."""
-    raw = redis.get(PASS_SIZE)
+def pass_size(redis: Redis, keys: TargetKeys = DEFAULT_KEYS) -> int | None:
+    """How many clients of the last complete WispHub pass a target takes."""
+    raw = redis.get(keys.pass_size)
     return None if raw is None else int(raw)
 
 
-def swap_unclaimed(redis: Redis, ips: Iterable[str]) -> set[str]:
-    """Keep the BQN entries this comparison found claimed by nobody; return those the last
-    one found (an entry nobody ever claimed goes only once two passes in a row agree)."""
+def swap_unclaimed(redis: Redis, ips: Iterable[str], keys: TargetKeys = DEFAULT_KEYS) -> set[str]:
+    """Keep the entries of a target this comparison found claimed by nobody; return those the
+    last one found (an entry nobody ever claimed goes only once two passes in a row agree)."""
     with redis.pipeline(transaction=True) as pipe:
-        pipe.smembers(UNCLAIMED)
-        pipe.delete(UNCLAIMED)
+        pipe.smembers(keys.unclaimed)
+        pipe.delete(keys.unclaimed)
         wanted = list(ips)
         if wanted:
-            pipe.sadd(UNCLAIMED, *wanted)
+            pipe.sadd(keys.unclaimed, *wanted)
         before = pipe.execute()[0]
     return {ip.decode() for ip in before}
 
@@ -388,17 +465,24 @@ def begin_reconcile(redis: Redis) -> None:
         pipe.execute()
 
 
-def touch(redis: Redis, ids: Sequence[int]) -> dict[int, Footprint | None]:
+def touch(
+    redis: Redis, ids: Sequence[int], targets: Sequence[TargetKeys] = (DEFAULT_KEYS,)
+) -> list[dict[int, Footprint | None]]:
     """As jobs start applying some clients: note them if a reconcile runs (its read may be
     older than theirs: they are synced again when it ends, and what the jobs record is kept
-    beside its own), and return what was last applied for each, in one round trip."""
+    beside its own), and return what was last applied for each on each of `targets`, in one
+    round trip."""
     if not ids:
-        return {}
+        return [{} for _ in targets]
     with redis.pipeline(transaction=False) as pipe:
         pipe.register_script(_NOTE_TOUCHED)([RECONCILING, TOUCHED], list(ids), client=pipe)
-        pipe.hmget(APPLIED, [str(key) for key in ids])
-        found = pipe.execute()[1]
-    return {key: None if raw is None else _decode(raw) for key, raw in zip(ids, found, strict=True)}
+        for keys in targets:
+            pipe.hmget(keys.applied, [str(key) for key in ids])
+        found = pipe.execute()[1:]
+    return [
+        {key: None if raw is None else _decode(raw) for key, raw in zip(ids, raws, strict=True)}
+        for raws in found
+    ]
 
 
 _NOTE_TOUCHED = """

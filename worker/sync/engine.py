@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from worker.clients.bqn import BqnClient
+from worker.clients.connection import Connection
 from worker.clients.parallel import run_all
 from worker.clients.wisphub import WispHubClient
 from worker.core.desired import (
@@ -57,6 +58,18 @@ ClaimLookup = Callable[[Collection[str]], Claims]
 ClientFootprint = tuple[int, Footprint | None]
 
 
+class ClientRows(Protocol):
+    """Where the engine reads clients: WispHub (`WispHubClient`), or WispHub as one target
+    sees it (`worker.sync.targets.SelectedClients`)."""
+
+    @property
+    def settings(self) -> Connection: ...
+
+    def list_clients(self, progress: Progress = silent) -> list[Row]: ...
+
+    def get_client(self, id_servicio: int) -> Row | None: ...
+
+
 @dataclass(frozen=True)
 class FullSync:
     """A full sync's report, the desired state it worked towards, the plans it used, what the
@@ -99,7 +112,7 @@ def read_plans(wisphub: WispHubClient, overrides: Mapping[str, Speeds]) -> list[
 
 
 def full_sync(
-    wisphub: WispHubClient,
+    wisphub: ClientRows,
     bqn: BqnClient,
     rules: MappingRules,
     plans: Sequence[Plan],
@@ -152,7 +165,7 @@ def full_sync(
 
 
 def confirm_deletions(
-    changes: Changes, wisphub: WispHubClient, rules: MappingRules, claimants: ClaimLookup
+    changes: Changes, wisphub: ClientRows, rules: MappingRules, claimants: ClaimLookup
 ) -> tuple[Changes, list[int], Claims]:
     """`changes` without the deletions a single read shows to be wrong: each client that last
     claimed a deleted address or group is read again (the pass is older than what jobs did
@@ -209,7 +222,25 @@ def deletion_check(book: AddressBook, confirmed: Claims) -> DeletionCheck:
     return check
 
 
-def _read_or_fault(wisphub: WispHubClient) -> Callable[[int], Row | SyncError | None]:
+def read_clients(
+    wisphub: ClientRows, ids: Sequence[int]
+) -> tuple[dict[int, Row | None], dict[int, SyncError]]:
+    """Each client's row (`None`: no such client), and the error of each client that could not
+    be read, `WISPHUB_CONCURRENCY` reads at a time; bad credentials stop everything."""
+    found: dict[int, Row | None] = {}
+    unread: dict[int, SyncError] = {}
+    reads = run_all(_read_or_fault(wisphub), ids, wisphub.settings.concurrency)
+    for key, read in zip(ids, reads, strict=True):
+        if isinstance(read, ConfigError):
+            raise read
+        if isinstance(read, SyncError):
+            unread[key] = read
+        else:
+            found[key] = read
+    return found, unread
+
+
+def _read_or_fault(wisphub: ClientRows) -> Callable[[int], Row | SyncError | None]:
     """A client read that returns its failure instead of raising it."""
 
     def read(id_servicio: int) -> Row | SyncError | None:
@@ -323,7 +354,7 @@ class ClientsSync:
 
 def sync_client(
     id_servicio: int,
-    wisphub: WispHubClient,
+    wisphub: ClientRows,
     bqn: BqnClient,
     rules: MappingRules,
     catalogue: PlanSource,
@@ -352,21 +383,21 @@ def sync_client(
 
 def sync_clients(
     ids: Sequence[int],
-    wisphub: WispHubClient,
+    wisphub: ClientRows,
     bqn: BqnClient,
     rules: MappingRules,
     catalogue: PlanSource,
     *,
     previous: Mapping[int, Footprint | None],
-    rows: Mapping[int, Row] | None = None,
+    rows: Mapping[int, Row | None] | None = None,
     book: AddressBook | None = None,
     policies: PolicyCache | None = None,
     dry_run: bool = False,
 ) -> ClientsSync:
     """Bring some clients in line together: read each from WispHub (unless its `rows` were
-    read just now, by a complete pass) and settle the addresses each has or last had
-    (`previous`), and its group, in one plan applied `BQN_CONCURRENCY` writes at a time,
-    policies first.
+    read just now, by a complete pass or for another target; `None`: no such client) and
+    settle the addresses each has or last had (`previous`), and its group, in one plan
+    applied `BQN_CONCURRENCY` writes at a time, policies first.
 
     The addresses are held (`book.hold`) while the clients that claim them are read again
     and the BQN is read and written there, so two jobs never decide one address at once; who
@@ -382,23 +413,15 @@ def sync_clients(
     held = Held()
     with (Unrecorded() if dry_run else book).hold(last_ips) as lease:
         wanted = [key for key in ids if key not in given]
-        reads, _ = run_all(
-            lambda read: read(),
+        (read, unread), _ = run_all(
+            lambda task: task(),
             [
-                lambda: run_all(_read_or_fault(wisphub), wanted, wisphub.settings.concurrency),
+                lambda: read_clients(wisphub, wanted),
                 lambda: held.read(bqn, ips=last_ips, groups=last_groups),
             ],
             2,
         )
-        found: dict[int, Row | None] = {**given}
-        unread: dict[int, SyncError] = {}
-        for key, read in zip(wanted, reads, strict=True):
-            if isinstance(read, ConfigError):
-                raise read
-            if isinstance(read, SyncError):
-                unread[key] = read
-            else:
-                found[key] = read
+        found: dict[int, Row | None] = {**given, **read}
         ips, groups = _keys_of_all([key for key in ids if key in found], found, previous, rules)
         if not lease.widen(ips):
             held = Held()  # the addresses were let go meanwhile: read them again
@@ -426,7 +449,7 @@ def sync_clients(
 
 def sync_addresses(
     ips: Collection[str],
-    wisphub: WispHubClient,
+    wisphub: ClientRows,
     bqn: BqnClient,
     rules: MappingRules,
     catalogue: PlanSource,
@@ -458,7 +481,7 @@ def _settle(
     known: dict[int, Row | None],
     held: Held,
     *,
-    wisphub: WispHubClient,
+    wisphub: ClientRows,
     bqn: BqnClient,
     rules: MappingRules,
     catalogue: PlanSource,
