@@ -85,6 +85,7 @@ lock:
 	  --output-file requirements.lock pyproject.toml
 	rm -rf .lock-venv
 
+# DEMO_BQNS=2 (`make demo DEMO_BQNS=2`): two BQN simulators kept in step as an HA pair.
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo
 
