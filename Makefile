@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.poll
 	$(BIN)/python -m bench.cutoff
+	$(BIN)/python -m bench.targets
 
 # requirements.lock: the runtime dependencies and the build backend, each pinned with its
 # hashes, for production installs (Dockerfile, deploy/README.md):

@@ -135,12 +135,14 @@ def sync_env(wisphub_sim: Simulator, bqn_sim: Simulator) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Measured:
-    """A finished command: wall seconds, peak resident memory, exit status and output."""
+    """A finished command: wall seconds, peak resident memory, exit status, output, and the
+    CPU seconds (user and system) it used."""
 
     seconds: float
     peak_mb: float
     code: int
     out: str
+    cpu_seconds: float = 0.0
 
 
 def measure(command: Sequence[str], env: dict[str, str]) -> Measured:
@@ -154,7 +156,13 @@ def measure(command: Sequence[str], env: dict[str, str]) -> Measured:
         seconds = time.monotonic() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
-        return Measured(seconds, usage.ru_maxrss / 1024, process.returncode, out.read().decode())
+        return Measured(
+            seconds,
+            usage.ru_maxrss / 1024,
+            process.returncode,
+            out.read().decode(),
+            usage.ru_utime + usage.ru_stime,
+        )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -74,7 +74,7 @@ class BqnClient:
             pool_maxsize=settings.concurrency,
             max_retries=http.retry_policy(settings.retries, settings.backoff),
         )
-        self.session = http.make_session(adapter)
+        self.session = http.make_session(adapter, settings.url)
         # UTF-8, as curl on a UTF-8 terminal sends it (requests would use latin-1 for str).
         self.session.auth = (settings.user.encode(), settings.secret.encode())
         self.session.headers.update({"Accept": "application/json"})

@@ -44,12 +44,12 @@ class WispHubClient:
             pool_maxsize=settings.concurrency,
             max_retries=http.retry_policy(settings.retries, settings.backoff),
         )
-        self.session = http.make_session(adapter)
+        self.session = http.make_session(adapter, settings.url)
         self.session.headers.update(
             {"Authorization": f"Api-Key {settings.secret}", "Accept": "application/json"}
         )
-        # With no bundle of our own, requests honours REQUESTS_CA_BUNDLE.
-        self.verify: bool | str = settings.ca_bundle or True
+        # With no bundle of our own, REQUESTS_CA_BUNDLE's, else the system's (`make_session`).
+        self.verify: bool | str = settings.ca_bundle or self.session.verify
 
     def close(self) -> None:
         """Release pooled connections."""
