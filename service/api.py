@@ -28,7 +28,14 @@ from worker.queue.queueing import (
     requeue_failures,
 )
 from worker.sync import engine
-from worker.sync.targets import SelectedClients, Shaper, connected, each_target, unless_all_failed
+from worker.sync.targets import (
+    SelectedClients,
+    Shaper,
+    connected,
+    each_target,
+    reasons,
+    unless_all_failed,
+)
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -104,7 +111,7 @@ def client_plan(raw_id: str) -> Response | tuple[Response, int]:
         return upstream_error(exc)
     answer = merged(reports, clients=1).to_dict()
     if errors:
-        answer["unreached"] = {name: str(error) for name, error in errors.items()}
+        answer["unreached"] = reasons(errors)
     return jsonify(answer)
 
 
@@ -144,7 +151,7 @@ def plans() -> Response | tuple[Response, int]:
         "plans": listing,
     }
     if errors:
-        answer["unreached"] = {name: str(error) for name, error in errors.items()}
+        answer["unreached"] = reasons(errors)
     return jsonify(answer)
 
 

@@ -108,7 +108,8 @@ def sync_plans(job: Job) -> JobResult:
     plans = current_plans(job.connection, rt, refresh=True)
     reports, errors = fanout.on_targets(
         job.connection,
-        fanout.targets_to_do(job, rt),
+        rt.service,
+        fanout.targets_left(job, rt),
         lambda shaper: engine.sync_policies(shaper.bqn, rt.settings.rules, plans),
     )
     report = merged(reports, clients=0)

@@ -21,6 +21,8 @@ from worker.core.errors import ConfigError
 from worker.core.targets import DEFAULT_TARGET, Network, Selector
 
 SELECTOR_KEYS = ("networks", "routers", "zonas")
+# How each selector is written, for the error of one that is not a list.
+_EXAMPLES = {"networks": "10.10.0.0/16", "routers": "3, 7", "zonas": "2"}
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 KEYS = ("name", "url", "user", "password", "password_env", "ca_bundle", *SELECTOR_KEYS)
 
@@ -58,8 +60,16 @@ def read_targets(path: str, env: Mapping[str, str], connect: ConnectionFactory) 
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"BQN_TARGETS_FILE {path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"BQN_TARGETS_FILE {path}: not valid YAML ({_where(exc)})") from None
     return parse_targets(document, env, connect, where=f"BQN_TARGETS_FILE {path}")
+
+
+def _where(error: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, and where, without the text of the line (which may hold a
+    password)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or "cannot be read"
+    return problem if mark is None else f"{problem}, line {mark.line + 1}, column {mark.column + 1}"
 
 
 def parse_targets(
@@ -114,6 +124,7 @@ def _target(
 
 
 def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
+    """A key's text, which must not be empty."""
     value = entry.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: {key} is missing")
@@ -134,16 +145,15 @@ def _password(entry: Mapping[str, Any], env: Mapping[str, str], where: str) -> s
 
 
 def _list(entry: Mapping[str, Any], key: str, where: str) -> list[object]:
+    """A selector's list (none: empty)."""
     value = entry.get(key, [])
     if not isinstance(value, list):
         raise ConfigError(f"{where}: {key} must be a list, such as [{_EXAMPLES[key]}]")
     return value
 
 
-_EXAMPLES = {"networks": "10.10.0.0/16", "routers": "3, 7", "zonas": "2"}
-
-
 def _network(value: object, where: str) -> Network:
+    """A network as written, its address a network's (`10.10.0.0/16`, not `10.10.0.1/16`)."""
     try:
         return ipaddress.ip_network(str(value))
     except ValueError as exc:
@@ -151,6 +161,7 @@ def _network(value: object, where: str) -> Network:
 
 
 def _id(value: object, key: str, where: str) -> int:
+    """A WispHub router or zona id."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{where}: {key}: WispHub ids are whole numbers from 1, not {value!r}")
     return value

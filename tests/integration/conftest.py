@@ -306,11 +306,15 @@ def kbps(speed: str) -> int:
     return round(float(speed[:-1]) * UNITS[speed[-1]])
 
 
-def differences(wisphub: WispHubSim, bqn: BqnSim) -> list[str]:
+def differences(
+    wisphub: WispHubSim, bqn: BqnSim, takes: Callable[[dict[str, Any]], bool] | None = None
+) -> list[str]:
     """What the BQN says that WispHub does not (empty: they agree): the subscribers, and the
-    rates of the plan policies they use (never an "undefined" one)."""
+    rates of the plan policies they use (never an "undefined" one). With `takes`, the BQN is
+    one target's, which holds only the clients `takes` says it takes."""
     plans = {plan_id: plan["nombre"] for plan_id, plan in wisphub.state.plans.items()}
-    expected = expected_subscribers(wisphub.rows(), plans)
+    rows = [row for row in wisphub.rows() if takes is None or takes(row)]
+    expected = expected_subscribers(rows, plans)
     held = managed_state(bqn)
     found = [
         f"{ip}: BQN {held.get(ip)}, WispHub {expected.get(ip)}"

@@ -3,6 +3,8 @@ RQ workers: both hold what WispHub says, and one BQN down never holds the other 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from rq.job import Job
 
@@ -85,7 +87,7 @@ def test_a_bqn_down_does_not_hold_the_other_back_and_catches_up(
         accepted = [job_id for key in changed for job_id in notify(web, key)]
         work()  # each job runs once: core-a is written, core-b refuses connections
         assert managed_state(bqn_sim) == expected
-        requests_to_a = bqn_sim.state.stats.count()
+        writes_on_a = bqn_sim.writes()
         jobs = Job.fetch_many(accepted, connection=queue.connection)
         assert {job.get_status() for job in jobs} == {"scheduled"}  # retried later
         assert {tuple(job.meta[TARGETS_LEFT]) for job in jobs} == {("core-b",)}
@@ -98,7 +100,7 @@ def test_a_bqn_down_does_not_hold_the_other_back_and_catches_up(
         assert 'wisphub_bqn_sync_target_breaker_open{target="core-a"} 0.0' in scrape
     settle()
     assert managed_state(second_bqn) == expected
-    assert bqn_sim.state.stats.count() == requests_to_a  # the retries did core-b's part only
+    assert bqn_sim.writes() == writes_on_a  # the retries wrote core-b's part only
     jobs = Job.fetch_many(accepted, connection=queue.connection)
     assert {job.get_status() for job in jobs} == {"finished"}
     assert breaker.state(redis, store.target_keys("core-b"))["state"] == "closed"
@@ -130,3 +132,26 @@ def test_no_password_reaches_the_api_or_the_metrics(reconciled, web):
         assert BQN_PASSWORD not in text
         assert SECOND_BQN_PASSWORD not in text
     assert 'target="core-b"' in answers[0]  # the metrics name the targets
+
+
+def test_a_change_notified_while_a_job_waits_for_one_target_reaches_the_other(
+    reconciled, wisphub_sim, bqn_sim, second_bqn, web, work, settle, queue
+):
+    """The second notification joins the job waiting to retry core-b: that retry must still
+    bring core-a up to date, not only core-b."""
+    [key] = [key for key in reconciled if wisphub_sim.state.get_client(key)["estado"] == "Activo"][
+        :1
+    ]
+    with second_bqn.outage():
+        wisphub_sim.state.update_client(key, estado="Suspendido")
+        [job_id] = notify(web, key)
+        work()
+        assert Job.fetch(job_id, connection=queue.connection).get_status() == "scheduled"
+        wisphub_sim.state.update_client(key, estado="Activo")
+        assert notify(web, key) == [job_id]  # it joined the waiting job
+        time.sleep(1.2)  # its retry is due
+        work(scheduler=True)
+        assert Job.fetch(job_id, connection=queue.connection).meta["attempts"] == 2
+        assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())
+    settle()
+    assert managed_state(second_bqn) == expected_subscribers(wisphub_sim.rows())

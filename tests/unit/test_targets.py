@@ -10,11 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.clients.connection import Connection
-from worker.core.errors import ConfigError
+from worker.core.desired import slim
+from worker.core.errors import ConfigError, TransientError
 from worker.core.model import Action, Kind, Operation
 from worker.core.report import Report, merged
 from worker.core.targets import Selector, targets_of, unplaced
-from worker.targets import parse_targets
+from worker.sync.targets import unless_all_failed
+from worker.targets import parse_targets, read_targets
 
 
 def client(ip: str = "10.10.1.5", router: int | None = 3, zona: int | None = 2) -> dict:
@@ -214,3 +216,31 @@ def test_the_one_default_target_names_none():
 def test_a_single_named_target_is_named():
     total = merged({"site-a": report(write("10.0.0.1"))}, clients=1)
     assert total.planned[0].to_dict()["target"] == "site-a"
+
+
+def test_a_file_that_is_not_yaml_is_named_without_the_text_of_its_line(tmp_path):
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        'targets:\n  - name: core-a\n    password: "S3cret-pa55" extra\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as caught:
+        read_targets(str(path), {}, connect)
+    assert str(caught.value).startswith(f"BQN_TARGETS_FILE {path}: not valid YAML (")
+    assert "line 3, column " in str(caught.value)
+    assert "S3cret" not in str(caught.value)
+
+
+def test_when_every_target_failed_a_transient_error_wins():
+    refused, down = ConfigError("core-a: wrong password"), TransientError("core-b: timed out")
+    with pytest.raises(TransientError):  # retried: core-b may answer later
+        unless_all_failed({}, {"core-a": refused, "core-b": down})
+    with pytest.raises(ConfigError):
+        unless_all_failed({}, {"core-a": refused})
+    assert unless_all_failed({"core-a": 1}, {"core-b": down}) == ({"core-a": 1}, {"core-b": down})
+
+
+@pytest.mark.parametrize("place", [{"id": 3, "nombre": "Torre"}, 3, "3"])
+def test_a_list_pass_keeps_the_router_a_selector_reads(place):
+    row = {"id_servicio": 1, "ip": "10.0.0.1", "router": place, "telefono": "300"}
+    assert Selector(routers=frozenset({3})).matches(slim(row))
+    assert "telefono" not in slim(row)

@@ -19,7 +19,7 @@ from urllib3.util.retry import Retry
 
 from worker import defaults
 from worker.clients.connection import RequestHook
-from worker.core.errors import ApiError, ConfigError, TransientError
+from worker.core.errors import ApiError, ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def send(
 
     `verify` is passed on every request, the one place requests takes it from. 401/403 raise
     `ConfigError` with `auth_hint`; 5xx and 429 (after retries) and network failures raise
-    `TransientError`; other 4xx raise `ApiError`. The log line carries the method, path,
+    `Unavailable` (transient); other 4xx raise `ApiError`. The log line carries the method, path,
     status and time only: never headers, bodies or secrets. Each request's outcome and time go
     to `observe` under `operation`.
     """
@@ -103,7 +103,7 @@ def send(
     except requests.exceptions.InvalidURL as exc:
         raise ConfigError(f"{service}: invalid URL: {exc}") from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise TransientError(f"{service} unreachable: {failure_reason(exc)}") from exc
+        raise Unavailable(service, f"{service} unreachable: {failure_reason(exc)}") from exc
     finally:
         observe(service.lower(), operation, status, time.monotonic() - started)
     elapsed_ms = (time.monotonic() - started) * 1000
@@ -119,7 +119,7 @@ def send(
     if code in (401, 403):
         raise ConfigError(f"{service} answered {code}: {auth_hint}")
     if code in TRANSIENT_STATUSES:
-        raise TransientError(f"{service} answered {code}: {excerpt(response)}")
+        raise Unavailable(service, f"{service} answered {code}: {excerpt(response)}")
     if code >= 400 and code != 404:
         raise ApiError(f"{service} answered {code} to {method}: {excerpt(response)}")
     return response

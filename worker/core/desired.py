@@ -77,8 +77,8 @@ def slim(row: Row) -> Row:
     kept = {name: row[name] for name in ROW_FIELDS if name in row}
     for name in PLACE_FIELDS:
         place = row.get(name)
-        if isinstance(place, Mapping):
-            kept[name] = {"id": place.get("id")}
+        if place is not None:
+            kept[name] = {"id": place.get("id")} if isinstance(place, Mapping) else place
     return kept
 
 

@@ -21,5 +21,14 @@ class TransientError(SyncError):
     """A timeout, connection error, 5xx or 429 that outlasted the client's retries; try later."""
 
 
+class Unavailable(TransientError):
+    """An API did not answer, or answered 5xx or 429, after the client's retries: what a
+    target's circuit breaker counts (`service` says which API)."""
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(message)
+        self.service = service
+
+
 class IncompletePass(TransientError):
     """A WispHub list pass did not finish; its rows must not be used to compute deletions."""

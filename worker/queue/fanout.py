@@ -1,10 +1,13 @@
-"""A job's work on every target (BQN) it has to do: the targets at once, each one's failure
-kept to itself, and a retry that does again only the targets that failed.
+"""A job's work on every target (BQN): the targets at once, each one's failure kept to
+itself.
 
-A job's meta holds the targets still to do (`TARGETS_LEFT`; none: every target). A target
-whose BQN is down or refusing gets its retry (or its failure) while the writes to the others
-go through at once; the next reconcile, which is level-triggered, catches up with any target
-whose retries were spent.
+A job's meta names the targets its last run did not settle (`TARGETS_LEFT`): a target whose
+BQN is down or refusing gets its retry (or its failure) while the writes to the others go
+through at once. A reconcile's or a plan sync's retry does those targets only; a client, batch
+or address job's retry does every target again, because a request that joined it while it
+waited may have changed its clients, and that change is owed to every target (a down target's
+breaker keeps it cheap). The next reconcile, level-triggered, catches up with any target whose
+retries were spent.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from worker import defaults
+from worker.clients.bqn import SERVICE as BQN
 from worker.core.desired import Row
-from worker.core.errors import SyncError, TransientError
+from worker.core.errors import SyncError, Unavailable
 from worker.core.model import Footprint
 from worker.core.report import Report, merged
 from worker.queue import breaker, queueing, store
@@ -27,6 +31,7 @@ from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import plan_source
 from worker.queue.lifecycle import JobResult
 from worker.queue.runtime import Runtime, keys_of, runtime
+from worker.settings import ServiceSettings
 from worker.sync import engine
 from worker.sync.targets import SelectedClients, Shaper, each_target, unless_all_failed
 
@@ -36,9 +41,10 @@ T = TypeVar("T")
 TARGETS_LEFT = "targets_left"
 
 
-def targets_to_do(job: Job, rt: Runtime) -> list[Shaper]:
-    """The targets this run of `job` works on."""
-    return rt.chosen(job.meta.get(TARGETS_LEFT))
+def targets_left(job: Job, rt: Runtime) -> list[Shaper]:
+    """The targets a reconcile's or plan sync's run works on: those its last run did not
+    settle that are still configured, else every one."""
+    return rt.chosen(job.meta.get(TARGETS_LEFT)) or list(rt.shapers)
 
 
 def targets_owed(job: Job, names: Sequence[str]) -> list[str]:
@@ -63,7 +69,7 @@ def targets_owed(job: Job, names: Sequence[str]) -> list[str]:
 def note_targets_left(
     job: Job, reports: Mapping[str, Report], errors: Mapping[str, SyncError]
 ) -> None:
-    """Keep in the job's meta the targets a retry must do again: those that raised, and those
+    """Keep in the job's meta the targets its run did not settle: those that raised, and those
     with a failed operation or a tripped deletion guard (saved with the job's next meta
     write)."""
     left = sorted({*errors, *(name for name, report in reports.items() if not report.ok)})
@@ -91,14 +97,12 @@ def with_targets(
 
 
 def on_targets(
-    redis: Redis, shapers: Sequence[Shaper], work: Callable[[Shaper], T]
+    redis: Redis, service: ServiceSettings, shapers: Sequence[Shaper], work: Callable[[Shaper], T]
 ) -> tuple[dict[str, T], dict[str, SyncError]]:
     """`work` on every target at once, but those whose breaker is open
     (`worker.queue.breaker`): what it returned for each, and the errors of those it raised
     for. When it raised for every target, the first error is raised (as a single BQN's would
     be)."""
-
-    service = runtime().service
     limits = {"failures": service.breaker_failures, "open_seconds": service.breaker_open_seconds}
 
     def guarded(shaper: Shaper) -> T:
@@ -106,8 +110,9 @@ def on_targets(
         breaker.check(redis, keys, shaper.name)
         try:
             done = work(shaper)
-        except TransientError as exc:
-            breaker.record(redis, keys, str(exc), **limits)
+        except Unavailable as exc:
+            if exc.service == BQN:  # not WispHub's, nor a lock another job held
+                breaker.record(redis, keys, str(exc), **limits)
             raise
         breaker.record(redis, keys, None, **limits)
         return done
@@ -135,16 +140,16 @@ def sync_clients(
     rows: Mapping[int, Row] | None = None,
     lock_seconds: int = defaults.ADDRESS_LOCK_SECONDS,
 ) -> ClientsOnTargets:
-    """Bring some clients in line on every target the job still has to do: each client is
-    read from WispHub once (but those whose `rows` a complete pass read), then every target
-    settles it as `engine.sync_clients` does, all at once. When every target raised, the
-    first error is raised (as a single BQN's would be)."""
+    """Bring some clients in line on every target: each client is read from WispHub once (but
+    those whose `rows` a complete pass read), then every target settles it as
+    `engine.sync_clients` does, all at once. When every target raised, the first error is
+    raised (as a single BQN's would be)."""
     redis = job.connection
     rt = runtime()
-    shapers = targets_to_do(job, rt)
+    shapers = list(rt.shapers)
     given: dict[int, Row | None] = dict(rows or {})
     unread: dict[int, SyncError] = {}
-    if len(shapers) > 1 or not shapers[0].selector.everyone:  # once, for every target
+    if not rt.one_for_all:  # read once, for every target
         read, unread = engine.read_clients(rt.wisphub, [key for key in ids if key not in given])
         given.update(read)
     wanted = [key for key in ids if key not in unread]
@@ -165,7 +170,7 @@ def sync_clients(
             policies=shaper.policies,
         )
 
-    synced, errors = on_targets(redis, shapers, work)
+    synced, errors = on_targets(redis, rt.service, shapers, work)
     reports = {name: found.report for name, found in synced.items()}
     as_read = {**given, **{k: v for view in views.values() for k, v in view.fetched.items()}}
     for found in synced.values():

@@ -27,6 +27,7 @@ from worker.core.targets import DEFAULT_TARGET
 from worker.queue import history, queueing, store
 from worker.queue.metrics import TALLY
 from worker.queue.runtime import runtime
+from worker.sync.targets import reasons
 
 log = logging.getLogger(__name__)
 
@@ -239,18 +240,18 @@ def finish(
         history.forget(job.connection, client)
     data = report.to_dict()
     if unreached:
-        data["unreached"] = {name: str(error) for name, error in unreached.items()}
+        data["unreached"] = reasons(unreached)
     if report.ok and not unreached:
         return data
     job.meta["report"] = data
     job.save_meta()
     if unreached:
-        reasons = [f"target {name}: {error}" for name, error in unreached.items()]
-        reasons += [f"{f.operation.describe()}: {f.error}" for f in report.failures[:1]]
+        why = [f"target {name}: {error}" for name, error in unreached.items()]
+        why += [f"{f.operation.describe()}: {f.error}" for f in report.failures[:1]]
         transient = any(isinstance(error, TransientError) for error in unreached.values())
         if transient or report.retryable:
-            return retry(job, "; ".join(reasons))
-        raise OperationsFailed("; ".join(reasons))
+            return retry(job, "; ".join(why))
+        raise OperationsFailed("; ".join(why))
     if not report.failures:
         raise DeletionsHeldBack(f"deletion guard: {report.guard}")
     first = report.failures[0]

@@ -24,7 +24,7 @@ from worker.core.ownership import remembered
 from worker.core.plans import Plan
 from worker.core.report import Report, merged
 from worker.core.targets import DEFAULT_TARGET, unplaced
-from worker.queue import fanout, history, queueing, runs, store
+from worker.queue import breaker, fanout, history, queueing, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source, plans_renamed
 from worker.queue.lifecycle import JobResult, finish
@@ -50,7 +50,7 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
     if not store.take(lock, job.id):
         return {"skipped": "another reconcile is running"}
     started = time.time()
-    shapers = fanout.targets_to_do(job, rt) if target is None else rt.chosen([target])
+    shapers = fanout.targets_left(job, rt) if target is None else rt.chosen([target])
     if not shapers:
         lock.release()
         raise ConfigError(f"no target named {target!r}")
@@ -76,8 +76,8 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
             job.id, started, time.time(), report, error=error, targets=targets
         )
         runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
-        if report.ok and not errors:
-            store.clear_all_failed(redis)
+        if report.ok and not errors and len(shapers) == len(rt.shapers):
+            store.clear_all_failed(redis)  # every target went through: nothing is failing
     queue = Queue(job.origin, connection=redis)
     queueing.request_syncs(queue, passed.touched, "reconcile", rt.service)
     # the clients' histories get the reconcile's writes, not its skips: a client skipped every
@@ -130,7 +130,7 @@ def _full_sync(
                 _remember(redis, outcome, keys)
             return outcome
 
-        synced, errors = fanout.on_targets(redis, shapers, work)
+        synced, errors = fanout.on_targets(redis, rt.service, shapers, work)
     finally:
         touched = [] if dry_run else store.end_reconcile(redis)
     reports = {name: outcome.report for name, outcome in synced.items()}
@@ -346,6 +346,7 @@ def _compare(
     """Compare one target's BQN with the clients of the pass it takes; correct its policies,
     queue its address jobs, and return the clients to sync."""
     keys = keys_of(shaper)
+    breaker.check(redis, keys, shaper.name)  # a BQN that keeps failing holds no poll back
     selected = [row for row in rows if shaper.selector.matches(row)]
     found = engine.drift(shaper.bqn, rt.settings.rules, catalogue, selected)
     claimed = store.claimants(redis, found.addresses, keys)

@@ -490,7 +490,7 @@ def _again(queue: Queue, job: Job, service: ServiceSettings) -> str:
         ids = job.meta.get(UNSETTLED) or job.args[0]
         return request_syncs(queue, [int(key) for key in ids], "requeue", service)[0].job_id
     if job.func_name == SYNC_ADDRESS.path and job.args:
-        return enqueue_address_sync(queue, str(job.args[0])).job_id
+        return enqueue_address_sync(queue, *store.split_address_key(str(job.args[0]))).job_id
     if job.func_name == RECONCILE.path:
         options = job.kwargs
         return enqueue_reconcile(

@@ -27,6 +27,12 @@ class Runtime:
     wisphub: WispHubClient
     shapers: tuple[Shaper, ...]
 
+    @property
+    def one_for_all(self) -> bool:
+        """Whether the service keeps one BQN taking every client (as before targets): its jobs
+        read WispHub under their address locks, as they always did."""
+        return len(self.shapers) == 1 and self.shapers[0].selector.everyone
+
     def chosen(self, names: Sequence[str] | None) -> list[Shaper]:
         """The targets named (those that still exist), or every one for `None`."""
         return [shaper for shaper in self.shapers if names is None or shaper.name in names]

@@ -176,7 +176,7 @@ def _api_settings(env: Mapping[str, str]) -> Settings | None:
     try:
         return Settings.from_env(env)
     except ConfigError as exc:
-        if env.get("BQN_TARGETS_FILE", "").strip():
+        if str(exc).startswith("BQN_TARGETS_FILE"):
             print(f"{PROG}: {exc}", file=sys.stderr)
             raise SystemExit(startup.EXIT_CONFIG) from None
         return None

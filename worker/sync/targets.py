@@ -18,7 +18,7 @@ from worker.clients.connection import Connection
 from worker.clients.parallel import run_all
 from worker.clients.wisphub import WispHubClient
 from worker.core.desired import Row
-from worker.core.errors import SyncError
+from worker.core.errors import SyncError, TransientError
 from worker.core.progress import Progress, silent
 from worker.core.targets import Selector
 from worker.sync.policy_cache import PolicyCache
@@ -106,13 +106,20 @@ def each_target(
     return done, errors
 
 
+def reasons(errors: Mapping[str, SyncError]) -> dict[str, str]:
+    """Why each target failed, for an answer or a job's result (`unreached`)."""
+    return {name: str(error) for name, error in errors.items()}
+
+
 def unless_all_failed(
     done: dict[str, T], errors: dict[str, SyncError]
 ) -> tuple[dict[str, T], dict[str, SyncError]]:
-    """`done` and `errors` as they are, when some target went through; else the first error is
-    raised, as a single BQN's would be."""
+    """`done` and `errors` as they are, when some target went through; else an error is
+    raised, as a single BQN's would be: a transient one if any (a later try may get through
+    there, whatever the others said), else the first."""
     if errors and not done:
-        raise next(iter(errors.values()))
+        transient = [error for error in errors.values() if isinstance(error, TransientError)]
+        raise (transient or list(errors.values()))[0]
     return done, errors
 
 
