@@ -37,16 +37,15 @@ def sync_client(job: Job, id_servicio: int) -> JobResult:
     events = [history.read_from_wisphub(job.id, row)]
     events += [event for _, event in history.report_events(outcome.report, job.id)]
     known = row is not None or previous is not None or bool(outcome.report.planned)
-    fanout.note_targets_left(job, done.reports, done.errors)
-    result = finish(
+    return fanout.finish_on_targets(
         job,
         outcome.report,
+        done.reports,
+        done.errors,
         [(id_servicio, event) for event in events],
         known=known,
         also=lambda pipe: _record(pipe, id_servicio, seen if went_through else None),
-        unreached=done.errors,
     )
-    return fanout.with_targets(result, done.reports, done.errors)
 
 
 def _record(pipe: Pipeline, id_servicio: int, seen: dict[int, str | None] | None) -> None:
@@ -115,8 +114,7 @@ def sync_plans(job: Job) -> JobResult:
     report = merged(reports, clients=0)
     if report.ok and report.planned and not errors:  # its clients may go through now
         store.clear_all_failed(job.connection)
-    fanout.note_targets_left(job, reports, errors)
-    return fanout.with_targets(finish(job, report, unreached=errors), reports, errors)
+    return fanout.finish_on_targets(job, report, reports, errors)
 
 
 @rq_job

@@ -26,10 +26,10 @@ from worker.core.desired import Row
 from worker.core.errors import SyncError, Unavailable
 from worker.core.model import Footprint
 from worker.core.report import Report, merged
-from worker.queue import breaker, queueing, store
+from worker.queue import breaker, history, queueing, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import plan_source
-from worker.queue.lifecycle import JobResult
+from worker.queue.lifecycle import JobResult, finish
 from worker.queue.runtime import Runtime, keys_of, runtime
 from worker.settings import ServiceSettings
 from worker.sync import engine
@@ -94,6 +94,22 @@ def with_targets(
     if isinstance(result, dict):
         return {**result, "targets": per_target(reports, errors)}
     return result
+
+
+def finish_on_targets(
+    job: Job,
+    report: Report,
+    reports: Mapping[str, Report],
+    errors: Mapping[str, SyncError],
+    events: Sequence[history.ClientEvent] = (),
+    **options: Any,
+) -> JobResult:
+    """`finish` for work done on several targets: the targets the run did not settle noted,
+    a retry or a failure for those it could not reach, and what it did on each in the
+    result."""
+    note_targets_left(job, reports, errors)
+    result = finish(job, report, events, unreached=errors, **options)
+    return with_targets(result, reports, errors)
 
 
 def on_targets(

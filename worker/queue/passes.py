@@ -27,7 +27,7 @@ from worker.core.targets import DEFAULT_TARGET, unplaced
 from worker.queue import breaker, fanout, history, queueing, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source, plans_renamed
-from worker.queue.lifecycle import JobResult, finish
+from worker.queue.lifecycle import JobResult
 from worker.queue.metrics import TALLY
 from worker.queue.runtime import Runtime, keys_of, runtime
 from worker.sync import engine
@@ -84,9 +84,7 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
     # night would see its history filled with the same line
     events = [] if dry_run else history.report_events(report, job.id)
     writes = [(key, e) for key, e in events if key is not None and e["event"] == "operation"]
-    fanout.note_targets_left(job, passed.reports, errors)
-    result = finish(job, report, writes, unreached=errors)
-    return fanout.with_targets(result, passed.reports, errors)
+    return fanout.finish_on_targets(job, report, passed.reports, errors, writes)
 
 
 @dataclass(frozen=True)
