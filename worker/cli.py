@@ -32,6 +32,7 @@ from worker.sync.targets import (
     Shaper,
     connected,
     each_target,
+    mapped_per_selector,
     unless_all_failed,
 )
 from worker.targets import Target
@@ -209,13 +210,16 @@ def run(
                 return found.report
         else:
             complete_pass = wisphub.list_clients(progress)
+            mapped = mapped_per_selector(
+                complete_pass, [shaper.selector for shaper in shapers], settings.rules, plans
+            )
 
             def work(shaper: Shaper) -> Report:
                 outcome = full_sync(
-                    SelectedClients(wisphub, shaper.selector, complete_pass=complete_pass),
+                    mapped[shaper.selector],
+                    SelectedClients(wisphub, shaper.selector),
                     shaper.bqn,
-                    settings.rules,
-                    plans,
+                    rules=settings.rules,
                     guard=settings.guard,
                     force=force,
                     dry_run=dry_run,

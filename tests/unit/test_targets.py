@@ -14,8 +14,10 @@ from worker.core.desired import slim
 from worker.core.errors import ConfigError, TransientError
 from worker.core.model import Action, Kind, Operation
 from worker.core.report import Report, merged
+from worker.core.rules import MappingRules
 from worker.core.targets import Selector, targets_of, unplaced
-from worker.sync.targets import unless_all_failed
+from worker.sync.engine import map_pass
+from worker.sync.targets import mapped_per_selector, unless_all_failed
 from worker.targets import parse_targets, read_targets
 
 
@@ -75,6 +77,23 @@ def test_clients_no_target_takes_are_found():
     selectors = {"site-a": Selector(routers=frozenset({3}))}
     lost = client(router=4) | {"id_servicio": 2}
     assert unplaced([client(), lost], selectors) == [lost]
+
+
+def test_a_pass_is_mapped_once_per_selector_each_with_its_own_clients():
+    pair = Selector()
+    site = Selector(routers=frozenset({7}))
+    rows = [
+        client("10.10.1.5", router=3) | {"estado": "Activo", "plan_internet": {"nombre": "P"}},
+        client("10.10.1.6", router=7)
+        | {"id_servicio": 2, "estado": "Suspendido", "plan_internet": {"nombre": "P"}},
+    ]
+    rules = MappingRules()
+    mapped = mapped_per_selector(rows, [pair, site, pair], rules, [])
+    assert list(mapped) == [pair, site]  # the HA pair's two targets share one mapping
+    assert mapped[pair] == map_pass(rows, rules, [])
+    assert set(mapped[pair].desired.subscribers) == {"10.10.1.5", "10.10.1.6"}
+    assert set(mapped[site].desired.subscribers) == {"10.10.1.6"}
+    assert mapped[site].rows == [rows[1]]
 
 
 @given(

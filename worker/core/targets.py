@@ -45,6 +45,10 @@ class Selector:
             or any(_inside(network, self.networks) for network in _networks_of(row))
         )
 
+    def select(self, rows: list[Row]) -> list[Row]:
+        """The rows of the clients the target takes (`rows` itself when it takes every one)."""
+        return rows if self.everyone else [row for row in rows if self.matches(row)]
+
     def to_dict(self) -> dict[str, list[str] | list[int]]:
         """The selector as the targets file writes it (empty lists left out)."""
         found: dict[str, list[str] | list[int]] = {}

@@ -31,7 +31,7 @@ from worker.queue.lifecycle import JobResult
 from worker.queue.metrics import TALLY
 from worker.queue.runtime import Runtime, keys_of, runtime
 from worker.sync import engine
-from worker.sync.targets import SelectedClients, Shaper, each_target
+from worker.sync.targets import SelectedClients, Shaper, each_target, mapped_per_selector
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +109,17 @@ def _full_sync(
     try:
         plans = current_plans(redis, rt, refresh=True)
         rows = rt.wisphub.list_clients()
+        mapped = mapped_per_selector(
+            rows, [shaper.selector for shaper in shapers], rt.settings.rules, plans
+        )
 
         def work(shaper: Shaper) -> engine.FullSync:
             keys = keys_of(shaper)
             outcome = engine.full_sync(
-                SelectedClients(rt.wisphub, shaper.selector, complete_pass=rows),
+                mapped[shaper.selector],
+                SelectedClients(rt.wisphub, shaper.selector),
                 shaper.bqn,
-                rt.settings.rules,
-                plans,
+                rules=rt.settings.rules,
                 guard=rt.settings.guard,
                 last_pass=store.pass_size(redis, keys),
                 force=force,

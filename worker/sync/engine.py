@@ -111,12 +111,29 @@ def read_plans(wisphub: WispHubClient, overrides: Mapping[str, Speeds]) -> list[
     return with_overrides(plans, overrides)
 
 
+@dataclass(frozen=True)
+class MappedPass:
+    """A complete WispHub pass of one target's clients as the sync reads it: the rows, the
+    plans named as the rows show them, and the desired state. Targets that take the same
+    clients (the two BQNs of an HA pair) share one."""
+
+    rows: list[Row]
+    plans: list[Plan]
+    desired: Desired
+
+
+def map_pass(rows: list[Row], rules: MappingRules, plans: Sequence[Plan]) -> MappedPass:
+    """What the BQN should hold for the clients of `rows`, a complete pass."""
+    named = resolved(plans, rows, rules)
+    return MappedPass(rows, named, desired_state(rows, rules, policy_names(named)))
+
+
 def full_sync(
+    mapped: MappedPass,
     wisphub: ClientRows,
     bqn: BqnClient,
-    rules: MappingRules,
-    plans: Sequence[Plan],
     *,
+    rules: MappingRules,
     guard: GuardLimits,
     last_pass: int | None = None,
     force: bool = False,
@@ -124,21 +141,18 @@ def full_sync(
     progress: Progress = silent,
     book: AddressBook | None = None,
 ) -> FullSync:
-    """Bring the whole BQN in line with a complete WispHub pass.
+    """Bring the whole BQN in line with a complete WispHub pass, `mapped`.
 
-    The WispHub pass is read first and must be complete (else `IncompletePass` is raised and
-    nothing is written); then the BQN is read once and the plan applied, policies first. The
+    The pass must be complete (`WispHubClient.list_clients` raises `IncompletePass` before
+    anything is written); the BQN is read once and the plan applied, policies first. The
     deletion guard may hold deletions back (see `worker.core.guard`); `last_pass` is the size of
     the last complete pass, when the caller knows it. With a `book`, every client last seen
-    claiming an entry the guard lets go is read once more, and the entry stays if one still
-    claims it (a row the paging skipped, a client that moved there since the pass); each
-    deletion is then sent holding its address, and held back if a job gave the address to a
-    client meanwhile. `progress` hears how the WispHub
-    pass and the operations advance.
+    claiming an entry the guard lets go is read once more from `wisphub`, and the entry stays
+    if one still claims it (a row the paging skipped, a client that moved there since the
+    pass); each deletion is then sent holding its address, and held back if a job gave the
+    address to a client meanwhile. `progress` hears how the operations advance.
     """
-    rows = wisphub.list_clients(progress)
-    plans = resolved(plans, rows, rules)
-    desired = desired_state(rows, rules, policy_names(plans))
+    rows, plans, desired = mapped.rows, mapped.plans, mapped.desired
     subscribers, groups = bqn.list_subscribers(), bqn.list_groups()
     changes = plan_full(
         desired, subscribers, bqn.list_policies(), wanted_policies(plans, rules), groups
