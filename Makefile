@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.poll
 	$(BIN)/python -m bench.cutoff
 	$(BIN)/python -m bench.targets
+	$(BIN)/python -m bench.search
 
 # requirements.lock: the runtime dependencies and the build backend, each pinned with its
 # hashes, for production installs (Dockerfile, deploy/README.md):

@@ -1,4 +1,5 @@
-"""`/api/v1`: manual resync, plan preview, full reconcile and job status, behind `API_TOKEN`."""
+"""`/api/v1`: manual resync, plan preview, full reconcile, job status, the failures list and
+pausing writes, behind `API_TOKEN`."""
 
 from __future__ import annotations
 
@@ -11,22 +12,29 @@ from service.auth import require_api_token
 from service.bodies import json_body
 from service.context import context
 from service.errors import error_response
-from service.payloads import PayloadError, parse_id, parse_job_id
-from worker import defaults
+from service.payloads import (
+    PayloadError,
+    job_ids,
+    parse_id,
+    parse_job_id,
+    parse_limit,
+    pause_reason,
+)
 from worker.clients.wisphub import WispHubClient
 from worker.core.errors import ConfigError, SyncError, TransientError
 from worker.core.overrides import load_overrides
 from worker.core.plans import Plan, policy_state, resolved
-from worker.core.report import Report, merged
-from worker.queue import history, runs, store
+from worker.core.preview import side_by_side
+from worker.core.report import merged
+from worker.queue import history, pause, runs, store
 from worker.queue.address_book import RedisAddressBook
-from worker.queue.queueing import (
-    describe,
-    enqueue_plan_sync,
-    enqueue_reconcile,
+from worker.queue.failures import (
+    dismiss_failures,
     failures,
+    recently_cleared,
     requeue_failures,
 )
+from worker.queue.queueing import describe, enqueue_plan_sync, enqueue_reconcile
 from worker.sync import engine
 from worker.sync.targets import (
     SelectedClients,
@@ -84,7 +92,10 @@ def reconciles() -> Response:
 
 @blueprint.get("/clients/<raw_id>/plan")
 def client_plan(raw_id: str) -> Response | tuple[Response, int]:
-    """What a sync of this client would change on each BQN, computed now, changing nothing."""
+    """What a sync of this client would change on each BQN, computed now, changing nothing:
+    the dry-run report, and on each BQN (`bqn`) its entries at the client's keys as they are
+    now and would be after. 404 when WispHub has no such client and no BQN holds anything of
+    it to remove."""
     id_servicio = parse_id(raw_id)
     ctx = context()
     wisphub = WispHubClient(ctx.sync.wisphub)
@@ -93,7 +104,7 @@ def client_plan(raw_id: str) -> Response | tuple[Response, int]:
             plans = plan_catalogue(wisphub)
             rows = {id_servicio: wisphub.get_client(id_servicio)}
 
-            def preview(shaper: Shaper) -> Report:
+            def preview(shaper: Shaper) -> engine.ClientSync:
                 keys = store.target_keys(shaper.name)
                 return engine.sync_client(
                     id_servicio,
@@ -104,12 +115,22 @@ def client_plan(raw_id: str) -> Response | tuple[Response, int]:
                     previous=store.last_applied(ctx.redis, id_servicio, keys),
                     book=RedisAddressBook(ctx.redis, "plan-preview", keys),
                     dry_run=True,
-                ).report
+                )
 
-            reports, errors = unless_all_failed(*each_target(shapers, preview))
+            found, errors = unless_all_failed(*each_target(shapers, preview))
     except SyncError as exc:
         return upstream_error(exc)
+    reports = {name: sync.report for name, sync in found.items()}
+    if not errors and engine.no_such_client(rows[id_servicio], reports.values()):
+        abort(404, description=f"WispHub has no client {id_servicio}, and no BQN holds its entries")
     answer = merged(reports, clients=1).to_dict()
+    answer["in_wisphub"] = rows[id_servicio] is not None
+    answer["bqn"] = {
+        name: side_by_side(
+            sync.held.subscribers, sync.held.groups, sync.held.policies, sync.report.planned
+        )
+        for name, sync in found.items()
+    }
     if errors:
         answer["unreached"] = reasons(errors)
     return jsonify(answer)
@@ -184,24 +205,54 @@ def reconcile() -> tuple[Response, int]:
 
 @blueprint.get("/failures")
 def list_failures() -> Response:
-    """Failed jobs, newest first (`?limit=`, default 100): client, error, attempts, last try."""
-    count, views = failures(context().queue, _limit(100, 1000))
-    return jsonify({"count": count, "failures": views})
+    """Failed jobs, newest first (`?limit=`, default 100): what each was for, client, error,
+    attempts, last try; and the failures cleared lately (resolved or dismissed)."""
+    ctx = context()
+    count, views = failures(ctx.queue, _limit(100, 1000))
+    return jsonify({"count": count, "failures": views, "cleared": recently_cleared(ctx.redis)})
 
 
 @blueprint.post("/failures/requeue")
 def requeue() -> tuple[Response, int]:
     """Try failed jobs again: `{"job_ids": [...]}`, or every failed job without a body."""
-    job_ids = _options().get("job_ids")
-    if job_ids is not None:
-        if not isinstance(job_ids, list):
-            raise PayloadError('"job_ids" must be a list of job ids')
-        if len(job_ids) > defaults.MAX_IDS:
-            raise PayloadError(f"at most {defaults.MAX_IDS} job ids per request")
-        job_ids = [parse_job_id(job_id) for job_id in job_ids]
     ctx = context()
-    queued, missing = requeue_failures(ctx.queue, job_ids, ctx.service)
+    queued, missing = requeue_failures(ctx.queue, job_ids(_options()), ctx.service)
     return jsonify({"requeued": queued, "not_failed": missing}), 202
+
+
+@blueprint.post("/failures/dismiss")
+def dismiss() -> Response:
+    """Take failed jobs off the list without running them again: `{"job_ids": [...]}`, or
+    every failed job without a body (or with `{}`)."""
+    ctx = context()
+    wanted = job_ids(_options())
+    dismissed, missing = dismiss_failures(ctx.queue, wanted, "api", ctx.service.history)
+    return jsonify({"dismissed": dismissed, "not_failed": missing})
+
+
+@blueprint.get("/pause")
+def writes() -> Response:
+    """Whether writes to the BQNs are paused (since when, where from, why), and the jobs
+    running and waiting."""
+    return jsonify(pause.state(context().queue))
+
+
+@blueprint.post("/pause")
+def pause_writes() -> Response:
+    """Pause every write to the BQNs, for their maintenance (`{"reason": "..."}` optional):
+    jobs keep being queued and coalesced, none starts until `/resume`; those running finish
+    (`running` says how many)."""
+    ctx = context()
+    pause.pause(ctx.redis, "api", pause_reason(_options().get("reason")))
+    return jsonify(pause.state(ctx.queue))
+
+
+@blueprint.post("/resume")
+def resume_writes() -> Response:
+    """Let the workers write again: the jobs queued meanwhile run."""
+    ctx = context()
+    pause.resume(ctx.redis, "api")
+    return jsonify(pause.state(ctx.queue))
 
 
 @blueprint.get("/jobs/<job_id>")
@@ -232,10 +283,7 @@ def upstream_error(exc: SyncError) -> Response:
 
 def _limit(default: int, most: int) -> int:
     """The `?limit=` query parameter, checked."""
-    raw = request.args.get("limit", str(default))
-    if not raw.isdecimal() or not 1 <= int(raw) <= most:
-        raise PayloadError(f"limit must be a whole number from 1 to {most}")
-    return int(raw)
+    return parse_limit(request.args.get("limit"), default, most)
 
 
 def _rounded(seconds: float | None) -> int | None:

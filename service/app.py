@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from flask import Flask, Response
 from redis import BlockingConnectionPool, Redis
 
-from service import api, docs, errors, health, limits, metrics, status, targets, webhooks
+from service import api, docs, errors, health, limits, metrics, search, status, targets, webhooks
 from service.context import Context
 from worker import defaults
 from worker.core.errors import ConfigError
@@ -50,6 +50,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     webhooks.install(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(targets.blueprint)
+    search.install(app)
     status.install(app)
     limits.install(app, service, redis)
     app.after_request(_protect)

@@ -1,13 +1,14 @@
 """Every error answers JSON that says what is wrong, never a stack trace.
 
-Redis being unreachable answers 503: the service never acknowledges work it did not queue.
+Redis being unreachable answers 503: the service never acknowledges work it did not queue. A
+browser asking for the status page gets a small page saying so instead of JSON.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, render_template, request
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
@@ -15,6 +16,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthoriz
 from service.payloads import PayloadError
 
 log = logging.getLogger(__name__)
+
+# The blueprint of the pages for people (the status page), whose errors a browser reads.
+PAGES = "status"
 
 
 def error_response(status: int, error: str, message: str) -> Response:
@@ -56,9 +60,18 @@ def register(app: Flask) -> None:
     @app.errorhandler(RedisTimeoutError)
     def _redis_down(exc: Exception) -> Response:
         log.error("Redis unavailable: %s", exc)
+        if _browser_on_a_page():
+            return Response(render_template("unavailable.html"), 503, mimetype="text/html")
         return error_response(503, "unavailable", "the job queue (Redis) is unreachable; retry")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(500, "internal_error", "unexpected error; see the service log")
+
+
+def _browser_on_a_page() -> bool:
+    """A browser asking for the status page (HTML over JSON): a script reading it, and every
+    API call, get JSON."""
+    wanted = request.accept_mimetypes.best_match(("application/json", "text/html"))
+    return request.blueprint == PAGES and wanted == "text/html"

@@ -1,5 +1,6 @@
 """`/healthz`: the process answers. `/readyz`: Redis answers and a worker is registered; it
-also names each target (BQN) with its circuit breaker's state (never its address).
+also names each target (BQN) with its circuit breaker's state (never its address), and says
+whether writes are paused (`worker.queue.pause`) and since when.
 
 Both are open, for load balancers and orchestrators; why Redis is unreachable (its address
 among it) is told only to a caller with the API token.
@@ -13,7 +14,7 @@ from rq import Worker
 
 from service.auth import offered_api_token, same
 from service.context import Context, context
-from worker.queue import breaker, store
+from worker.queue import breaker, pause, store
 
 blueprint = Blueprint("health", __name__)
 
@@ -32,12 +33,18 @@ def readyz() -> tuple[Response, int]:
         ctx.redis.ping()
         workers = Worker.count(queue=ctx.queue)
         targets = _breakers(ctx)
+        paused = pause.paused(ctx.redis)
     except RedisError as exc:
         # Where Redis is, and why it failed, only for the API token's holder.
         detail = f"unreachable: {exc}" if _trusted(ctx.service.api_token) else "unreachable"
         return jsonify({"status": "unavailable", "redis": detail}), 503
     status, code = ("ready", 200) if workers else ("unavailable", 503)
-    return jsonify({"status": status, "redis": "ok", "workers": workers, "targets": targets}), code
+    answer = {"status": status, "redis": "ok", "workers": workers, "targets": targets}
+    # paused writes leave the service ready: notifications are still taken and queued
+    answer["writes"] = "ok" if paused is None else "paused"
+    if paused is not None:
+        answer["writes_paused_since"] = paused.to_dict()["since"]
+    return jsonify(answer), code
 
 
 def _breakers(ctx: Context) -> dict[str, str]:

@@ -6,7 +6,7 @@ Three sources make one exposition:
   `service.gunicorn_conf`), in memory otherwise;
 - the worker processes' counters, which they publish through Redis (`worker.queue.metrics`);
 - gauges read at scrape time: queue depth and oldest job, retrying and failed jobs, workers,
-  last reconcile and last poll (`service.overview`).
+  last reconcile and last poll (`service.overview`), whether writes are paused.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from rq import Queue
 from service import overview
 from service.auth import require_api_token
 from service.context import context
-from worker.queue import breaker, metrics, store
+from worker.queue import breaker, metrics, pause, store
 
 NS = metrics.NAMESPACE
 
@@ -140,6 +140,7 @@ class RedisCollector(Collector):
         yield from _stored(self.redis)
         yield from _gauges(overview.read(self.redis, self.queue))
         yield _breakers(self.redis, self.targets)
+        yield _paused(self.redis)
 
 
 def _breakers(redis: Redis, targets: Sequence[str]) -> Metric:
@@ -154,6 +155,16 @@ def _breakers(redis: Redis, targets: Sequence[str]) -> Metric:
         state = breaker.state(redis, store.target_keys(name))["state"]
         family.add_metric([name], float(state == "open"))
     return family
+
+
+def _paused(redis: Redis) -> Metric:
+    """1 while writes to the BQNs are paused: the queue then grows on purpose."""
+    found = pause.paused(redis)
+    return GaugeMetricFamily(
+        f"{NS}_writes_paused",
+        "1 while writes to the BQNs are paused (POST /api/v1/pause): jobs wait in the queue",
+        value=float(found is not None),
+    )
 
 
 def _stored(redis: Redis) -> Iterator[Metric]:
@@ -190,7 +201,7 @@ GAUGES = {
     "queue_oldest_job_age_seconds": "How long the job at the head of the queue has waited",
     "retrying_jobs": "Jobs waiting to be retried later",
     "running_jobs": "Jobs running now",
-    "failed_jobs": "Failed jobs waiting to be requeued (/api/v1/failures)",
+    "failed_jobs": "Failed jobs waiting to be requeued or dismissed (/api/v1/failures)",
     "workers": "RQ workers alive for the queue",
     "poll_lag_seconds": "Seconds since the last complete WispHub pass of the poller",
     "last_poll_timestamp_seconds": "When the last poll ended (Unix time)",

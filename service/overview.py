@@ -58,8 +58,11 @@ def read(redis: Redis, queue: Queue) -> Overview:
 
 
 def _oldest_age(queue: Queue) -> float:
-    """Seconds the job at the head of the queue has waited (0 when the queue is empty)."""
-    for job_id in queue.get_job_ids(0, 0):
+    """Seconds the job at the head of the queue (the oldest: jobs are queued at the tail) has
+    waited; 0 when the queue is empty. RQ 3's `get_job_ids` takes a length, not an end index
+    (`(0, 0)` is empty), and reads `enqueued_at` back as an aware UTC time, so `timestamp()`
+    does not depend on the process's `TZ`."""
+    for job_id in queue.get_job_ids(0, 1):
         try:
             enqueued = Job.fetch(job_id, connection=queue.connection).enqueued_at
         except NoSuchJobError:

@@ -9,7 +9,7 @@ parameters (repeated, or comma-separated). Ids are positive whole numbers, at mo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from worker import defaults
@@ -18,6 +18,8 @@ FIELD = "id_servicio"
 # 2**63 - 1, the largest id, has 19 digits.
 MAX_ID_DIGITS = 19
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# The longest reason a person may give for pausing writes.
+MAX_REASON = 200
 
 
 class PayloadError(ValueError):
@@ -67,6 +69,48 @@ def parse_job_id(value: Any) -> str:
     if not isinstance(value, str) or not JOB_ID.fullmatch(value):
         raise PayloadError(f"not a job id: {_shown(value)}")
     return value
+
+
+def job_ids(body: Mapping[str, Any]) -> list[str] | None:
+    """The failed jobs a request names (`"job_ids"`, at most `defaults.MAX_IDS`); None when it
+    names none, meaning all of them."""
+    value = body.get("job_ids")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise PayloadError('"job_ids" must be a list of job ids')
+    if len(value) > defaults.MAX_IDS:
+        raise PayloadError(f"at most {defaults.MAX_IDS} job ids per request")
+    return [parse_job_id(job_id) for job_id in value]
+
+
+def pause_reason(value: Any) -> str | None:
+    """Why writes are paused, as a person typed it, at most `MAX_REASON` characters, made one
+    line (what would not print, a line break among it, becomes a space); None when blank."""
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_REASON):
+        raise PayloadError(f'"reason" must be a text of at most {MAX_REASON} characters')
+    shown = " ".join("".join(c if c.isprintable() else " " for c in value or "").split())
+    return shown or None
+
+
+def parse_limit(raw: str | None, default: int, most: int) -> int:
+    """A `?limit=` query parameter (`None`: not given), from 1 to `most`."""
+    if raw is None:
+        return default
+    if not _decimal(raw) or not 1 <= int(raw) <= most:
+        raise PayloadError(f"limit must be a whole number from 1 to {most}")
+    return int(raw)
+
+
+def search_text(raw: str | None) -> str:
+    """What a person typed to find a client: not blank, at most `SEARCH_MAX_CHARS`."""
+    if raw is None or not raw.strip():
+        raise PayloadError(
+            "q is required: an id_servicio, an IP or its start, a name, a cédula or a PPPoE user"
+        )
+    if len(raw) > defaults.SEARCH_MAX_CHARS:
+        raise PayloadError(f"q is {len(raw)} characters long; at most {defaults.SEARCH_MAX_CHARS}")
+    return raw
 
 
 def _from_json(body: Any) -> list[Any]:

@@ -3,7 +3,8 @@
 Server-rendered HTML (templates in `service/templates/`), behind the API token: given once
 at `/login` (the sign-in then lives in a server-side session, `service/sessions.py`), or as
 HTTP basic auth (any user name, the token as password), or as a Bearer header. Its forms (sync
-a client, requeue failures) carry a random CSRF token kept in the session.
+a client, requeue or dismiss failures, pause and resume writes) carry a random CSRF token kept
+in the session.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,10 +35,15 @@ from flask import (
 from service import overview, sessions, targets
 from service.auth import offered_api_token, same
 from service.context import Context, context
-from service.payloads import PayloadError, parse_id, parse_job_id
+from service.payloads import PayloadError, parse_id, parse_job_id, pause_reason
 from worker import defaults
-from worker.queue import history, store
-from worker.queue.queueing import failures, requeue_failures
+from worker.queue import history, pause, store
+from worker.queue.failures import (
+    dismiss_failures,
+    failures,
+    recently_cleared,
+    requeue_failures,
+)
 from worker.settings import tls_warnings
 
 blueprint = Blueprint("status", __name__)
@@ -53,6 +60,7 @@ def install(app: Flask) -> None:
     sessions.install(app, ctx.redis, always_secure=ctx.service.session_cookie_secure)
     app.jinja_env.filters["step"] = describe_event
     app.jinja_env.filters["ago"] = ago
+    app.jinja_env.filters["since"] = since
     app.register_blueprint(blueprint)
 
 
@@ -117,6 +125,8 @@ def page() -> str:
         now=overview.read(ctx.redis, ctx.queue),
         failures=failed,
         failure_count=count,
+        cleared=recently_cleared(ctx.redis),
+        writes=pause.state(ctx.queue),
         targets=targets.described(
             ctx.redis, ctx.sync.targets, ctx.service.history.reconcile_reports
         ),
@@ -151,6 +161,41 @@ def requeue() -> Response:
     flash(f"{len(queued)} failed job(s) queued again", "ok")
     if missing:
         flash(f"no longer failed: {', '.join(missing)}", "error")
+    return redirect(url_for("status.page"))
+
+
+@blueprint.post("/status/failures/dismiss")
+def dismiss() -> Response:
+    """The dismiss buttons: one failed job (`job_id`), or all of them."""
+    _check_csrf()
+    ctx = context()
+    job_id = request.form.get("job_id")
+    wanted = None if job_id is None else [parse_job_id(job_id)]
+    dismissed, missing = dismiss_failures(ctx.queue, wanted, "status-page", ctx.service.history)
+    flash(f"{len(dismissed)} failed job(s) dismissed", "ok")
+    if missing:
+        flash(f"no longer failed: {', '.join(missing)}", "error")
+    return redirect(url_for("status.page"))
+
+
+@blueprint.post("/status/pause")
+def pause_writes() -> Response:
+    """The "Pause writes" button, with the reason typed beside it."""
+    _check_csrf()
+    ctx = context()
+    pause.pause(ctx.redis, "status-page", pause_reason(request.form.get("reason")))
+    running = pause.state(ctx.queue)["running"]
+    flash(f"writes paused; {running} job(s) still running finish first", "ok")
+    return redirect(url_for("status.page"))
+
+
+@blueprint.post("/status/resume")
+def resume_writes() -> Response:
+    """The "Resume writes" button."""
+    _check_csrf()
+    ctx = context()
+    pause.resume(ctx.redis, "status-page")
+    flash(f"writes resumed; {ctx.queue.count} job(s) queued meanwhile run now", "ok")
     return redirect(url_for("status.page"))
 
 
@@ -266,14 +311,26 @@ def chart(hours: list[tuple[int, dict[str, int]]], height: float = 100) -> list[
     ]
 
 
+# The events told in one line of their fields.
+LINES = {
+    "started": "a worker started the job (attempt {attempt})",
+    "skipped": "skipped: {reason}",
+    "retry": "failed for now, will retry: {error}",
+    "superseded": "nothing to do: job {by}, waiting, takes the latest state",
+    "failed": "FAILED, waiting in the failures list: {error}",
+    "resolved": "failure of job {job_id} resolved: job {by} went through since",
+    "dismissed": "failure of job {job_id} dismissed (via {via})",
+}
+
+
 def describe_event(event: dict[str, Any]) -> str:
     """One line saying what an event of a client's history means."""
     kind = event.get("event")
     if kind in ("queued", "coalesced"):
         how = "queued as" if kind == "queued" else "a waiting job will do it:"
         return f"sync asked for via {event.get('via')}; {how} {event.get('job_id')}"
-    if kind == "started":
-        return f"a worker started the job (attempt {event.get('attempt')})"
+    if kind in LINES:
+        return LINES[kind].format_map(defaultdict(str, event))
     if kind == "read":
         if not event.get("found"):
             return "WispHub has no such client: its BQN entries are removed"
@@ -288,14 +345,6 @@ def describe_event(event: dict[str, Any]) -> str:
         if event.get("result") == "ok":
             return text + ": done"
         return text + f": FAILED: {event.get('error')}"
-    if kind == "skipped":
-        return f"skipped: {event.get('reason')}"
-    if kind == "retry":
-        return f"failed for now, will retry: {event.get('error')}"
-    if kind == "superseded":
-        return f"nothing to do: job {event.get('by')}, waiting, takes the latest state"
-    if kind == "failed":
-        return f"FAILED, waiting in the failures list: {event.get('error')}"
     if kind == "done":
         counts = ", ".join(
             f"{event.get(name, 0)} {name}"
@@ -313,7 +362,14 @@ def ago(moment: str | float | None) -> str:
     stamp = (
         moment if isinstance(moment, float | int) else datetime.fromisoformat(moment).timestamp()
     )
-    seconds = max(0, int(time.time() - stamp))
+    return since(time.time() - stamp)
+
+
+def since(age: float | None) -> str:
+    """An age in seconds (not a moment: see `ago`) in words, `12 s ago`; `never` for None."""
+    if age is None:
+        return "never"
+    seconds = max(0, int(age))
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit} ago"

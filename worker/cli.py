@@ -5,7 +5,7 @@
 Every argument may instead come from its environment variable, so that with all of them set
 `wisphub-bqn-sync` alone runs the sync. Exit status: 0 all went well, 1 some operations failed,
 the deletion guard held deletions back, or an API stayed unreachable, 2 usage or configuration
-error (with a one-line reason).
+error, or a `--client` WispHub does not have (with a one-line reason).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from worker.core.overrides import load_overrides
 from worker.core.progress import Progress, TerminalProgress, silent
 from worker.core.report import Report, merged
 from worker.settings import ServiceSettings, Settings, redacted
-from worker.sync.engine import full_sync, read_plans, sync_client
+from worker.sync.engine import full_sync, no_such_client, read_plans, sync_client
 from worker.sync.targets import (
     SelectedClients,
     Shaper,
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Exit status: 0 all applied, 1 some operations failed, deletions were held back or "
-            "an API was unreachable, 2 usage or configuration error."
+            "an API was unreachable, 2 usage or configuration error, or no such --client in "
+            "WispHub."
         ),
     )
     add_version_option(parser)
@@ -131,13 +132,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
     environ = os.environ if env is None else env
+    display = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     try:
-        configure_logging(args.verbose, environ)
+        configure_logging(args.verbose, environ, None if display is None else display.above())
         settings = settings_from(args, environ)
         if args.show_config:
             show_config(settings, environ)
             return EXIT_OK
-        display = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
         try:
             report, unreached = run(
                 settings,
@@ -194,7 +195,9 @@ def run(
     """One full sync (or one client's) on every target, or on `target` alone, with fresh API
     clients: WispHub is read once, the targets are written at once. Returns the report of all
     (each operation naming its target when there are several) and the targets that failed;
-    when every target failed, the first error is raised."""
+    when every target failed, the first error is raised. A `client` WispHub does not have, of
+    which no BQN holds anything to remove, is a `ConfigError` (a wrong id, as a wrong
+    `--target` is)."""
     overrides = load_overrides(settings.plan_speeds_file)
     wisphub = WispHubClient(settings.wisphub)
     with closing(wisphub), connected(chosen(settings, target)) as shapers:
@@ -228,6 +231,8 @@ def run(
                 return outcome.report
 
         reports, errors = unless_all_failed(*each_target(shapers, work))
+    if client is not None and not errors and no_such_client(rows[client], reports.values()):
+        raise ConfigError(f"--client: WispHub has no client {client}; nothing was changed")
     clients = 1 if client is not None else len(complete_pass)
     return merged(reports, clients=clients), errors
 
@@ -273,11 +278,11 @@ def print_report(report: Report, out: TextIO) -> None:
     print(report.summary(), file=out)
 
 
-def configure_logging(verbosity: int, env: Mapping[str, str]) -> None:
-    """Warnings by default, `-v` info, `-vv` debug (every request), on standard error, as
-    text or as JSON (`LOG_FORMAT`)."""
+def configure_logging(verbosity: int, env: Mapping[str, str], stream: TextIO | None = None) -> None:
+    """Warnings by default, `-v` info, `-vv` debug (every request), on `stream` (standard
+    error; on a terminal, above the progress line), as text or as JSON (`LOG_FORMAT`)."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbosity, 2)]
-    logs.configure(level, logs.format_from(env))
+    logs.configure(level, logs.format_from(env), stream)
 
 
 def _positive_int(text: str) -> int:

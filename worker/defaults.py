@@ -218,6 +218,13 @@ WEB_REDIS_CONNECTIONS = 64
 REDIS_HEALTH_CHECK_SECONDS = 30
 STATUS_SESSION_HOURS = 12
 FAILURES_SHOWN = 50
+# A client search (`GET /api/v1/clients?q=`) answers this many hits unless told (`limit`), at
+# most the second; longer texts than the third are refused (no name, IP or cédula is as long).
+SEARCH_HITS = 20
+SEARCH_MAX_HITS = 100
+SEARCH_MAX_CHARS = 100
+# Failures cleared lately (resolved by a later job, or dismissed) kept for the list and the page.
+FAILURES_CLEARED_KEPT = 10
 
 # --- The web process's doors (docs/security.md) -----------------------------------------------
 # Notifications per sender address that passed authentication (Flask-Limiter notation).

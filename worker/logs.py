@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -50,6 +50,22 @@ def job_context(job_id: str, id_servicio: int | None) -> Iterator[None]:
         yield
     finally:
         _job.reset(token)
+
+
+class Demoted(logging.Filter):
+    """On a logger, lowers the INFO lines `routine` picks to DEBUG, shown only when that
+    logger logs DEBUG (`LOG_LEVEL=DEBUG`): for a library's lines about routine work (RQ's
+    about every poll), so that INFO says what happened, not that nothing did."""
+
+    def __init__(self, routine: Callable[[logging.LogRecord], bool]) -> None:
+        super().__init__()
+        self.routine = routine
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not self.routine(record):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
 class JobContextFilter(logging.Filter):

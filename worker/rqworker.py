@@ -15,7 +15,9 @@ another when one dies, and on SIGTERM asks each to finish the job in hand and st
 ERROR on standard output) and leaves our loggers without any. This worker sends RQ's lines and
 ours through `logs.configure()` instead, on standard error in one format, with the job and
 client named on every line logged while a job runs. RQ's debug line with a job's return value
-is dropped: results name subscribers (client names).
+is dropped: results name subscribers (client names). Its lines about each poll job and about
+the registries it cleans every few seconds are DEBUG, not INFO (`routine`): at INFO a poll
+that found nothing says nothing.
 
 Before any worker registers in Redis the command checks every setting the jobs read: a wrong
 one stops it with one line and exit status 2, which the systemd unit does not restart on.
@@ -24,6 +26,9 @@ While a job runs, its worker renews the job's place in RQ's started registry eve
 `JOB_HEARTBEAT_SECONDS`, for `JOB_HEARTBEAT_TTL`: the job of a worker killed mid-job (SIGKILL,
 the OOM killer) is found abandoned by RQ's maintenance within a minute and runs again (the RQ
 retries it was queued with), instead of after its whole timeout.
+
+While writes are paused (`worker.queue.pause`: RQ's suspension) the workers take no job; one
+taken just as the pause began goes back to the head of the queue.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -48,16 +55,26 @@ from rq.worker_pool import WorkerPool
 
 from worker import defaults, logs
 from worker.core.errors import ConfigError
-from worker.queue import queueing, startup
+from worker.queue import pause, queueing, startup
 from worker.queue.lifecycle import DeletionsHeldBack
 from worker.queue.runtime import runtime
 from worker.settings import Settings
 from worker.version import add_version_option
 
 RESULT_LINE = "Worker %s: result: %r"
+# RQ's description of a poll job, in its lines about the job.
+POLL_DESCRIPTION = f"{queueing.POLL_CHANGES.path}()"
+# RQ's lines about the registries it cleans every WORKER_MAINTENANCE_SECONDS, in each worker.
+MAINTENANCE_LINES = (
+    "Worker %s: cleaning registries for queue: %s",
+    "Worker %s: cleaning group registries",
+)
 PROG = "wisphub-bqn-sync-worker"
 
 log = logging.getLogger(__name__)
+
+# Whether the job this worker runs is a poll (`routine`).
+_polling: ContextVar[bool] = ContextVar("polling", default=False)
 
 
 class JobHeartbeat:
@@ -145,8 +162,13 @@ class LoggingWorker(PromptStop):
         super().handle_execution_ended(job, queue, heartbeat_ttl)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run the job with its id (and client) on every line, RQ's included."""
-        with logs.job_context(job.id, queueing.client_of(job)):
+        """Run the job with its id (and client) on every line, RQ's included; unless writes
+        were paused while this worker waited on the queue (`worker.queue.pause`): then the job
+        goes back to the head of the queue, and the worker waits with the others."""
+        with logs.job_context(job.id, queueing.client_of(job)), _running(job):
+            if pause.hold_back(job, queue):
+                self.log.info("Worker %s: writes are paused; job %s waits", self.name, job.id)
+                return
             try:
                 super().execute_job(job, queue)
             finally:
@@ -197,12 +219,35 @@ def take_over_rq_logging() -> None:
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
     logger.addFilter(without_result)  # once: a filter already there is not added again
+    logger.addFilter(ROUTINE)
     colorizer.notty = True
 
 
 def without_result(record: logging.LogRecord) -> bool:
     """False for RQ's debug line that shows a job's return value."""
     return record.msg != RESULT_LINE
+
+
+def routine(record: logging.LogRecord) -> bool:
+    """Whether an RQ line is about routine work: a poll job (taken, done, its result kept:
+    four lines every `POLL_INTERVAL`; the poll itself says at INFO when it found something,
+    `worker.queue.passes`) or the registries cleaned every few seconds."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return record.msg in MAINTENANCE_LINES or _polling.get() or POLL_DESCRIPTION in args
+
+
+# On `rq.worker`: its routine lines at DEBUG.
+ROUTINE = logs.Demoted(routine)
+
+
+@contextmanager
+def _running(job: Job) -> Iterator[None]:
+    """Note for `routine`, while `job` runs, whether it is a poll."""
+    token = _polling.set(job.description == POLL_DESCRIPTION)
+    try:
+        yield
+    finally:
+        _polling.reset(token)
 
 
 def process_count(text: str) -> int:

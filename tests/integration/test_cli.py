@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     managed_state,
 )
 from tests.rows import row
+from tests.terminal import screen
 
 pytestmark = pytest.mark.integration
 
@@ -112,11 +113,37 @@ def test_the_console_script_takes_the_original_command_line(wisphub_sim, bqn_sim
 @pytest.mark.slow
 def test_a_terminal_sees_progress_and_a_pipe_does_not(wisphub_sim, bqn_sim, env):
     wisphub_sim.load(1500)
-    script = Path(sys.executable).with_name("wisphub-bqn-sync")
     environ = {**env, "WISPHUB_PAGE_SIZE": "100", "PATH": os.environ.get("PATH", "")}
+    text = on_a_terminal([], environ)
+    assert "clients read: 1,500/1,500" in text
+    assert "operations applied: " in text
+    assert "/s" in text
+    piped = subprocess.run(
+        [str(SCRIPT)], env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "operations applied" not in piped.stderr + piped.stdout
+
+
+@pytest.mark.slow
+def test_with_v_each_log_line_stands_apart_from_the_progress_line(wisphub_sim, bqn_sim, env):
+    """Log lines were written onto the progress line, which has no line break of its own."""
+    wisphub_sim.load(600)
+    environ = {**env, "WISPHUB_PAGE_SIZE": "50", "PATH": os.environ.get("PATH", "")}
+    text = on_a_terminal(["-v"], environ)
+    assert "clients read: " in text  # the progress line was there
+    logged = [line for line in screen(text) if " INFO " in line]
+    assert len(logged) > 100  # a line per write
+    assert [line for line in logged if not line[:4].isdecimal()] == []  # each from column 0
+
+
+SCRIPT = Path(sys.executable).with_name("wisphub-bqn-sync")
+
+
+def on_a_terminal(argv: list[str], environ: dict[str, str]) -> str:
+    """What the console script writes to its standard error, a terminal (it must succeed)."""
     controller, terminal = pty.openpty()
     with subprocess.Popen(
-        [str(script)], env=environ, stdout=subprocess.PIPE, stderr=terminal
+        [str(SCRIPT), *argv], env=environ, stdout=subprocess.PIPE, stderr=terminal
     ) as child:
         os.close(terminal)
         shown = b""
@@ -124,14 +151,7 @@ def test_a_terminal_sees_progress_and_a_pipe_does_not(wisphub_sim, bqn_sim, env)
             shown += chunk
         assert child.wait(timeout=60) == 0
     os.close(controller)
-    text = shown.decode()
-    assert "clients read: 1,500/1,500" in text
-    assert "operations applied: " in text
-    assert "/s" in text
-    piped = subprocess.run(
-        [str(script)], env=environ, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert "operations applied" not in piped.stderr + piped.stdout
+    return shown.decode()
 
 
 def _read_some(fd: int) -> bytes:
@@ -230,6 +250,17 @@ def test_non_ascii_names_round_trip(wisphub_sim, bqn_sim, run_cli):
     bqn_sim.state.stats.reset()
     assert run_cli().code == 0
     assert bqn_sim.writes() == 0
+
+
+def test_a_client_wisphub_does_not_have_is_said_so(wisphub_sim, bqn_sim, run_cli):
+    """It answered "0 clients read … ok" and exit status 0."""
+    wisphub_sim.load(5)
+    result = run_cli("--dry-run", "--client", "999999")
+    assert result.code == 2
+    assert result.err == (
+        "wisphub-bqn-sync: --client: WispHub has no client 999999; nothing was changed\n"
+    )
+    assert result.out == ""
 
 
 def test_one_client_can_be_synced_alone(wisphub_sim, bqn_sim, run_cli):

@@ -37,11 +37,17 @@ def test_no_input_yields_a_server_error(app, ready):
         "POST /api/v1/clients/{id_servicio}/sync",
         "POST /api/v1/reconcile",
         "POST /api/v1/failures/requeue",
+        "POST /api/v1/failures/dismiss",
+        "POST /api/v1/pause",
+        "POST /api/v1/resume",
         "POST /api/v1/plans/sync",
         "POST /login",
         "POST /logout",
         "POST /status/clients/sync",
         "POST /status/failures/requeue",
+        "POST /status/failures/dismiss",
+        "POST /status/pause",
+        "POST /status/resume",
     }
 
     for operation in operations:

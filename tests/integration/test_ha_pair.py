@@ -155,3 +155,26 @@ def test_a_change_notified_while_a_job_waits_for_one_target_reaches_the_other(
         assert managed_state(bqn_sim) == expected_subscribers(wisphub_sim.rows())
     settle()
     assert managed_state(second_bqn) == expected_subscribers(wisphub_sim.rows())
+
+
+def test_a_reconcile_retried_for_one_target_keeps_one_record_of_both(
+    wisphub_sim, second_bqn, web, work, settle, queue
+):
+    """Each retry of a reconcile was a record of its own, the retry's naming only the target
+    it redid."""
+    wisphub_sim.load(20)
+    with second_bqn.outage():
+        job_id = enqueue_reconcile(queue, dry_run=False)
+        work()
+        [first] = web.get("/api/v1/reconciles", headers=API).json["reconciles"]
+    assert first["attempts"] == 1
+    assert first["targets"]["core-a"]["ok"] is True
+    assert first["targets"]["core-b"]["ok"] is False
+    settle()
+    [entry] = web.get("/api/v1/reconciles", headers=API).json["reconciles"]
+    assert entry["job_id"] == job_id
+    assert entry["ok"] is True
+    assert entry["attempts"] == Job.fetch(job_id, connection=queue.connection).meta["attempts"]
+    assert entry["attempts"] >= 2
+    assert entry["targets"]["core-a"] == first["targets"]["core-a"]  # done by the first attempt
+    assert entry["targets"]["core-b"]["ok"] is True

@@ -19,7 +19,7 @@ from rq.job import Job
 from tests.integration.conftest import API, WEBHOOK_SECRET, managed_state
 from tests.integration.processes import Processes, eventually, start
 from tests.rows import row
-from worker.queue import queueing
+from worker.queue import failures, queueing
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -173,9 +173,9 @@ def test_a_deletion_guard_trip_is_one_warning_and_a_failed_job(started, queue, w
         wisphub_sim.state.remove_client(client["id_servicio"])
     guarded = queueing.enqueue_reconcile(queue, dry_run=False)
     eventually(lambda: status(queue, guarded) == "failed", "the guarded reconcile")
-    count, failures = queueing.failures(queue)
-    assert (count, failures[0]["job_id"]) == (1, guarded)
-    assert "deletion guard" in failures[0]["error"]
+    count, listed = failures.failures(queue)
+    assert (count, listed[0]["job_id"]) == (1, guarded)
+    assert "deletion guard" in listed[0]["error"]
     eventually(lambda: "deletion guard" in text_of(started, "worker"), "the guard's line")
     log = text_of(started, "worker")
     lines = log.splitlines()

@@ -12,6 +12,7 @@ from service.app import create_app
 from tests.integration.conftest import API, API_TOKEN, HOOK, WEBHOOK_SECRET, stamped
 from tests.rows import row
 from worker.core.errors import ConfigError
+from worker.queue import pause
 
 pytestmark = pytest.mark.integration
 
@@ -318,8 +319,9 @@ def test_every_mutating_route_refuses_a_request_without_credentials(app, web, qu
         for rule in app.url_map.iter_rules()
         for method in sorted(rule.methods & MUTATING)
     ]
-    assert len(routes) == 9, routes  # the API's five, the status page's four (sign-in too)
+    assert len(routes) == 15, routes  # the API's eight, the status page's seven (sign-in too)
     for path, method in routes:
         response = web.open(path, method=method, json={"id_servicio": 7}, headers=headers)
         assert response.status_code == 401, (method, path, response.status_code)
     assert queue.count == 0, "nothing was queued"
+    assert not pause.paused(queue.connection), "nor were writes paused"

@@ -298,9 +298,34 @@ def test_the_rq_worker_takes_over_rq_logging():
     rq_log.debug("Worker %s: dequeued job %s from %s", "w1", "sync-3-ab", "queue")
     rq_log.debug(rqworker.RESULT_LINE, "w1", {"subscriberId": "Zoraida Quintero"})
     assert not rq_log.handlers
-    assert rq_log.filters == [rqworker.without_result]
+    assert rq_log.filters == [rqworker.without_result, rqworker.ROUTINE]
     [line] = stream.getvalue().splitlines()
     assert json.loads(line)["message"] == "Worker w1: dequeued job sync-3-ab from queue"
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_rq_s_lines_about_polls_and_maintenance_are_debug(level):
+    """Five INFO lines every POLL_INTERVAL, and each worker's registry cleaning every few
+    seconds, drowned the rest at INFO."""
+    rq_log = logging.getLogger("rq.worker")
+    stream = io.StringIO()
+    logs.configure(level, "json", stream)
+    rqworker.take_over_rq_logging()
+    poll = rqworker.POLL_DESCRIPTION
+    rq_log.info("Worker %s: %s: %s (%s)", "w1", "queue", poll, "j1")
+    rq_log.info("Worker %s: cleaning registries for queue: %s", "w1", "queue")
+    rq_log.info("Worker %s: %s: %s (%s)", "w1", "queue", "sync client 7", "sync-7-ab")
+    rq_log.warning("Worker %s: %s failed: %s", "w1", poll, "boom")
+    shown = [(r["level"], r["message"]) for r in map(json.loads, stream.getvalue().splitlines())]
+    routine = [
+        ("DEBUG", f"Worker w1: queue: {poll} (j1)"),
+        ("DEBUG", "Worker w1: cleaning registries for queue: queue"),
+    ]
+    assert shown == [
+        *(routine if level == "DEBUG" else []),
+        ("INFO", "Worker w1: queue: sync client 7 (sync-7-ab)"),
+        ("WARNING", f"Worker w1: {poll} failed: boom"),
+    ]
 
 
 def test_a_client_job_names_its_client():

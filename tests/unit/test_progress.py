@@ -1,9 +1,11 @@
 """The terminal progress line: what it says, how often it is redrawn, and wiping it."""
 
 import io
+import logging
 
 import pytest
 
+from tests.terminal import screen
 from worker.core.progress import TerminalProgress, Ticker, line
 
 
@@ -58,3 +60,22 @@ def test_a_ticker_counts_completions_for_its_stage():
     ticker.tick(3)
     ticker.tick()
     assert seen == [("read", 3, 5), ("read", 4, 5)]
+
+
+def test_lines_written_above_never_share_the_progress_line():
+    """With `-v` the log's lines went onto the progress line, which ends in no line break."""
+    out, clock = io.StringIO(), Clock()
+    show = TerminalProgress(out, clock)
+    log = logging.StreamHandler(show.above())
+    log.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    show("clients read", 5, 10)
+    log.emit(logging.makeLogRecord({"levelname": "INFO", "msg": "first"}))
+    clock.now += 1
+    show("clients read", 10, 10)
+    # while it runs, the progress line stays below the lines written
+    assert screen(out.getvalue()) == ["INFO first", "clients read: 10/10 (10/s)"]
+    log.emit(logging.makeLogRecord({"levelname": "INFO", "msg": "second"}))
+    assert screen(out.getvalue()) == ["INFO first", "INFO second", "clients read: 10/10 (10/s)"]
+    show.close()
+    log.emit(logging.makeLogRecord({"levelname": "INFO", "msg": "after"}))
+    assert screen(out.getvalue()) == ["INFO first", "INFO second", "INFO after", ""]

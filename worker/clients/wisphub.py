@@ -55,11 +55,13 @@ class WispHubClient:
         """Release pooled connections."""
         self.session.close()
 
-    def list_clients(self, progress: Progress = silent) -> list[Row]:
+    def list_clients(
+        self, progress: Progress = silent, keep: Callable[[Row], Row] = slim
+    ) -> list[Row]:
         """Every client row, deduplicated by `id_servicio`, with only the fields the sync reads
-        (`ROW_FIELDS`: memory stays small at 100,000 clients); raises unless the pass is
-        complete. `progress` hears of the rows read as pages arrive."""
-        return self._complete_list(CLIENTS_PATH, client_id, "clients", progress, slim)
+        (`keep`; `ROW_FIELDS` by default: memory stays small at 100,000 clients); raises unless
+        the pass is complete. `progress` hears of the rows read as pages arrive."""
+        return self._complete_list(CLIENTS_PATH, client_id, "clients", progress, keep)
 
     def list_plans(self) -> list[Row]:
         """Every internet plan (`id`, `nombre`, `tipo`); raises unless the pass is complete."""
@@ -105,7 +107,7 @@ class WispHubClient:
             rows, counts = self._one_pass(path, key_of, progress, keep)
             count = counts[-1]
             if len(rows) == count and len(set(counts)) == 1:
-                log.info("WispHub pass complete: %d %s", count, what)
+                log.debug("WispHub pass complete: %d %s", count, what)  # every poll reads one
                 return rows
             log.warning(
                 "WispHub pass %d read %d unique %s, count said %s (the list changed while paging)",

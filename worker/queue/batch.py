@@ -16,7 +16,9 @@ each guarantee of the client job, client by client:
 - each client's history gets its read, its operations (its old addresses' deletions included)
   and its own outcome;
 - only the clients not settled are retried (`UNSETTLED` in the job's meta), and when only
-  refusals are left the job fails, listed and requeueable, naming them.
+  refusals are left the job fails, listed and requeueable, naming them;
+- the clients it settled resolve the earlier failures that owed them
+  (`worker.queue.failures`), as a client job's success does.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from worker.core.changes import fingerprint
 from worker.core.desired import Row
 from worker.core.errors import TransientError
 from worker.core.model import Footprint, Kind, Operation
-from worker.queue import fanout, history, queueing, store
+from worker.queue import failures, fanout, history, queueing, store
 from worker.queue.lifecycle import JobResult, OperationsFailed, finish, retry
 from worker.queue.runtime import runtime
 from worker.sync import engine
@@ -139,6 +141,8 @@ def _finish(
         if not waiting:
             raise
         result = None  # the refused ones fail once those still to read have been tried
+    finally:  # those settled went through, whatever became of the others
+        failures.went_through(job, [failures.client_debt(key) for key in settled])
     if isinstance(result, Retry):
         return _retry_unsettled(job, unsettled, result)
     if result is None or waiting:

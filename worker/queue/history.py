@@ -115,6 +115,17 @@ def failed(job_id: str, error: str) -> Event:
     return event("failed", job_id=job_id, error=error)
 
 
+def resolved(job_id: str, by: str) -> Event:
+    """The failed job left the failures list by itself: what it failed to do went through
+    since, done `by` that job."""
+    return event("resolved", job_id=job_id, by=by)
+
+
+def dismissed(job_id: str, via: str) -> Event:
+    """A person took the failed job off the failures list without running it again."""
+    return event("dismissed", job_id=job_id, via=via)
+
+
 def _op(op: Operation) -> dict[str, Any]:
     found = {
         "action": str(op.action),
@@ -200,6 +211,38 @@ def read(redis: Redis, id_servicio: int, limit: int = 50) -> list[Event]:
     """A client's events, newest first, each with its time (`at`, UTC) and stream id."""
     entries = redis.xrevrange(stream_key(id_servicio), count=limit)
     return [_decoded(entry_id, fields) for entry_id, fields in entries]
+
+
+# The events that end a job: how a client's last sync went.
+OUTCOMES = frozenset({"done", "failed"})
+# Events read per client and round trip while looking for its last outcome.
+OUTCOME_CHUNK = 10
+
+
+def last_outcomes(redis: Redis, ids: Iterable[int]) -> dict[int, Event | None]:
+    """How each client's last sync went: its newest `done` or `failed` event (`None`: none in
+    its history). The newest events of every client are read in one round trip, older ones
+    only for the clients still without an outcome."""
+    found: dict[int, Event | None] = {}
+    wanted: dict[int, str | bytes] = dict.fromkeys(ids, "+")  # client -> where to read from
+    while wanted:
+        with redis.pipeline(transaction=False) as pipe:
+            for id_servicio, newest in wanted.items():
+                # `newest` was read last round: one more, and it is dropped below
+                extra = newest != "+"
+                pipe.xrevrange(stream_key(id_servicio), max=newest, count=OUTCOME_CHUNK + extra)
+            answers = pipe.execute()
+        further: dict[int, str | bytes] = {}
+        for (id_servicio, newest), entries in zip(wanted.items(), answers, strict=True):
+            page = [(entry_id, fields) for entry_id, fields in entries if entry_id != newest]
+            events = (_decoded(entry_id, fields) for entry_id, fields in page)
+            outcome = next((item for item in events if item["event"] in OUTCOMES), None)
+            if outcome is None and len(page) >= OUTCOME_CHUNK:
+                further[id_servicio] = page[-1][0]
+            else:
+                found[id_servicio] = outcome
+        wanted = further
+    return found
 
 
 def _decoded(entry_id: bytes, fields: Mapping[bytes, bytes]) -> Event:

@@ -24,7 +24,7 @@ from rq.job import Job
 from worker.core.errors import SyncError, TransientError
 from worker.core.report import Report
 from worker.core.targets import DEFAULT_TARGET
-from worker.queue import history, queueing, store
+from worker.queue import failures, history, queueing, store
 from worker.queue.metrics import TALLY
 from worker.queue.runtime import runtime
 from worker.sync.targets import reasons
@@ -154,18 +154,21 @@ def _reclaim(job: Job) -> str | None:
 
 def _ended(job: Job, client: int | None, result: JobResult) -> None:
     """A run that returned: a retry goes to the client's history; a success clears the mark
-    of an earlier failure."""
+    of an earlier failure, and resolves the failures that owed what it did."""
     if isinstance(result, Retry):
         if client is not None:
             _note(job, client, history.retrying(job.id, job.meta.get("last_error", "")))
-    elif claim := queueing.claim_key(job):
+        return
+    if claim := queueing.claim_key(job):
         store.clear_failed(job.connection, claim)
+    failures.went_through(job, failures.done_by(job, result))
 
 
 def _failed(job: Job, client: int | None, error: str, *, for_good: bool) -> None:
     """A run that raised: into the history of its client (or of a batch's unsettled
-    clients); a failure for good (no RQ retry left) is marked, so the poller's drift
-    correction leaves them in the failures list."""
+    clients), and what it owes noted (`worker.queue.failures`: the job that does it later
+    resolves the failure); a failure for good (no RQ retry left) is marked, so the poller's
+    drift correction leaves them in the failures list."""
     clients = [client] if client is not None else queueing.unsettled(job)
     if for_good:
         job.retries_left = 0
@@ -174,6 +177,7 @@ def _failed(job: Job, client: int | None, error: str, *, for_good: bool) -> None
             claims.append(claim)  # an address job's
         for claim in claims:
             store.mark_failed(job.connection, claim, job.id)
+    failures.noted(job.connection, job)
     history.write(
         job.connection,
         [(key, history.failed(job.id, error)) for key in clients],
@@ -204,6 +208,7 @@ def retry(job: Job, error: str) -> Retry:
     retry is spent (RQ would fail the job without a word: this fails it as a refusal does,
     listed, marked and in the history)."""
     job.meta["last_error"] = error
+    job.meta["last_error_attempt"] = queueing.attempts(job)  # the attempts made so far
     job.save_meta()
     intervals = list(runtime().service.retry_intervals)
     if (job.number_of_retries or 0) >= len(intervals):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from worker.core.ownership import remembered
 from worker.core.plans import Plan
 from worker.core.report import Report, merged
 from worker.core.targets import DEFAULT_TARGET, unplaced
-from worker.queue import breaker, fanout, history, queueing, runs, store
+from worker.queue import breaker, client_index, failures, fanout, history, queueing, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source, plans_renamed
 from worker.queue.lifecycle import JobResult
@@ -41,7 +41,8 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
     BQN (or `target`'s alone), the targets at once.
 
     `force` lets through the deletions the guard would hold back. Each run (but dry runs) is
-    kept for `/api/v1/reconciles`, and its operations go to the clients' histories. A target
+    kept for `/api/v1/reconciles`, a failed one too, in the one entry of its job (`_keep`),
+    and its operations go to the clients' histories. A target
     that fails is retried on its own (`worker.queue.fanout`).
     """
     redis = job.connection
@@ -56,28 +57,31 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
         raise ConfigError(f"no target named {target!r}")
     try:
         passed = _full_sync(redis, rt, job.id, shapers, dry_run=dry_run, force=force)
-    except SyncError as exc:  # WispHub's pass failed, or every target did
+    except SyncError as exc:  # WispHub's pass failed: no client was read
         if not dry_run:
-            failed = {shaper.name: {"ok": False, "error": str(exc)} for shaper in shapers}
-            entry = runs.reconcile_entry(
-                job.id, started, time.time(), error=str(exc), targets=failed
-            )
-            runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
+            errors = {shaper.name: exc for shaper in shapers}
+            _keep(job, rt, started, report=None, reports={}, errors=errors, stopped=exc)
         raise
     finally:
         lock.release()
     report, errors = passed.report, passed.errors
+    if not dry_run:
+        _keep(
+            job,
+            rt,
+            started,
+            report=report,
+            reports=passed.reports,
+            errors=errors,
+            stopped=passed.stopped,
+        )
+    if passed.stopped is not None:
+        raise passed.stopped
     if report.guard:
         TALLY.count("deletion_guard_trips", where="reconcile")
-    targets = fanout.per_target(passed.reports, errors)
-    if not dry_run:
-        error = "; ".join(f"target {name}: {exc}" for name, exc in errors.items()) or None
-        entry = runs.reconcile_entry(
-            job.id, started, time.time(), report, error=error, targets=targets
-        )
-        runs.save_reconcile(redis, entry, rt.service.history.reconcile_reports)
-        if report.ok and not errors and len(shapers) == len(rt.shapers):
-            store.clear_all_failed(redis)  # every target went through: nothing is failing
+    if not dry_run and report.ok and not errors and len(shapers) == len(rt.shapers):
+        store.clear_all_failed(redis)  # every target went through: nothing is failing
+        failures.resolve_all(job, started)
     queue = Queue(job.origin, connection=redis)
     queueing.request_syncs(queue, passed.touched, "reconcile", rt.service)
     # the clients' histories get the reconcile's writes, not its skips: a client skipped every
@@ -87,16 +91,47 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
     return fanout.finish_on_targets(job, report, passed.reports, errors, writes)
 
 
+def _keep(
+    job: Job,
+    rt: Runtime,
+    started: float,
+    *,
+    report: Report | None,
+    reports: Mapping[str, Report],
+    errors: Mapping[str, SyncError],
+    stopped: SyncError | None,
+) -> None:
+    """Keep this run of a reconcile job for `/api/v1/reconciles` and the status page, in place
+    of what its earlier attempts left (`runs.save_reconcile`). `report` is `None` when the
+    WispHub pass failed; `stopped`, the error that stopped the whole run."""
+    if stopped is not None:
+        error: str | None = str(stopped)
+    else:
+        error = "; ".join(f"target {name}: {exc}" for name, exc in errors.items()) or None
+    entry = runs.reconcile_entry(
+        job.id,
+        started,
+        time.time(),
+        report,
+        attempt=queueing.attempts(job),
+        error=error,
+        targets=fanout.per_target(reports, errors),
+    )
+    runs.save_reconcile(job.connection, entry, rt.service.history.reconcile_reports)
+
+
 @dataclass(frozen=True)
 class Passed:
     """A full sync on some targets: the report of all (each operation naming its target), each
-    target's report, the targets that raised, and the clients to sync again (those jobs
-    touched meanwhile, and those the pass missed)."""
+    target's report, the targets that raised, the clients to sync again (those jobs touched
+    meanwhile, and those the pass missed), and the error raised when every target failed
+    (kept with the pass's size before it is raised)."""
 
     report: Report
     reports: dict[str, Report]
     errors: dict[str, SyncError]
     touched: list[int]
+    stopped: SyncError | None = None
 
 
 def _full_sync(
@@ -108,7 +143,10 @@ def _full_sync(
         store.begin_reconcile(redis)
     try:
         plans = current_plans(redis, rt, refresh=True)
-        rows = rt.wisphub.list_clients()
+        read_at = store.now(redis)
+        rows = rt.wisphub.list_clients(keep=client_index.keep(rt.settings.wisphub))
+        if not dry_run:
+            client_index.save(redis, rows, read_at)
         mapped = mapped_per_selector(
             rows, [shaper.selector for shaper in shapers], rt.settings.rules, plans
         )
@@ -131,14 +169,18 @@ def _full_sync(
                 _remember(redis, outcome, keys)
             return outcome
 
-        synced, errors = fanout.on_targets(redis, rt.service, shapers, work)
+        stopped = None
+        try:
+            synced, errors = fanout.on_targets(redis, rt.service, shapers, work)
+        except SyncError as exc:  # on every target
+            synced, errors, stopped = {}, {shaper.name: exc for shaper in shapers}, exc
     finally:
         touched = [] if dry_run else store.end_reconcile(redis)
     reports = {name: outcome.report for name, outcome in synced.items()}
     report = merged(reports, clients=len(rows))
     report.notes += _unplaced(rt, rows)
     alive = {key for outcome in synced.values() for key in outcome.alive}
-    return Passed(report, reports, errors, sorted({*touched, *alive}))
+    return Passed(report, reports, errors, sorted({*touched, *alive}), stopped)
 
 
 def _unplaced(rt: Runtime, rows: Sequence[Row]) -> list[str]:
@@ -221,7 +263,7 @@ def poll(job: Job) -> JobResult:
     try:
         started, read_at = time.monotonic(), store.now(redis)
         try:
-            rows = rt.wisphub.list_clients()
+            rows = rt.wisphub.list_clients(keep=client_index.keep(rt.settings.wisphub))
         except SyncError as exc:
             log.warning("poll: WispHub pass failed, snapshot kept: %s", exc)
             runs.save_poll(redis, {"ok": False, "error": str(exc)})
@@ -237,6 +279,7 @@ def poll(job: Job) -> JobResult:
             for shaper in rt.shapers:
                 selected = sum(shaper.selector.matches(row) for row in rows)
                 store.save_pass_size(redis, selected, keys_of(shaper))
+            client_index.save(redis, rows, read_at)
         changed = [] if before is None else changed_clients(before, current)
         carried = queueing.Carried(read_at, rows_by_id(rows))  # for the syncs it asks for
         queue = Queue(job.origin, connection=redis)
@@ -256,7 +299,14 @@ def poll(job: Job) -> JobResult:
         store.save_snapshot(redis, current)
     finally:
         lock.release()
-    log.debug("poll: %d clients, %d changed", len(seen), len(changed))
+    # at INFO only when the poll found something: one every POLL_INTERVAL would drown the log
+    log.log(
+        logging.INFO if changed or queued else logging.DEBUG,
+        "poll: %d clients read, %d changed, %d syncs asked for",
+        len(seen),
+        len(changed),
+        len(queued),
+    )
     summary = {
         "ok": True,
         "clients": len(seen),

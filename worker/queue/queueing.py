@@ -35,6 +35,7 @@ from rq.job import Job, JobStatus
 from worker import defaults
 from worker.core.desired import Row
 from worker.core.targets import DEFAULT_TARGET
+from worker.core.words import error_in_words
 from worker.queue import history, metrics, store
 from worker.settings import ServiceSettings
 
@@ -436,78 +437,6 @@ def enqueue_plan_sync(queue: Queue) -> str:
     return job.id
 
 
-def failures(queue: Queue, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
-    """The failed jobs, newest first: how many in all, and the first `limit` of them."""
-    registry = queue.failed_job_registry
-    views = []
-    for job_id in registry.get_job_ids(0, limit - 1, desc=True):
-        try:
-            job = Job.fetch(job_id, connection=queue.connection)
-        except NoSuchJobError:
-            continue
-        views.append(
-            {
-                "job_id": job.id,
-                "description": job.description,
-                "id_servicio": client_of(job),
-                "clients": unsettled(job) or None,
-                "error": _failure(job),
-                "attempts": attempts(job),
-                "last_try": _iso(job.ended_at),
-            }
-        )
-    return registry.count, views
-
-
-def requeue_failures(
-    queue: Queue, job_ids: list[str] | None, service: ServiceSettings
-) -> tuple[list[dict[str, str]], list[str]]:
-    """Try failed jobs again (all of them without `job_ids`): as fresh jobs, so each gets its
-    full set of retries and client syncs still coalesce. Returns what was queued (failed job
-    -> new job) and the ids that are not failed jobs."""
-    registry = queue.failed_job_registry
-    wanted = job_ids if job_ids is not None else registry.get_job_ids()
-    queued, missing = [], []
-    for job_id in wanted:
-        try:
-            job = Job.fetch(job_id, connection=queue.connection)
-        except NoSuchJobError:
-            job = None
-        if job is None or job_id not in registry:
-            missing.append(job_id)
-            continue
-        queued.append({"failed_job_id": job_id, "job_id": _again(queue, job, service)})
-        registry.remove(job)
-    return queued, missing
-
-
-def _again(queue: Queue, job: Job, service: ServiceSettings) -> str:
-    """A fresh job doing what `job` did, queued the way its kind always is (claims, options);
-    a batch's clients that were not settled, in a job of their own (or several)."""
-    if job.func_name == SYNC_CLIENT.path and job.args:
-        return request_syncs(queue, [int(job.args[0])], "requeue", service)[0].job_id
-    if job.func_name == SYNC_CLIENTS.path and job.args:
-        ids = job.meta.get(UNSETTLED) or job.args[0]
-        return request_syncs(queue, [int(key) for key in ids], "requeue", service)[0].job_id
-    if job.func_name == SYNC_ADDRESS.path and job.args:
-        return enqueue_address_sync(queue, *store.split_address_key(str(job.args[0]))).job_id
-    if job.func_name == RECONCILE.path:
-        options = job.kwargs
-        return enqueue_reconcile(
-            queue,
-            dry_run=bool(options.get("dry_run")),
-            force=bool(options.get("force")),
-            target=options.get("target"),
-        )
-    if job.func_name == SYNC_PLANS.path:
-        return enqueue_plan_sync(queue)
-    options = KINDS[job.func_name].options() if job.func_name in KINDS else {}
-    again = queue.enqueue(
-        job.func_name, args=job.args, kwargs=job.kwargs, retry=RESTARTS, **options
-    )
-    return again.id
-
-
 def client_of(job: Job) -> int | None:
     """The client a job syncs (`sync_client`'s argument), None for other jobs."""
     try:
@@ -520,7 +449,10 @@ def client_of(job: Job) -> int | None:
 
 
 def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:
-    """A job's state for the API: status, attempts, timestamps, and its report when done."""
+    """A job's state for the API: status, attempts, timestamps, and its report when done.
+    The error of its last attempt that failed is its `last_error` until it finishes; a job
+    that went through at last shows it as `earlier_error`, with the attempt, so that nobody
+    takes it for the job's state."""
     try:
         job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
@@ -539,14 +471,17 @@ def describe(redis: Redis, job_id: str) -> dict[str, Any] | None:
         "started_at": _iso(job.started_at),
         "ended_at": _iso(job.ended_at),
     }
-    if job.meta.get("last_error"):
-        view["last_error"] = job.meta["last_error"]
+    if error := job.meta.get("last_error"):
+        if state == "finished":
+            view["earlier_error"] = {"attempt": job.meta.get("last_error_attempt"), "error": error}
+        else:
+            view["last_error"] = error
     if state == "finished":
         view["report"] = job.return_value()
     elif job.meta.get("report") is not None:
         view["report"] = job.meta["report"]
     if state == "failed":
-        view["error"] = _failure(job)
+        view["error"] = error_of(job)
     return view
 
 
@@ -555,14 +490,12 @@ def attempts(job: Job) -> int:
     return int(job.meta.get("attempts", 0))
 
 
-def _failure(job: Job) -> str:
-    """The last line of the job's failure (the exception message), or its last transient error."""
+def error_of(job: Job) -> str:
+    """Why the job failed, in words (`worker.core.words`): its exception's message, or its
+    last transient error."""
     result = job.latest_result()
     text = (result.exc_string or "") if result is not None else ""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if lines:
-        return lines[-1]
-    return job.meta.get("last_error") or "failed"
+    return error_in_words(text) or job.meta.get("last_error") or "failed"
 
 
 def _iso(moment: Any) -> str | None:

@@ -2,6 +2,9 @@
 refresh every `PLAN_REFRESH_INTERVAL` seconds and the full reconcile at `RECONCILE_CRON` (local
 time, as set by `TZ`), using RQ's cron scheduler.
 
+While writes are paused (`worker.queue.pause`) the poll and the plan refresh let their turns
+pass; the reconcile is queued, and waits.
+
 Exactly one scheduler is active: each one must hold a lock in Redis, renewed at every beat, so
 a second process started by mistake (or as a standby) waits and takes over only when the first
 one is gone.
@@ -28,17 +31,21 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 from rq.cron import CronJob, CronScheduler
 from rq.exceptions import StopRequested
-from rq.utils import import_attribute
+from rq.utils import import_attribute, now
 
-from worker import defaults
+from worker import defaults, logs
 from worker.core.errors import ConfigError
-from worker.queue import queueing, startup, store
+from worker.queue import pause, queueing, startup, store
 from worker.settings import ServiceSettings, Settings
 from worker.version import add_version_option
 
 log = logging.getLogger(__name__)
 
 PROG = "wisphub-bqn-sync-scheduler"
+# RQ's line for each poll it queues (every POLL_INTERVAL), which `ROUTINE` makes DEBUG: the
+# poll says at INFO when it found something.
+POLL_QUEUED = f"Enqueued job {queueing.POLL_CHANGES.path.rpartition('.')[2]} to queue "
+ROUTINE = logs.Demoted(lambda record: record.getMessage().startswith(POLL_QUEUED))
 
 
 class RestartedCronJob(CronJob):
@@ -66,6 +73,7 @@ class LeaderCronScheduler(CronScheduler):
         super().__init__(connection=connection)
         self.leader = leader
         self.settings = settings
+        logging.getLogger("rq.cron").addFilter(ROUTINE)  # once: then it is there
 
     def start(self) -> None:
         """Wait to become the leader, queue the start-up reconcile, then run the cron loop."""
@@ -84,6 +92,18 @@ class LeaderCronScheduler(CronScheduler):
                 self.leader.release()
             except LockError:
                 log.debug("leader lock had already expired")
+
+    def enqueue_jobs(self) -> list[CronJob]:
+        """RQ's, but while writes are paused (`worker.queue.pause`) the poller and the plan
+        refresh let their turns pass instead of piling up in the queue, where nothing runs
+        them: the first poll after the pause finds every change made during it. The nightly
+        reconcile is queued, and runs once writes resume."""
+        if pause.paused(self.connection) is not None:
+            moment = now()
+            for job in self._cron_jobs:
+                if job.interval and job.should_run():
+                    job.set_enqueue_time(moment)
+        return super().enqueue_jobs()
 
     def register(self, func: Callable[..., Any], queue_name: str, **options: Any) -> CronJob:
         """RQ's `register`, the job queued with RQ's retries (`RestartedCronJob`)."""

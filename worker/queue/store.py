@@ -244,6 +244,23 @@ def last_applied(
     return None if raw is None else _decode(raw)
 
 
+def applied_on(
+    redis: Redis, ids: Sequence[int], targets: Sequence[TargetKeys]
+) -> list[dict[int, Footprint | None]]:
+    """What was last applied for each of some clients on each of `targets` (in their order),
+    in one round trip."""
+    if not ids:
+        return [{} for _ in targets]
+    with redis.pipeline(transaction=False) as pipe:
+        for keys in targets:
+            pipe.hmget(keys.applied, [str(key) for key in ids])
+        found = pipe.execute()
+    return [
+        {key: None if raw is None else _decode(raw) for key, raw in zip(ids, raws, strict=True)}
+        for raws in found
+    ]
+
+
 def save_footprint(
     pipe: Pipeline, id_servicio: int, applied: Footprint | None, keys: TargetKeys = DEFAULT_KEYS
 ) -> None:

@@ -70,6 +70,42 @@ class ClientRows(Protocol):
     def get_client(self, id_servicio: int) -> Row | None: ...
 
 
+@dataclass
+class Held:
+    """What the BQN holds at the keys a job looks at (`None`: nothing there)."""
+
+    subscribers: dict[str, Subscriber | None] = field(default_factory=dict)
+    groups: dict[str, Group | None] = field(default_factory=dict)
+    policies: dict[str, Policy | None] = field(default_factory=dict)
+
+    def read(
+        self,
+        bqn: BqnClient,
+        *,
+        ips: Iterable[str] = (),
+        groups: Iterable[str] = (),
+        policies: Iterable[str] = (),
+    ) -> None:
+        """Read, all at once, the subscribers, groups and policies not read yet."""
+        reads = [
+            *(
+                (self.subscribers, ip, bqn.get_subscriber)
+                for ip in sorted(set(ips) - self.subscribers.keys())
+            ),
+            *(
+                (self.groups, name, bqn.get_group)
+                for name in sorted(set(groups) - self.groups.keys())
+            ),
+            *(
+                (self.policies, name, bqn.get_policy)
+                for name in sorted(set(policies) - self.policies.keys())
+            ),
+        ]
+        found = run_all(lambda read: read[2](read[1]), reads, bqn.concurrency)
+        for (into, key, _), value in zip(reads, found, strict=True):
+            into[key] = value
+
+
 @dataclass(frozen=True)
 class FullSync:
     """A full sync's report, the desired state it worked towards, the plans it used, what the
@@ -91,12 +127,14 @@ class ClientSync:
     `current` is what a caller should remember as "last applied" for the client: where it
     claims addresses now, and where an operation failed (see `footprint_after`); `None` when it
     has nothing on the BQN any more. `row` is the client as WispHub answered (`None`: it has no
-    such client).
+    such client). `held` is what the BQN held at the client's addresses and group, and the
+    policies they use, before anything was written.
     """
 
     report: Report
     current: Footprint | None
     row: Row | None
+    held: Held
 
 
 def read_plans(wisphub: WispHubClient, overrides: Mapping[str, Speeds]) -> list[Plan]:
@@ -357,13 +395,15 @@ class Unrecorded:
 @dataclass(frozen=True)
 class ClientsSync:
     """A sync of several clients at once: the whole report, each client's row as read (`None`:
-    WispHub has no such client) and what to remember of it, and the clients whose row could
-    not be read (nothing was done for them; the error says why)."""
+    WispHub has no such client) and what to remember of it, the clients whose row could not
+    be read (nothing was done for them; the error says why), and what the BQN held at their
+    keys before (`ClientSync.held`)."""
 
     report: Report
     rows: dict[int, Row | None]
     current: dict[int, Footprint | None]
     unread: dict[int, SyncError]
+    held: Held = field(default_factory=Held)
 
 
 def sync_client(
@@ -392,7 +432,13 @@ def sync_client(
     )
     if id_servicio in found.unread:
         raise found.unread[id_servicio]
-    return ClientSync(found.report, found.current[id_servicio], found.rows[id_servicio])
+    return ClientSync(found.report, found.current[id_servicio], found.rows[id_servicio], found.held)
+
+
+def no_such_client(row: Row | None, reports: Iterable[Report]) -> bool:
+    """Whether a one-client sync (`reports`: its report on each target) found the client
+    nowhere: WispHub has no such client and no BQN holds anything of it to remove."""
+    return row is None and not any(report.planned for report in reports)
 
 
 def sync_clients(
@@ -453,12 +499,13 @@ def sync_clients(
             dry_run=dry_run,
         )
         if dry_run:
-            return ClientsSync(report, found, {key: previous.get(key) for key in found}, unread)
+            kept = {key: previous.get(key) for key in found}
+            return ClientsSync(report, found, kept, unread, held)
         current = {
             key: footprint_after(key, previous.get(key), settlement, report) for key in found
         }
         book.record(settlement, list(current.items()))
-    return ClientsSync(report, found, current, unread)
+    return ClientsSync(report, found, current, unread, held)
 
 
 def sync_addresses(
@@ -538,42 +585,6 @@ def _settle(
     if policies is not None and not dry_run:
         _remember_policies(policies, held.policies.values(), settlement.changes, report)
     return settlement, report
-
-
-@dataclass
-class Held:
-    """What the BQN holds at the keys a job looks at (`None`: nothing there)."""
-
-    subscribers: dict[str, Subscriber | None] = field(default_factory=dict)
-    groups: dict[str, Group | None] = field(default_factory=dict)
-    policies: dict[str, Policy | None] = field(default_factory=dict)
-
-    def read(
-        self,
-        bqn: BqnClient,
-        *,
-        ips: Iterable[str] = (),
-        groups: Iterable[str] = (),
-        policies: Iterable[str] = (),
-    ) -> None:
-        """Read, all at once, the subscribers, groups and policies not read yet."""
-        reads = [
-            *(
-                (self.subscribers, ip, bqn.get_subscriber)
-                for ip in sorted(set(ips) - self.subscribers.keys())
-            ),
-            *(
-                (self.groups, name, bqn.get_group)
-                for name in sorted(set(groups) - self.groups.keys())
-            ),
-            *(
-                (self.policies, name, bqn.get_policy)
-                for name in sorted(set(policies) - self.policies.keys())
-            ),
-        ]
-        found = run_all(lambda read: read[2](read[1]), reads, bqn.concurrency)
-        for (into, key, _), value in zip(reads, found, strict=True):
-            into[key] = value
 
 
 def _keys_of(

@@ -21,7 +21,7 @@ from tests.integration.conftest import (
     expected_subscribers,
     managed_state,
 )
-from worker.queue import queueing
+from worker.queue import failures
 
 # Ten retries a second apart: a fault outlasts a few of them, never all.
 QUICK_RETRIES = ",".join(["1"] * 10)
@@ -129,4 +129,4 @@ def assert_converged(wisphub_sim: WispHubSim, bqn_sim: BqnSim) -> None:
 
 def failed_jobs(queue: Queue) -> list[dict]:
     """The failed jobs as `GET /api/v1/failures` lists them."""
-    return queueing.failures(queue)[1]
+    return failures.failures(queue)[1]
