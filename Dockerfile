@@ -24,6 +24,9 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md Procfile ./
 COPY worker worker
 COPY service service
+# The pages' Spanish: the committed .po compiled into the .mo the package takes (Babel comes
+# with the lock).
+RUN pybabel compile --directory service/translations
 # The simulators' command comes with the package but their code stays out of this image: it
 # goes too, rather than failing with an import error (the sandbox target installs it again).
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lock test test-fast ci-tools test-faults lint demo bench clean browser promtool
+.PHONY: lock test test-fast ci-tools test-faults lint demo bench clean browser promtool translations
 
 # The runtime packages at requirements.lock's versions (without its hashes, which pip would
 # demand of every package then): the tests run what production runs.
@@ -17,15 +17,32 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The pages' translations (service/i18n.py), compiled from the committed .po files into the .mo
+# files Flask-Babel reads, again whenever a .po changes. The Dockerfile compiles them too.
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard service/translations/*/LC_MESSAGES/messages.po))
+service/translations/%/LC_MESSAGES/messages.mo: service/translations/%/LC_MESSAGES/messages.po | $(STAMP)
+	$(BIN)/pybabel compile --locale $* --input-file $< --output-file $@
+
+# For developers, after adding or changing a message (docs/development.md, "Translations"):
+# extract every message into messages.pot (babel.cfg says where), merge it into each language's
+# .po, then translate there what is new (an empty msgstr) or marked fuzzy.
+translations: $(STAMP)
+	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords lazy_gettext \
+	  --add-comments Translators: --project wisphub-bqn-sync \
+	  --copyright-holder 'the wisphub-bqn-sync authors' \
+	  --output-file service/translations/messages.pot .
+	$(BIN)/pybabel update --input-file service/translations/messages.pot \
+	  --output-dir service/translations --ignore-obsolete
+
 # The whole suite, as CI runs it: lint, the layer contracts (pyproject.toml), every test.
-test: $(STAMP)
+test: $(STAMP) $(CATALOGS)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # For the edit loop, under a minute: the pure tests and the quick integration ones (no Procfile
 # processes, no fault injection, no browser).
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(CATALOGS)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -m "not slow and not faults" -q
@@ -60,11 +77,11 @@ promtool: $(STAMP)
 	fi
 
 # Only the fault-injection suite (also part of `make test`).
-test-faults: $(STAMP)
+test-faults: $(STAMP) $(CATALOGS)
 	$(BIN)/pytest -m faults
 
 # The benchmarks (bench/README.md): each prints one table; about 40 minutes in all.
-bench: $(STAMP)
+bench: $(STAMP) $(CATALOGS)
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.ingest
@@ -75,7 +92,8 @@ bench: $(STAMP)
 
 # requirements.lock: the runtime dependencies and the build backend, each pinned with its
 # hashes, for production installs (Dockerfile, deploy/README.md):
-#   pip install --require-hashes -r requirements.lock && pip install --no-deps --no-build-isolation .
+#   pip install --require-hashes -r requirements.lock && pybabel compile -d service/translations
+#   && pip install --no-deps --no-build-isolation .
 # No sandbox or test extra. pip-tools lives in a throw-away virtualenv, not in the project.
 # Run after changing pyproject.toml's dependencies, with the Python of the image (3.11); it
 # keeps the pins it can: delete requirements.lock first to move every pin to the newest allowed.
@@ -88,7 +106,7 @@ lock:
 	rm -rf .lock-venv
 
 # DEMO_BQNS=2 (`make demo DEMO_BQNS=2`): two BQN simulators kept in step as an HA pair.
-demo: $(STAMP)
+demo: $(STAMP) $(CATALOGS)
 	$(BIN)/python -m sandbox.demo
 
 lint: $(STAMP)

@@ -239,8 +239,9 @@ The start-up reconcile has put the {CLIENTS} seeded clients on the (simulated) {
 4. {entry}{entries}
    and every step the service took for the client, newest first:
    curl -s {web}/api/v1/clients/{client["id_servicio"]}/history {api}
-   The status page shows the same, with the queue, workers, failures and a chart:
-   open {web}/?client={client["id_servicio"]} and sign in with the API token {API_TOKEN}
+   The client's page shows the same, with WispHub beside the BQN (or type its name in the
+   status page's search box): open {web}/clients/{client["id_servicio"]} and sign in with the
+   API token {API_TOKEN}
 5. Reactivate it without notifying: the poller applies it within {env["POLL_INTERVAL"]} s:
    curl -s --cacert {ca} -X PATCH {wisphub}/_sim/clients/{client["id_servicio"]} \\
         {json_type} -d '{{"estado": "Activo"}}'

@@ -3,7 +3,9 @@ pausing writes, behind `API_TOKEN`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
@@ -21,11 +23,13 @@ from service.payloads import (
     pause_reason,
 )
 from worker.clients.wisphub import WispHubClient
+from worker.core.desired import Row, as_id
 from worker.core.errors import ConfigError, SyncError, TransientError
 from worker.core.overrides import load_overrides
 from worker.core.plans import Plan, policy_state, resolved
 from worker.core.preview import side_by_side
 from worker.core.report import merged
+from worker.core.rules import MappingRules
 from worker.queue import history, pause, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.failures import (
@@ -44,6 +48,7 @@ from worker.sync.targets import (
     reasons,
     unless_all_failed,
 )
+from worker.targets import Target
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -97,34 +102,56 @@ def client_plan(raw_id: str) -> Response | tuple[Response, int]:
     now and would be after. 404 when WispHub has no such client and no BQN holds anything of
     it to remove."""
     id_servicio = parse_id(raw_id)
-    ctx = context()
-    wisphub = WispHubClient(ctx.sync.wisphub)
     try:
-        with closing(wisphub), connected(ctx.sync.targets) as shapers:
-            plans = plan_catalogue(wisphub)
-            rows = {id_servicio: wisphub.get_client(id_servicio)}
-
-            def preview(shaper: Shaper) -> engine.ClientSync:
-                keys = store.target_keys(shaper.name)
-                return engine.sync_client(
-                    id_servicio,
-                    SelectedClients(wisphub, shaper.selector, rows=rows),
-                    shaper.bqn,
-                    ctx.sync.rules,
-                    lambda _rows: plans,
-                    previous=store.last_applied(ctx.redis, id_servicio, keys),
-                    book=RedisAddressBook(ctx.redis, "plan-preview", keys),
-                    dry_run=True,
-                )
-
-            found, errors = unless_all_failed(*each_target(shapers, preview))
+        found = plan_now(id_servicio)
     except SyncError as exc:
         return upstream_error(exc)
-    reports = {name: sync.report for name, sync in found.items()}
-    if not errors and engine.no_such_client(rows[id_servicio], reports.values()):
+    if found is None:
         abort(404, description=f"WispHub has no client {id_servicio}, and no BQN holds its entries")
+    return jsonify(found.answer)
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """A client's plan computed now: the client as WispHub has it (`row`, `None`: no such
+    client), its plan in the catalogue (`plan`), and what `GET /api/v1/clients/<id>/plan`
+    answers (`answer`). The status page's client page shows the same."""
+
+    row: Row | None
+    plan: Plan | None
+    answer: dict[str, Any]
+
+
+def plan_now(id_servicio: int) -> ClientPlan | None:
+    """What a sync of the client would change on each BQN, read now, writing nothing; `None`
+    when WispHub has no such client and no BQN holds anything of it. `SyncError` when WispHub,
+    or every BQN, could not be read (the BQNs not reached are listed in `unreached`)."""
+    ctx = context()
+    wisphub = WispHubClient(ctx.sync.wisphub)
+    with closing(wisphub), connected(ctx.sync.targets) as shapers:
+        plans = plan_catalogue(wisphub)
+        rows = {id_servicio: wisphub.get_client(id_servicio)}
+
+        def preview(shaper: Shaper) -> engine.ClientSync:
+            keys = store.target_keys(shaper.name)
+            return engine.sync_client(
+                id_servicio,
+                SelectedClients(wisphub, shaper.selector, rows=rows),
+                shaper.bqn,
+                ctx.sync.rules,
+                lambda _rows: plans,
+                previous=store.last_applied(ctx.redis, id_servicio, keys),
+                book=RedisAddressBook(ctx.redis, "plan-preview", keys),
+                dry_run=True,
+            )
+
+        found, errors = unless_all_failed(*each_target(shapers, preview))
+    row = rows[id_servicio]
+    reports = {name: sync.report for name, sync in found.items()}
+    if not errors and engine.no_such_client(row, reports.values()):
+        return None
     answer = merged(reports, clients=1).to_dict()
-    answer["in_wisphub"] = rows[id_servicio] is not None
+    answer["in_wisphub"] = row is not None
     answer["bqn"] = {
         name: side_by_side(
             sync.held.subscribers, sync.held.groups, sync.held.policies, sync.report.planned
@@ -133,7 +160,16 @@ def client_plan(raw_id: str) -> Response | tuple[Response, int]:
     }
     if errors:
         answer["unreached"] = reasons(errors)
-    return jsonify(answer)
+    return ClientPlan(row, _plan_of(row, plans, ctx.sync.rules), answer)
+
+
+def _plan_of(row: Row | None, plans: list[Plan], rules: MappingRules) -> Plan | None:
+    """The client's plan, named as the sync names it."""
+    plan = None if row is None else row.get("plan_internet")
+    wanted = as_id(plan.get("id")) if isinstance(plan, dict) else None
+    if row is None or wanted is None:
+        return None
+    return next((item for item in resolved(plans, [row], rules) if item.id == wanted), None)
 
 
 @blueprint.get("/plans")
@@ -143,37 +179,38 @@ def plans() -> Response | tuple[Response, int]:
     ctx = context()
     wisphub = WispHubClient(ctx.sync.wisphub)
     try:
-        with closing(wisphub), connected(ctx.sync.targets) as shapers:
+        with closing(wisphub):
             catalogue = resolved(plan_catalogue(wisphub), (), ctx.sync.rules)
-            held, errors = unless_all_failed(
-                *each_target(
-                    shapers,
-                    lambda shaper: {policy.name: policy for policy in shaper.bqn.list_policies()},
-                )
-            )
+        states = policy_states(catalogue, ctx.sync.targets)
     except SyncError as exc:
         return upstream_error(exc)
+    return jsonify({"read_seconds_ago": _rounded(store.plans_age(ctx.redis)), **states})
 
-    def states(plan: Plan) -> dict[str, str]:
-        return {
-            name: policy_state(plan, found.get(plan.policy_name)) for name, found in held.items()
-        }
 
+def policy_states(catalogue: Sequence[Plan], targets: Sequence[Target]) -> dict[str, Any]:
+    """Each plan of `catalogue` with the state of its policy on each BQN of `targets`, read
+    now (`bqn`: the same on every one, or `differs`; `bqn_on`, with several BQNs, each one's),
+    and the BQNs that could not be read (`unreached`); `SyncError` when none could. The status
+    page shows the same."""
+    with connected(targets) as shapers:
+        held, errors = unless_all_failed(
+            *each_target(
+                shapers,
+                lambda shaper: {policy.name: policy for policy in shaper.bqn.list_policies()},
+            )
+        )
     listing = []
     for plan in catalogue:
-        on = states(plan)
+        on = {name: policy_state(plan, found.get(plan.policy_name)) for name, found in held.items()}
         same = set(on.values())
         entry = {**plan.to_dict(), "bqn": same.pop() if len(same) == 1 else "differs"}
-        if len(ctx.sync.targets) > 1:
+        if len(targets) > 1:
             entry["bqn_on"] = on
         listing.append(entry)
-    answer: dict[str, Any] = {
-        "read_seconds_ago": _rounded(store.plans_age(ctx.redis)),
-        "plans": listing,
-    }
+    answer: dict[str, Any] = {"plans": listing}
     if errors:
         answer["unreached"] = reasons(errors)
-    return jsonify(answer)
+    return answer
 
 
 @blueprint.post("/plans/sync")

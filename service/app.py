@@ -9,7 +9,19 @@ from collections.abc import Mapping
 from flask import Flask, Response
 from redis import BlockingConnectionPool, Redis
 
-from service import api, docs, errors, health, limits, metrics, search, status, targets, webhooks
+from service import (
+    api,
+    docs,
+    errors,
+    health,
+    i18n,
+    limits,
+    metrics,
+    search,
+    status,
+    targets,
+    webhooks,
+)
 from service.context import Context
 from worker import defaults
 from worker.core.errors import ConfigError
@@ -45,6 +57,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     )
     errors.register(app)
     metrics.install(app)  # first: every request is timed, those refused early too
+    i18n.install(app, service)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(docs.blueprint)
     webhooks.install(app)

@@ -1,10 +1,13 @@
-"""The status page at `/`: the service at a glance for the engineer and the support desk.
+"""The status page: the service at a glance for the engineer and the support desk (`/`,
+refreshing itself), finding a client by what the operator knows (`/clients?q=`), and a client's
+page (`/clients/<id_servicio>`): WispHub beside each BQN, its history, "sync now" and "what
+would change".
 
-Server-rendered HTML (templates in `service/templates/`), behind the API token: given once
-at `/login` (the sign-in then lives in a server-side session, `service/sessions.py`), or as
-HTTP basic auth (any user name, the token as password), or as a Bearer header. Its forms (sync
-a client, requeue or dismiss failures, pause and resume writes) carry a random CSRF token kept
-in the session.
+Server-rendered HTML (templates in `service/templates/`, their words in `service/console.py`),
+behind the API token: given once at `/login` (the sign-in then lives in a server-side session,
+`service/sessions.py`), or as HTTP basic auth (any user name, the token as password), or as a
+Bearer header. Its forms (sync a client, requeue or dismiss failures, pause and resume writes)
+carry a random CSRF token kept in the session.
 """
 
 from __future__ import annotations
@@ -12,11 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -25,6 +23,7 @@ from flask import (
     Response,
     abort,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -32,12 +31,12 @@ from flask import (
     url_for,
 )
 
-from service import overview, sessions, targets
+from service import console, overview, search, sessions, targets, views
 from service.auth import offered_api_token, same
 from service.context import Context, context
-from service.payloads import PayloadError, parse_id, parse_job_id, pause_reason
+from service.payloads import PayloadError, parse_id, parse_job_id, pause_reason, search_text
 from worker import defaults
-from worker.queue import history, pause, store
+from worker.queue import client_index, history, pause
 from worker.queue.failures import (
     dismiss_failures,
     failures,
@@ -58,9 +57,8 @@ def install(app: Flask) -> None:
     """Serve the status page, its sessions kept in the app's Redis."""
     ctx: Context = app.extensions[Context.KEY]
     sessions.install(app, ctx.redis, always_secure=ctx.service.session_cookie_secure)
-    app.jinja_env.filters["step"] = describe_event
-    app.jinja_env.filters["ago"] = ago
-    app.jinja_env.filters["since"] = since
+    console.install(app)
+    views.install(app)
     app.register_blueprint(blueprint)
 
 
@@ -98,56 +96,106 @@ def _protect(response: Response) -> Response:
 
 
 @blueprint.get("/")
-def page() -> str:
-    """The page; `?client=<id_servicio>` adds that client's history."""
+def page() -> Response:
+    """The overview; it reloads itself every `STATUS_REFRESH_SECONDS` (the `Refresh` header:
+    the page runs no scripts) unless `?refresh=off`, for typing in its forms."""
     ctx = context()
-    client = request.args.get("client", "").strip()
-    found = None
-    if client:
-        try:
-            id_servicio = parse_id(client)
-        except PayloadError as exc:
-            flash(str(exc), "error")
-        else:
-            found = {
-                "id": id_servicio,
-                "applied": {
-                    target.name: store.last_applied(
-                        ctx.redis, id_servicio, store.target_keys(target.name)
-                    )
-                    for target in ctx.sync.targets
-                },
-                "events": history.read(ctx.redis, id_servicio, 100),
-            }
     count, failed = failures(ctx.queue, defaults.FAILURES_SHOWN)
-    return render_template(
-        "status.html",
-        now=overview.read(ctx.redis, ctx.queue),
-        failures=failed,
-        failure_count=count,
-        cleared=recently_cleared(ctx.redis),
-        writes=pause.state(ctx.queue),
-        targets=targets.described(
-            ctx.redis, ctx.sync.targets, ctx.service.history.reconcile_reports
-        ),
-        chart=chart(history.operations_per_hour(ctx.redis, defaults.CHART_HOURS)),
-        client=client,
-        found=found,
-        csrf=csrf_token(),
-        signed_in=_signed_in(),
-        warnings=tls_warnings(ctx.sync),
+    stopped = request.args.get("refresh") == "off"
+    refresh = 0 if stopped else ctx.service.status_refresh_seconds
+    response = make_response(
+        render_template(
+            "status.html",
+            now=overview.read(ctx.redis, ctx.queue),
+            failures=failed,
+            names=views.names([failure["id_servicio"] for failure in failed]),
+            failure_count=count,
+            cleared=recently_cleared(ctx.redis),
+            writes=pause.state(ctx.queue),
+            targets=targets.described(
+                ctx.redis, ctx.sync.targets, ctx.service.history.reconcile_reports
+            ),
+            plans=views.plan_states(),
+            chart=console.chart(history.operations_per_hour(ctx.redis, defaults.CHART_HOURS)),
+            indexed=client_index.last_pass(ctx.redis),
+            refresh=refresh,
+            stopped=stopped,
+            warnings=tls_warnings(ctx.sync),
+            **_common(),
+        )
     )
+    if refresh:
+        response.headers["Refresh"] = str(refresh)
+    return response
+
+
+@blueprint.get("/clients")
+def find() -> Response | tuple[str, int]:
+    """The search box: the clients the text finds, as `GET /api/v1/clients?q=` finds them;
+    one hit (or, before any pass is indexed, an id_servicio) goes straight to its page."""
+    typed = request.args.get("q", "")
+    try:
+        text = search_text(typed)
+    except PayloadError as exc:
+        return render_template("clients.html", q=typed, error=str(exc), **_common()), 400
+    found = search.found(text, defaults.SEARCH_HITS)
+    hits = found["hits"]
+    if found["total"] == 1:
+        return redirect(url_for("status.client", raw_id=hits[0]["id_servicio"]))
+    id_servicio = _id_in(text)
+    if not hits and id_servicio is not None:  # not in the last pass: WispHub may have it now
+        return redirect(url_for("status.client", raw_id=id_servicio))
+    return render_template("clients.html", q=typed, found=found, **_common()), 200
+
+
+@blueprint.get("/clients/<raw_id>")
+def client(raw_id: str) -> tuple[str, int]:
+    """A client's page: WispHub beside what each BQN holds, read now; its history."""
+    return _client_page(raw_id, changes=False)
+
+
+@blueprint.get("/clients/<raw_id>/plan")
+def client_changes(raw_id: str) -> tuple[str, int]:
+    """The client's page with what a sync would change now, writing nothing."""
+    return _client_page(raw_id, changes=True)
+
+
+def _client_page(raw_id: str, *, changes: bool) -> tuple[str, int]:
+    try:
+        id_servicio = parse_id(raw_id)
+    except PayloadError:
+        return render_template("client.html", raw_id=raw_id, view=None, **_common()), 404
+    view = views.client_view(id_servicio)
+    status = 404 if view.missing else 200
+    return render_template("client.html", view=view, changes=changes, **_common()), status
+
+
+def _common() -> dict[str, object]:
+    """What every page shows in its frame: the sign-out form, the times' zone."""
+    return {
+        "csrf": csrf_token(),
+        "signed_in": _signed_in(),
+        "zone": console.zone(context().service.time_zone),
+    }
+
+
+def _id_in(text: str) -> int | None:
+    """The id_servicio `text` is, if it is a whole number."""
+    try:
+        return parse_id(text)
+    except PayloadError:
+        return None
 
 
 @blueprint.post("/status/clients/sync")
 def sync_client() -> Response:
-    """The "sync now" button of a client's history."""
+    """The "sync now" button of a client's page."""
     _check_csrf()
     ctx = context()
     id_servicio = parse_id(request.form.get("id_servicio", ""))
     [queued] = ctx.request_syncs([id_servicio], "status-page")
     flash(f"sync of client {id_servicio} queued as job {queued.job_id}", "ok")
-    return redirect(url_for("status.page", client=id_servicio))
+    return redirect(url_for("status.client", raw_id=id_servicio))
 
 
 @blueprint.post("/status/failures/requeue")
@@ -155,13 +203,8 @@ def requeue() -> Response:
     """The requeue buttons: one failed job (`job_id`), or all of them."""
     _check_csrf()
     ctx = context()
-    job_id = request.form.get("job_id")
-    wanted = None if job_id is None else [parse_job_id(job_id)]
-    queued, missing = requeue_failures(ctx.queue, wanted, ctx.service)
-    flash(f"{len(queued)} failed job(s) queued again", "ok")
-    if missing:
-        flash(f"no longer failed: {', '.join(missing)}", "error")
-    return redirect(url_for("status.page"))
+    queued, missing = requeue_failures(ctx.queue, _chosen_failures(), ctx.service)
+    return _after_failures(f"{len(queued)} failed job(s) queued again", missing)
 
 
 @blueprint.post("/status/failures/dismiss")
@@ -169,10 +212,20 @@ def dismiss() -> Response:
     """The dismiss buttons: one failed job (`job_id`), or all of them."""
     _check_csrf()
     ctx = context()
+    chosen = _chosen_failures()
+    dismissed, missing = dismiss_failures(ctx.queue, chosen, "status-page", ctx.service.history)
+    return _after_failures(f"{len(dismissed)} failed job(s) dismissed", missing)
+
+
+def _chosen_failures() -> list[str] | None:
+    """The failed job a row's button names, or None for the "all" button."""
     job_id = request.form.get("job_id")
-    wanted = None if job_id is None else [parse_job_id(job_id)]
-    dismissed, missing = dismiss_failures(ctx.queue, wanted, "status-page", ctx.service.history)
-    flash(f"{len(dismissed)} failed job(s) dismissed", "ok")
+    return None if job_id is None else [parse_job_id(job_id)]
+
+
+def _after_failures(done: str, missing: list[str]) -> Response:
+    """Back to the page, saying what was done and which jobs were no longer failed."""
+    flash(done, "ok")
     if missing:
         flash(f"no longer failed: {', '.join(missing)}", "error")
     return redirect(url_for("status.page"))
@@ -276,101 +329,3 @@ def _derived(token: str, purpose: str) -> str:
     return hmac.new(
         token.encode(), f"wisphub-bqn-sync {purpose}".encode(), hashlib.sha256
     ).hexdigest()
-
-
-# Presentation (pure) ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One hour of the operations chart."""
-
-    label: str
-    ok: int
-    failed: int
-    ok_height: float
-    failed_height: float
-
-
-def chart(hours: list[tuple[int, dict[str, int]]], height: float = 100) -> list[Bar]:
-    """Bars for the operations-per-hour chart, scaled to the busiest hour."""
-    totals = [
-        (sum(counts.values()) - counts.get("failed", 0), counts.get("failed", 0))
-        for _, counts in hours
-    ]
-    top = max((ok + failed for ok, failed in totals), default=0) or 1
-    return [
-        Bar(
-            label=datetime.fromtimestamp(start, UTC).strftime("%H:00"),
-            ok=ok,
-            failed=failed,
-            ok_height=height * ok / top,
-            failed_height=height * failed / top,
-        )
-        for (start, _), (ok, failed) in zip(hours, totals, strict=True)
-    ]
-
-
-# The events told in one line of their fields.
-LINES = {
-    "started": "a worker started the job (attempt {attempt})",
-    "skipped": "skipped: {reason}",
-    "retry": "failed for now, will retry: {error}",
-    "superseded": "nothing to do: job {by}, waiting, takes the latest state",
-    "failed": "FAILED, waiting in the failures list: {error}",
-    "resolved": "failure of job {job_id} resolved: job {by} went through since",
-    "dismissed": "failure of job {job_id} dismissed (via {via})",
-}
-
-
-def describe_event(event: dict[str, Any]) -> str:
-    """One line saying what an event of a client's history means."""
-    kind = event.get("event")
-    if kind in ("queued", "coalesced"):
-        how = "queued as" if kind == "queued" else "a waiting job will do it:"
-        return f"sync asked for via {event.get('via')}; {how} {event.get('job_id')}"
-    if kind in LINES:
-        return LINES[kind].format_map(defaultdict(str, event))
-    if kind == "read":
-        if not event.get("found"):
-            return "WispHub has no such client: its BQN entries are removed"
-        return (
-            f"WispHub says: estado {event.get('estado')}, plan {event.get('plan') or '(none)'},"
-            f" IP {event.get('ip') or '(none)'}"
-        )
-    if kind == "operation":
-        text = f"BQN: {event.get('action')} {event.get('kind')} {event.get('key')}"
-        if event.get("policy"):
-            text += f" with policy {event['policy']}"
-        if event.get("result") == "ok":
-            return text + ": done"
-        return text + f": FAILED: {event.get('error')}"
-    if kind == "done":
-        counts = ", ".join(
-            f"{event.get(name, 0)} {name}"
-            for name in ("created", "updated", "deleted", "skipped", "failed")
-            if event.get(name)
-        )
-        return f"done: {counts or 'nothing to change'}" + ("" if event.get("ok") else " (not ok)")
-    return str(kind)
-
-
-def ago(moment: str | float | None) -> str:
-    """How long ago an ISO time or Unix timestamp was, in words."""
-    if moment is None:
-        return "never"
-    stamp = (
-        moment if isinstance(moment, float | int) else datetime.fromisoformat(moment).timestamp()
-    )
-    return since(time.time() - stamp)
-
-
-def since(age: float | None) -> str:
-    """An age in seconds (not a moment: see `ago`) in words, `12 s ago`; `never` for None."""
-    if age is None:
-        return "never"
-    seconds = max(0, int(age))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"

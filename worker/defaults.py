@@ -217,6 +217,19 @@ WEB_REDIS_CONNECTIONS = 64
 # An idle Redis connection of the web process is checked before use after this long.
 REDIS_HEALTH_CHECK_SECONDS = 30
 STATUS_SESSION_HOURS = 12
+# The status page's overview reloads itself this often (STATUS_REFRESH_SECONDS; 0: never), by
+# the `Refresh` header: the page runs no scripts.
+STATUS_REFRESH_SECONDS = 10
+# The overview shows each plan's policy state on each BQN read at most this often per web
+# process, each BQN given this long to answer, once (a BQN down slows one refresh a minute
+# by seconds, not every refresh by BQN_CALL_SECONDS).
+STATUS_PLANS_SECONDS = MINUTE
+STATUS_BQN_TIMEOUT = 3.0
+# Events of a client's history its page shows (HISTORY_PER_CLIENT keeps 50 by default).
+STATUS_HISTORY_SHOWN = 100
+# The pages' languages (UI_LANGUAGE): English is the messages' own, Spanish is translated
+# (service/translations). The first is given to a browser that asks for none of them.
+UI_LANGUAGES = ("es", "en")
 FAILURES_SHOWN = 50
 # A client search (`GET /api/v1/clients?q=`) answers this many hits unless told (`limit`), at
 # most the second; longer texts than the third are refused (no name, IP or cédula is as long).

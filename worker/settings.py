@@ -185,6 +185,12 @@ class ServiceSettings:
     trusted_proxies: int = 0
     # The status page's cookie is always `Secure` (else only over https).
     session_cookie_secure: bool = False
+    # The status page's overview reloads itself every so many seconds (0: never).
+    status_refresh_seconds: int = defaults.STATUS_REFRESH_SECONDS
+    # The pages' language (`es`, `en`); None: the browser's (service/i18n.py).
+    ui_language: str | None = None
+    # The process's zone (`TZ`, such as `America/Bogota`), for times on the pages.
+    time_zone: str | None = None
     # Client jobs waiting beyond which notifications and API calls answer 503.
     max_queued_jobs: int = defaults.MAX_QUEUED_JOBS
     # Clients one batch job syncs at most (1: a job per client).
@@ -222,6 +228,11 @@ class ServiceSettings:
             login_rate_limit=read.rate("LOGIN_RATE_LIMIT", defaults.LOGIN_RATE_LIMIT),
             trusted_proxies=read.integer("TRUSTED_PROXIES", cls.trusted_proxies, 0, 10),
             session_cookie_secure=read.flag("SESSION_COOKIE_SECURE", default=False),
+            status_refresh_seconds=read.integer(
+                "STATUS_REFRESH_SECONDS", cls.status_refresh_seconds, 0, 3600
+            ),
+            ui_language=read.optional_choice("UI_LANGUAGE", defaults.UI_LANGUAGES),
+            time_zone=read.optional("TZ"),
             max_queued_jobs=read.integer("MAX_QUEUED_JOBS", cls.max_queued_jobs, 1, 10_000_000),
             batch_size=read.integer("BATCH_SIZE", cls.batch_size, 1, 10_000),
             retry_intervals=read.seconds_list("RETRY_INTERVALS", cls.retry_intervals),
@@ -435,8 +446,12 @@ class _Reader:
         return None if value.lower() == "off" else value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.text(name, default)
-        if value not in choices:
+        return self.optional_choice(name, choices) or default
+
+    def optional_choice(self, name: str, choices: tuple[str, ...]) -> str | None:
+        """One of `choices`, or None when unset."""
+        value = self.optional(name)
+        if value is not None and value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         return value
 

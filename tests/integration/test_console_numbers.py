@@ -188,7 +188,7 @@ def test_with_redis_down_a_browser_gets_a_page_and_the_api_json(service_env, tmp
         script = client.get("/", headers=API)
     assert page.status_code == 503
     assert page.mimetype == "text/html"
-    assert "Redis is unreachable" in page.get_data(as_text=True)
+    assert 'id="unavailable"' in page.get_data(as_text=True)  # its words: test_page_language.py
     assert "script-src" not in page.headers["Content-Security-Policy"]  # the page's own rules
     assert api.status_code == 503
     assert api.json["error"] == "unavailable"

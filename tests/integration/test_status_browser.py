@@ -1,11 +1,19 @@
 """The status page in a real browser: headless Chromium (Debian's chromium and chromium-driver,
 which `make test` installs when it runs as root) driven by Selenium, against the Procfile's
-web and worker processes."""
+web and worker processes.
+
+With `SAVE_SCREENSHOTS=1` the test also saves the screenshots the docs show
+(`docs/images/console-*.png`); without it, it writes nothing into the tree."""
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -15,6 +23,7 @@ from sandbox.processes import Processes
 from tests.integration.conftest import API_TOKEN, HOOK, managed_state
 from tests.integration.processes import eventually
 from tests.rows import row
+from worker.queue import queueing
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,10 +38,19 @@ if CHROMIUM is None or CHROMEDRIVER is None:
     )
 
 from selenium import webdriver  # noqa: E402 (only once Chromium is known to be here)
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
+
+# Where the docs' screenshots go, when SAVE_SCREENSHOTS=1.
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+# The overview reloads itself this often here (10 s by default).
+REFRESH_SECONDS = 3
 
 
 @pytest.fixture
@@ -52,6 +70,7 @@ def browser(tmp_path) -> Iterator[webdriver.Chrome]:
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
+    options.add_argument("--window-size=1280,900")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     yield driver
@@ -60,7 +79,13 @@ def browser(tmp_path) -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def stack(service_env: dict[str, str], redis: Redis) -> Iterator[Processes]:
-    env = {**service_env, "POLL_INTERVAL": "0", "WORKER_PROCESSES": "2"}
+    env = {
+        **service_env,
+        "POLL_INTERVAL": "0",
+        "WORKER_PROCESSES": "2",
+        "STATUS_REFRESH_SECONDS": str(REFRESH_SECONDS),
+        "TZ": "America/Bogota",
+    }
     processes = Processes(env, ["web", "worker"])
     try:
         eventually(processes.ready, "the web process to be ready")
@@ -77,18 +102,28 @@ def text_of(browser, css: str) -> str:
     return element.text
 
 
-def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim):
-    wisphub_sim.state.upsert_client(row(1, "10.3.0.1", "Activo", "Online_basico", "Nico"))
-    wisphub_sim.state.upsert_client(row(2, "10.3.0.2", "Activo", "Online_basico", "Ana"))
+def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim, queue):
+    wisphub_sim.load(30)  # ids from 12 on
+    for client in (
+        row(1, "10.3.0.1", "Activo", "Online_basico", "Nico Ortiz"),
+        row(2, "10.3.0.2", "Activo", "Online_basico", "Ana Restrepo"),
+        row(3, "10.3.0.3", "Activo", "Online_basico", "Íñigo Zúñiga Ñáñez"),
+        row(4, "10.3.0.4", "Activo", "Online_basico", "Eva Lucía Mora"),
+    ):
+        wisphub_sim.state.upsert_client(client)
+    api(stack, "post", "/api/v1/reconcile")  # fills the BQN, indexes the clients, keeps the plans
+    eventually(lambda: "10.3.0.4" in managed_state(bqn_sim), "the reconcile")
+    queue.enqueue(queueing.POLL_CHANGES.path)  # the poller's section, with its comparison
+    eventually(lambda: api(stack, "get", "/api/v1/reconciles")["reconciles"], "its record")
+    eventually(lambda: _failed(stack) == 0 and _idle(stack), "the poll")
     bqn_sim.state.faults.update(fail_every=1, fail_status=400, writes_only=True)
-    requests.post(f"{stack.url}/webhooks/wisphub", json={"id_servicio": 2}, headers=HOOK, timeout=5)
-    eventually(
-        lambda: requests.get(f"{stack.url}/readyz", timeout=5).ok and _failed(stack) == 1,
-        "client 2's job to fail",
-    )
+    for key in (2, 4):
+        wisphub_sim.state.update_client(key, estado="Suspendido")
+        requests.post(
+            f"{stack.url}/webhooks/wisphub", json={"id_servicio": key}, headers=HOOK, timeout=5
+        )
+    eventually(lambda: _failed(stack) == 2, "the jobs of clients 2 and 4 to fail")
     bqn_sim.state.faults.clear()
-    requests.post(f"{stack.url}/webhooks/wisphub", json={"id_servicio": 1}, headers=HOOK, timeout=5)
-    eventually(lambda: "10.3.0.1" in managed_state(bqn_sim), "client 1 on the BQN")
 
     # sign in once with the API token
     browser.get(stack.url + "/")
@@ -96,28 +131,121 @@ def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim):
     browser.find_element(By.ID, "token").send_keys(API_TOKEN)
     browser.find_element(By.ID, "sign-in").click()
     assert text_of(browser, "#workers") == "2"  # the worker command's pool
-    assert text_of(browser, "#failed") == "1"
-    assert "Failures (1)" in text_of(browser, "#failures")
+    assert text_of(browser, "#failed") == "2", api(stack, "get", "/api/v1/failures")
+    assert "Failures (2)" in text_of(browser, "#failures")
+    assert "Ana Restrepo" in text_of(browser, "#failures")  # a name, not only a number
+    assert "Times in America/Bogota (-05)" in text_of(browser, "#live")
     assert browser.find_elements(By.CSS_SELECTOR, "#chart svg rect")
+    assert browser.find_elements(By.CSS_SELECTOR, "#plans td.policy-ok")
+    screenshot(browser, "console-overview")
 
-    # search a client: its history, step by step
-    box = browser.find_element(By.ID, "client-id")
-    box.send_keys("1")
+    # find a client by name, typed without its accents: one hit, its page at once
+    browser.get(stack.url + "/?refresh=off")  # nothing reloads while typing
+    browser.find_element(By.ID, "q").send_keys("inigo zuniga")
     browser.find_element(By.ID, "search").click()
-    history = text_of(browser, "#history")
-    assert "sync asked for via webhook" in history
-    assert "WispHub says: estado Activo, plan Online_basico, IP 10.3.0.1" in history
-    assert "BQN: create subscriber 10.3.0.1 with policy Online_basico: done" in history
+    assert "Íñigo Zúñiga Ñáñez" in text_of(browser, "#summary h2")
+    assert browser.current_url.endswith("/clients/3")
+    assert "In step" in text_of(browser, "#compare")
+    assert "BQN: create subscriber 10.3.0.3 with policy Online_basico: done" in text_of(
+        browser, "#history"
+    )
+    first = browser.find_element(By.CSS_SELECTOR, "#history td[title]")
+    utc = datetime.fromisoformat(first.get_attribute("title"))
+    assert utc.astimezone(ZoneInfo("America/Bogota")).strftime("%H:%M:%S -05") in first.text
 
-    # requeue the failure with its button; it goes through now
+    # what the BQN holds, changed by hand, beside WispHub; what a sync would do
+    with bqn_sim.state.lock:
+        bqn_sim.state.subscribers["10.3.0.3"]["policyRate"] = "Online_Free"
+    browser.find_element(By.ID, "what-would-change").click()
+    assert "1 BQN entry differs" in text_of(browser, "#compare")
+    assert "≠ differs" in text_of(browser, "#compare tr.differs")
+    assert "update subscriber 10.3.0.3 with policy Online_basico" in text_of(browser, "#changes")
+    screenshot(browser, "console-client")
+    browser.find_element(By.ID, "sync-now").click()
+    assert "sync of client 3 queued" in text_of(browser, ".flash.ok")
+    eventually(lambda: managed_state(bqn_sim)["10.3.0.3"][1] == "Online_basico", "the sync")
+    browser.get(stack.url + "/clients/3")
+    history = text_of(browser, "#history")
+    assert "sync asked for via status-page" in history
+    assert "WispHub says: estado Activo, plan Online_basico, IP 10.3.0.3" in history
+    assert "BQN: update subscriber 10.3.0.3 with policy Online_basico: done" in history
+    assert "In step" in text_of(browser, "#compare")
+
+    # several hits: a list
+    browser.find_element(By.ID, "q").send_keys("10.3.0.")
+    browser.find_element(By.ID, "search").click()
+    assert "4 clients found" in text_of(browser, "#results h2")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#hits tr.hit")) == 4
+    screenshot(browser, "console-search")
+
+    # requeue one failure, dismiss the other
+    browser.get(stack.url + "/?refresh=off")
     browser.find_element(By.CSS_SELECTOR, "#failures button.requeue").click()
     assert "1 failed job(s) queued again" in text_of(browser, ".flash.ok")
-    eventually(lambda: "10.3.0.2" in managed_state(bqn_sim), "the requeued client on the BQN")
-    browser.get(stack.url + "/?client=2")
-    assert "sync asked for via requeue" in text_of(browser, "#history")
+    browser.get(stack.url + "/?refresh=off")
+    browser.find_element(By.CSS_SELECTOR, "#failures button.dismiss").click()
+    assert "1 failed job(s) dismissed" in text_of(browser, ".flash.ok")
+    eventually(lambda: _failed(stack) == 0, "no failure left")
+    browser.get(stack.url + "/?refresh=off")
     assert "No failed jobs." in text_of(browser, "#failures")
+    assert "dismissed via status-page" in text_of(browser, "#cleared")
+
+    # pause writes for a BQN's maintenance, then resume them
+    browser.find_element(By.CSS_SELECTOR, "#pause-form input[name=reason]").send_keys("core swap")
+    browser.find_element(By.ID, "pause").click()
+    assert "core swap" in text_of(browser, "#paused")
+    assert api(stack, "get", "/api/v1/pause")["paused"] is True
+    browser.get(stack.url + "/?refresh=off")
+    browser.find_element(By.ID, "resume").click()
+    assert "writes resumed" in text_of(browser, ".flash.ok")
+    assert not browser.find_elements(By.ID, "paused")
+    assert api(stack, "get", "/api/v1/pause")["paused"] is False
+
+    # the overview reloads itself: a job queued meanwhile shows without any navigation
+    api(stack, "post", "/api/v1/pause")  # the job waits in the queue
+    browser.get(stack.url + "/")
+    before = browser.find_element(By.ID, "queued")
+    assert before.text == "0"
+    api(stack, "post", "/api/v1/clients/1/sync")
+    WebDriverWait(browser, 4 * REFRESH_SECONDS).until(lambda b: _text(b, "queued") == "1")
+    assert browser.current_url == stack.url + "/"
+    with pytest.raises(StaleElementReferenceException):
+        before.text  # noqa: B018 (the page was reloaded: the element is gone)
+    api(stack, "post", "/api/v1/resume")
+
+
+def api(stack: Processes, method: str, path: str) -> dict:
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    response = requests.request(method, f"{stack.url}{path}", headers=headers, timeout=10)
+    assert response.ok, response.text
+    return response.json()
 
 
 def _failed(stack: Processes) -> int:
-    headers = {"Authorization": f"Bearer {API_TOKEN}"}
-    return requests.get(f"{stack.url}/api/v1/failures", headers=headers, timeout=5).json()["count"]
+    return api(stack, "get", "/api/v1/failures")["count"]
+
+
+def _idle(stack: Processes) -> bool:
+    writes = api(stack, "get", "/api/v1/pause")
+    return writes["queued"] == writes["running"] == 0
+
+
+def _text(browser: webdriver.Chrome, element_id: str) -> str | None:
+    """An element's text, or None while the page is being reloaded."""
+    try:
+        return browser.find_element(By.ID, element_id).text
+    except WebDriverException:  # gone or stale mid-reload: look again
+        return None
+
+
+def screenshot(browser: webdriver.Chrome, name: str) -> None:
+    """Save the whole page as `docs/images/<name>.png`, only with SAVE_SCREENSHOTS=1."""
+    if os.environ.get("SAVE_SCREENSHOTS") != "1":
+        return
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    whole = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = browser.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": whole}
+    )
+    IMAGES.mkdir(exist_ok=True)
+    (IMAGES / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))

@@ -70,7 +70,7 @@ def test_a_change_shows_on_the_page_step_by_step(web, work, wisphub_sim):
     html = web.get("/", headers=API).get_data(as_text=True)
     assert re.search(r'id="queued">1<', html)
     work()
-    html = web.get("/?client=1", headers=API).get_data(as_text=True)
+    html = web.get("/clients/1", headers=API).get_data(as_text=True)
     for step in (
         "sync asked for via webhook",
         "a worker started the job (attempt 1)",
@@ -80,8 +80,8 @@ def test_a_change_shows_on_the_page_step_by_step(web, work, wisphub_sim):
     ):
         assert step in html
     assert html.index("done: 1 created") < html.index("sync asked for via webhook")  # newest first
-    assert "José" not in html  # the subscriber id (a name) is not needed here
-    assert re.search(r'id="queued">0<', html)
+    assert "<h2>José <span" in html  # the page is named after the client (issue 17)
+    assert re.search(r'id="queued">0<', web.get("/", headers=API).get_data(as_text=True))
 
 
 def test_failures_can_be_requeued_from_the_page(web, work, wisphub_sim, bqn_sim):
@@ -110,7 +110,7 @@ def test_failures_can_be_requeued_from_the_page(web, work, wisphub_sim, bqn_sim)
 
 def test_sync_now_button(web, work, wisphub_sim, bqn_sim):
     wisphub_sim.state.upsert_client(row(5, "10.1.0.5", "Suspendido", nombre="Leo"))
-    html = web.get("/?client=5", headers=basic(API_TOKEN)).get_data(as_text=True)
+    html = web.get("/clients/5", headers=basic(API_TOKEN)).get_data(as_text=True)
     assert 'id="no-history"' in html
     web.post(
         "/status/clients/sync",
@@ -118,7 +118,7 @@ def test_sync_now_button(web, work, wisphub_sim, bqn_sim):
         headers=basic(API_TOKEN),
     )
     work()
-    html = web.get("/?client=5", headers=basic(API_TOKEN)).get_data(as_text=True)
+    html = web.get("/clients/5", headers=basic(API_TOKEN)).get_data(as_text=True)
     assert "sync asked for via status-page" in html
     assert "with policy Wisphub_block: done" in html
 
@@ -137,9 +137,13 @@ def test_reconcile_poll_and_chart(web, work, wisphub_sim, queue):
 
 
 @pytest.mark.slow
-def test_a_bad_client_id_says_so(web):
-    html = web.get("/?client=abc", headers=API).get_data(as_text=True)
-    assert 'class="flash error"' in html
+def test_a_blank_search_or_a_bad_client_id_says_so(web):
+    blank = web.get("/clients?q=+", headers=API)
+    assert blank.status_code == 400
+    assert "q is required" in blank.get_data(as_text=True)
+    bad = web.get("/clients/abc", headers=API)
+    assert bad.status_code == 404
+    assert "is not an id_servicio" in bad.get_data(as_text=True)
 
 
 # Sign-in hardening (issue 14) -------------------------------------------------------------

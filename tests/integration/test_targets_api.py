@@ -206,7 +206,7 @@ def test_the_status_page_shows_each_target_and_what_each_applied(
     wisphub_sim.state.upsert_client(row(1, "10.1.0.1", plan="Online_basico"))
     queueing.enqueue_reconcile(queue, dry_run=False, target="core-a")
     pair_work()
-    html = pair_web.get("/?client=1", headers=API).get_data(as_text=True)
+    html = pair_web.get("/", headers=API).get_data(as_text=True)
     assert leaks(html) == []
     section = html[html.index('id="targets"') : html.index('id="reconcile"')]
     core_a = section[section.index('id="target-core-a"') : section.index('id="target-core-b"')]
@@ -217,6 +217,8 @@ def test_the_status_page_shows_each_target_and_what_each_applied(
     assert 'class="good">OK<' in core_a
     assert re.search(r"\b1 created\b", core_a)  # the subscriber (policies are not counted)
     assert "none yet" in core_b
+    html = pair_web.get("/clients/1", headers=API).get_data(as_text=True)
+    assert leaks(html) == []
     applied = html[html.index('id="applied"') :]
     applied = applied[: applied.index("</p>")]
     assert re.search(r"on core-a at 10\.1\.0\.1", applied)

@@ -114,7 +114,11 @@ def test_a_client_job_whose_worker_is_killed_runs_again_within_a_minute(
     bqn_sim.state.faults.update(latency_ms=BQN_LATENCY_MS)
     [queued] = queueing.request_syncs(queue, [client], "api", one_by_one)
     job_id = queued.job_id
-    eventually(lambda: status(redis, job_id) == "started", "the job to start")
+    # mid-job: started, and its first attempt counted (a kill before that is not mid-job)
+    eventually(
+        lambda: status(redis, job_id) == "started" and job(redis, job_id).meta.get("attempts"),
+        "the job to start",
+    )
     killed = kill_worker_of(redis, job_id)
     bqn_sim.state.faults.clear()
 

@@ -1,11 +1,10 @@
 """The pure parts of the history, the kept runs, the metrics tally and the status page."""
 
 import json
-import time
 
 import pytest
 
-from service.status import ago, chart, describe_event
+from service.console import describe_event
 from tests.rows import row
 from worker import defaults
 from worker.clients.http import operation
@@ -98,26 +97,6 @@ def test_what_wisphub_said_keeps_state_plan_and_ip_only(client, expected):
 )
 def test_each_event_reads_as_a_sentence(event, line):
     assert line in describe_event(event)
-
-
-def test_the_chart_scales_to_the_busiest_hour():
-    bars = chart([(0, {}), (3600, {"create": 6, "failed": 2}), (7200, {"update": 4})], height=80)
-    assert [(bar.label, bar.ok, bar.failed) for bar in bars] == [
-        ("00:00", 0, 0),
-        ("01:00", 6, 2),
-        ("02:00", 4, 0),
-    ]
-    assert bars[1].ok_height + bars[1].failed_height == 80
-    assert bars[2].ok_height == 40
-    assert chart([(0, {})])[0].ok_height == 0
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(5, "5 s ago"), (125, "2 min ago"), (7300, "2 h ago"), (90000, "1 d ago")]
-)
-def test_ago(seconds, text):
-    assert ago(time.time() - seconds) == text
-    assert ago(runs.iso(time.time() - seconds)) == text
 
 
 def test_long_report_lists_are_cut_and_counted():

@@ -2,6 +2,7 @@
 text finds."""
 
 import unicodedata
+from dataclasses import replace
 from unittest.mock import patch
 
 import pytest
@@ -188,6 +189,14 @@ def test_a_hit_shows_the_client_never_its_cedula():
     assert nameless.entry.to_dict()["estado"] is None
 
 
+def test_a_client_is_got_by_its_id_without_its_cedula():
+    """The client page reads the client from the pass: fails if `get` returns another
+    client's place or leaks the cédula's digest into what a page shows."""
+    for item in CLIENTS:
+        assert INDEX.get(item.id_servicio) == replace(item, cedula=None)
+    assert INDEX.get(999) is None
+
+
 @pytest.mark.parametrize(
     ("text", "fields"),
     [
@@ -261,5 +270,7 @@ def test_names_found_are_those_holding_every_word(sparse, names, typed):
     expected = {
         at + 1 for at, text in enumerate(plain) if all(fold(part) in text for part in typed)
     }
-    by_name = {hit.entry.id_servicio for hit in result.hits if hit.matched == "name"}
-    assert by_name == expected
+    matched = {hit.entry.id_servicio: hit.matched for hit in result.hits}
+    # every such name is found, and only those by name (typing "4" finds client 4 by its id)
+    assert expected <= matched.keys()
+    assert {key for key, how in matched.items() if how == "name"} <= expected

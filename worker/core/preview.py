@@ -58,3 +58,22 @@ def _fields(
         written = op.fields if op is not None else {}
         return {name: have.fields.get(name) for name in written}
     return have.managed_fields()
+
+
+def by_field(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A row of `side_by_side` field by field, for a person to see which value differs: each
+    field the entry has now or would have after, with both values (`None`: the entry or the
+    field is not there) and whether they differ. An entry no operation writes differs in
+    nothing, even when the BQN lists its members in another order."""
+    now, after, written = row["now"], row["after"], row["change"] is not None
+    names = dict.fromkeys([*(now or {}), *(after or {})])
+    return [
+        {
+            "field": name,
+            "now": None if now is None else now.get(name),
+            "after": None if after is None else after.get(name),
+            "differs": written
+            and (now is None or after is None or now.get(name) != after.get(name)),
+        }
+        for name in names
+    ]

@@ -326,6 +326,11 @@ class Index:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def get(self, id_servicio: int) -> Entry | None:
+        """The client `id_servicio` as the pass had it; `None`: not in the pass."""
+        at = self._by_id.get(id_servicio)
+        return None if at is None else self._entry(at)
+
     def search(self, query: Query, limit: int) -> Found:
         """The clients `query` matches: how many, and the first `limit` (`Found`)."""
         groups: list[tuple[str, Sequence[int]]] = []

@@ -90,6 +90,15 @@ def save(redis: Redis, rows: Sequence[Row], read_at: float) -> bool:
     return False
 
 
+def last_pass(redis: Redis) -> tuple[float, int] | None:
+    """When the indexed pass began (Unix seconds) and how many clients it holds, without
+    reading the index itself; `None` before the first complete pass."""
+    read_at, clients = redis.hmget(POINTER, "read_at", "clients")
+    if read_at is None or clients is None:
+        return None
+    return float(read_at), int(clients)
+
+
 @dataclass(frozen=True)
 class Indexed:
     """The index of the last complete pass, and when that pass began (Unix seconds)."""

@@ -1,0 +1,119 @@
+"""The pages in Spanish or English (issue 17, "Spanish first"): the sign-in page and the page
+shown while Redis is down, rendered by the app against a real Redis, each declaring its
+language; the JSON API stays English whatever the browser asks for."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from flask.testing import FlaskClient
+from flask_babel import format_datetime
+from werkzeug.test import TestResponse
+
+from sandbox.redis_server import RedisServer
+from service import i18n
+from service.app import create_app
+from tests.integration.conftest import API, API_TOKEN
+
+pytestmark = pytest.mark.integration
+
+# What a browser sends for a page.
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+SIGN_IN = {
+    "es": ("Iniciar sesión", "Token de la API", "autenticación HTTP básica"),
+    "en": ("Sign in", "API token", "HTTP basic auth"),
+}
+REDIS_DOWN = {
+    "es": ("Redis no responde", "Vuelva a cargar esta página", "«Otras respuestas»"),
+    "en": ("Redis is unreachable", "Reload this page", '"Other answers"'),
+}
+
+
+def in_language(response: TestResponse, language: str, words: dict[str, tuple[str, ...]]) -> None:
+    """The page is in `language`, says so, and holds no sentence of the other one."""
+    html = response.get_data(as_text=True)
+    assert re.search(r'<html lang="([a-z]+)">', html).group(1) == language
+    assert response.headers["Content-Language"] == language
+    for other, sentences in words.items():
+        for sentence in sentences:
+            assert (sentence in html) == (other == language), sentence
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "language"),
+    [
+        ("es-CO,es;q=0.9,en;q=0.8", "es"),
+        ("es-419", "es"),
+        ("en-US,en;q=0.9", "en"),
+        ("es;q=0.5, en;q=0.9", "en"),
+        ("fr-FR,fr;q=0.9", "es"),  # neither: Spanish
+        (None, "es"),  # a client that says nothing
+    ],
+)
+def test_the_sign_in_page_speaks_the_browser_s_language(
+    web: FlaskClient, accept_language: str | None, language: str
+) -> None:
+    headers = {} if accept_language is None else {"Accept-Language": accept_language}
+    response = web.get("/login", headers=headers)
+    assert response.status_code == 200
+    in_language(response, language, SIGN_IN)
+    assert "Accept-Language" in response.vary  # a cache keeps one copy per language
+
+
+@pytest.mark.parametrize(("forced", "accept_language"), [("en", "es-CO"), ("es", "en-US")])
+def test_ui_language_forces_the_language_whatever_the_browser_asks(
+    service_env: dict[str, str], redis, forced: str, accept_language: str
+) -> None:
+    web = create_app({**service_env, "UI_LANGUAGE": forced}).test_client()
+    response = web.get("/login", headers={"Accept-Language": accept_language})
+    in_language(response, forced, SIGN_IN)
+    assert "Accept-Language" not in response.vary
+
+
+@pytest.mark.parametrize(
+    ("tz", "shown"),
+    [
+        ("America/Bogota", "07/12/2026 07:00"),
+        (":America/Bogota", "07/12/2026 07:00"),
+        (None, "07/12/2026 12:00"),
+    ],
+)
+def test_flask_babel_s_dates_are_in_the_zone_of_tz(
+    service_env: dict[str, str], redis, tz: str | None, shown: str
+) -> None:
+    """Its date filters follow `TZ` as the C library does (UTC without it): a template using
+    them would otherwise show UTC, five hours off in Bogotá."""
+    env = service_env if tz is None else {**service_env, "TZ": tz}
+    app = create_app(env)
+    noon = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    with app.test_request_context(headers={"Accept-Language": "es-CO"}):
+        assert format_datetime(noon, "dd/MM/yyyy HH:mm") == shown
+
+
+def test_a_web_process_without_its_compiled_catalog_says_so_at_start(
+    service_env: dict[str, str], redis, monkeypatch, tmp_path, caplog
+) -> None:
+    """An install that skipped `pybabel compile` would show English pages without a word."""
+    monkeypatch.setattr(i18n, "TRANSLATIONS", tmp_path)
+    create_app(service_env)
+    assert "no compiled catalog for es: pages show English" in caplog.text
+
+
+def test_with_redis_down_the_page_says_so_in_the_browser_s_language_and_the_api_in_english(
+    service_env: dict[str, str], tmp_path
+) -> None:
+    with RedisServer(tmp_path) as server:
+        client = create_app({**service_env, "REDIS_URL": server.url}).test_client()
+        assert client.post("/login", data={"token": API_TOKEN}).status_code == 302
+        server.stop()
+        spanish = client.get("/", headers={**BROWSER, "Accept-Language": "es-CO"})
+        english = client.get("/", headers={**BROWSER, "Accept-Language": "en-GB"})
+        api = client.get("/api/v1/failures", headers={**API, **BROWSER, "Accept-Language": "es"})
+    assert spanish.status_code == english.status_code == 503
+    in_language(spanish, "es", REDIS_DOWN)
+    in_language(english, "en", REDIS_DOWN)
+    assert api.status_code == 503
+    assert api.json["message"] == "the job queue (Redis) is unreachable; retry"
+    assert "Content-Language" not in api.headers
