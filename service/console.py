@@ -1,6 +1,7 @@
 """What the status page's templates show, put in words: times in the ISP's zone, ages, a
 client's events, the operations chart, speeds. Formatting only (the routes are in
-`service/status.py`); every English phrase a page builds in Python is here, in one place.
+`service/status.py`); every phrase a page builds in Python is here, in one place, in the page's
+language (`service/i18n.py`: written in English, translated by the catalogs).
 
 Times are shown in the process's zone, the one its log lines use (`TZ`, read by the C
 library), with the zone's abbreviation after each (`2026-12-07 13:05:12 -05`); the API keeps
@@ -16,13 +17,78 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
+from flask_babel import gettext, ngettext
+
+from worker.core.words import say_job
 
 
 def install(app: Flask) -> None:
-    """Give the templates the filters below."""
+    """Give the templates the filters below, and the words of the values they show."""
     app.jinja_env.filters.update(
-        step=describe_event, ago=ago, since=since, when=when, rate=rate, shown=shown
+        step=describe_event, ago=ago, since=since, when=when, rate=rate, shown=shown, job=job
     )
+    app.jinja_env.globals.update(counted=counted, operation=operation, entry=entry)
+
+    @app.context_processor
+    def _words() -> dict[str, dict[str, str]]:
+        return {
+            "outcomes": outcomes(),
+            "policy_states": policy_states(),
+            "plan_sources": {
+                "wisphub": "WispHub",
+                "override": gettext("speeds file"),
+                "none": gettext("none"),
+            },
+            "worker_states": {
+                "idle": gettext("idle"),
+                "busy": gettext("busy"),
+                "started": gettext("started"),
+                "suspended": gettext("suspended"),
+            },
+        }
+
+
+def outcomes() -> dict[str, str]:
+    """The names of a reconcile's counts (`worker.core.report`), as a table's headings."""
+    return {
+        "created": gettext("created"),
+        "updated": gettext("updated"),
+        "deleted": gettext("deleted"),
+        "unchanged": gettext("unchanged"),
+        "skipped": gettext("skipped"),
+        "failed": gettext("failed"),
+    }
+
+
+def operation(action: str, kind: str) -> str:
+    """What a BQN operation does (`worker.core.model`'s Action and Kind): `create subscriber`."""
+    actions = {
+        "create": gettext("create"),
+        "update": gettext("update"),
+        "delete": gettext("delete"),
+    }
+    return gettext("%(action)s %(kind)s", action=actions.get(action, action), kind=entry(kind))
+
+
+def entry(kind: str) -> str:
+    """A kind of BQN entry (`worker.core.model`'s Kind) in words: `subscriber`."""
+    kinds = {
+        "subscriber": gettext("subscriber"),
+        "policy": gettext("policy"),
+        "group": gettext("group"),
+    }
+    return kinds.get(kind, kind)
+
+
+def policy_states() -> dict[str, str]:
+    """The states of a plan's policy on a BQN (`service/api.py`'s `policy_states`)."""
+    return {
+        "ok": gettext("ok"),
+        "different": gettext("different"),
+        "missing": gettext("missing"),
+        "undefined": gettext("undefined"),
+        "left for the operator": gettext("left for the operator"),
+    }
 
 
 # Times -----------------------------------------------------------------------------------
@@ -57,19 +123,19 @@ def zone(name: str | None) -> str:
 def ago(moment: str | float | None) -> str:
     """How long ago an ISO time or Unix timestamp was, in words."""
     if moment is None:
-        return "never"
+        return gettext("never")
     return since(time.time() - moment_of(moment).timestamp())
 
 
 def since(age: float | None) -> str:
     """An age in seconds (not a moment: see `ago`) in words, `12 s ago`; `never` for None."""
     if age is None:
-        return "never"
+        return gettext("never")
     seconds = max(0, int(age))
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
+            return gettext("%(amount)s ago", amount=f"{seconds // size} {unit}")
+    return gettext("%(amount)s ago", amount=f"{seconds} s")
 
 
 # Values ----------------------------------------------------------------------------------
@@ -90,7 +156,7 @@ def shown(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, list | tuple):
-        return ", ".join(str(item) for item in value) or "(none)"
+        return ", ".join(str(item) for item in value) or gettext("(none)")
     return str(value)
 
 
@@ -130,45 +196,83 @@ def chart(hours: list[tuple[int, dict[str, int]]], height: float = 100) -> list[
 
 # A client's events -----------------------------------------------------------------------
 
-# The events told in one line of their fields.
-LINES = {
-    "started": "a worker started the job (attempt {attempt})",
-    "skipped": "skipped: {reason}",
-    "retry": "failed for now, will retry: {error}",
-    "superseded": "nothing to do: job {by}, waiting, takes the latest state",
-    "failed": "FAILED, waiting in the failures list: {error}",
-    "resolved": "failure of job {job_id} resolved: job {by} went through since",
-    "dismissed": "failure of job {job_id} dismissed (via {via})",
-}
+
+def job(failure: dict[str, Any]) -> str:
+    """What a failed job was for, in the page's language: from its `job` facts
+    (`worker.core.words`), or its English `description` when it has none (a failure cleared
+    before a release that kept them)."""
+    facts = failure.get("job")
+    if not facts:
+        return str(failure.get("description", ""))
+    phrases = {
+        "client": gettext("sync of client {id}"),
+        "batch": lambda count: ngettext(
+            "batch of {count} client", "batch of {count} clients", count
+        ),
+        "address": gettext("sync of address {ip}"),
+        "address_on": gettext("sync of address {ip} on {target}"),
+        "reconcile": gettext("full reconcile"),
+        "reconcile_of": gettext("full reconcile of {target}"),
+        "dry_run": gettext(" (dry run)"),
+        "forced": gettext(" (forced)"),
+        "sync_plans": gettext("plan sync"),
+        "poll_changes": gettext("change poll"),
+        "other": "{name}",
+    }
+    return say_job(facts, phrases)
+
+
+def counted(name: str, count: int) -> str:
+    """A count of a reconcile's or a sync's outcome (`created`, `failed`...) in words."""
+    phrases = {
+        "created": ngettext("%(num)d created", "%(num)d created", count),
+        "updated": ngettext("%(num)d updated", "%(num)d updated", count),
+        "deleted": ngettext("%(num)d deleted", "%(num)d deleted", count),
+        "unchanged": ngettext("%(num)d unchanged", "%(num)d unchanged", count),
+        "skipped": ngettext("%(num)d skipped", "%(num)d skipped", count),
+        "failed": ngettext("%(num)d failed", "%(num)d failed", count),
+    }
+    return phrases.get(name, f"{count} {name}")
 
 
 def describe_event(event: dict[str, Any]) -> str:
     """One line saying what an event of a client's history means."""
     kind = event.get("event")
-    if kind in ("queued", "coalesced"):
-        how = "queued as" if kind == "queued" else "a waiting job will do it:"
-        return f"sync asked for via {event.get('via')}; {how} {event.get('job_id')}"
-    if kind in LINES:
-        return LINES[kind].format_map(defaultdict(str, event))
+    fields = defaultdict(str, event)
+    lines = {
+        "started": gettext("a worker started the job (attempt {attempt})"),
+        "skipped": gettext("skipped: {reason}"),
+        "retry": gettext("failed for now, will retry: {error}"),
+        "superseded": gettext("nothing to do: job {by}, waiting, takes the latest state"),
+        "failed": gettext("FAILED, waiting in the failures list: {error}"),
+        "resolved": gettext("failure of job {job_id} resolved: job {by} went through since"),
+        "dismissed": gettext("failure of job {job_id} dismissed (via {via})"),
+        "queued": gettext("sync asked for via {via}; queued as {job_id}"),
+        "coalesced": gettext("sync asked for via {via}; a waiting job will do it: {job_id}"),
+    }
+    if kind in lines:
+        return lines[kind].format_map(fields)
     if kind == "read":
         if not event.get("found"):
-            return "WispHub has no such client: its BQN entries are removed"
-        return (
-            f"WispHub says: estado {event.get('estado')}, plan {event.get('plan') or '(none)'},"
-            f" IP {event.get('ip') or '(none)'}"
+            return gettext("WispHub has no such client: its BQN entries are removed")
+        none = gettext("(none)")
+        return gettext("WispHub says: estado {estado}, plan {plan}, IP {ip}").format(
+            estado=event.get("estado"), plan=event.get("plan") or none, ip=event.get("ip") or none
         )
     if kind == "operation":
-        text = f"BQN: {event.get('action')} {event.get('kind')} {event.get('key')}"
+        done = operation(str(event.get("action")), str(event.get("kind")))
+        text = gettext("BQN: {operation} {key}").format(operation=done, key=event.get("key"))
         if event.get("policy"):
-            text += f" with policy {event['policy']}"
+            text += gettext(" with policy {policy}").format_map(fields)
         if event.get("result") == "ok":
-            return text + ": done"
-        return text + f": FAILED: {event.get('error')}"
+            return text + gettext(": done")
+        return text + gettext(": FAILED: {error}").format_map(fields)
     if kind == "done":
         counts = ", ".join(
-            f"{event.get(name, 0)} {name}"
+            counted(name, event[name])
             for name in ("created", "updated", "deleted", "skipped", "failed")
             if event.get(name)
         )
-        return f"done: {counts or 'nothing to change'}" + ("" if event.get("ok") else " (not ok)")
+        said = gettext("done: {counts}").format(counts=counts or gettext("nothing to change"))
+        return said + ("" if event.get("ok") else gettext(" (not ok)"))
     return str(kind)

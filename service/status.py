@@ -30,6 +30,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext, ngettext
 
 from service import console, overview, search, sessions, targets, views
 from service.auth import offered_api_token, same
@@ -77,8 +78,11 @@ def _authenticate() -> Response | None:
     if offered is None and request.method == "GET":
         return redirect(url_for("status.login", next=request.full_path.rstrip("?")))
     return Response(
-        "Wrong or missing API token: sign in at /login, or use basic auth with the token as "
-        "the password.\n",
+        gettext(
+            "Wrong or missing API token: sign in at /login, or use basic auth with the token as "
+            "the password."
+        )
+        + "\n",
         401,
         {"WWW-Authenticate": 'Basic realm="wisphub-bqn-sync", charset="UTF-8"'},
         mimetype="text/plain",
@@ -194,7 +198,10 @@ def sync_client() -> Response:
     ctx = context()
     id_servicio = parse_id(request.form.get("id_servicio", ""))
     [queued] = ctx.request_syncs([id_servicio], "status-page")
-    flash(f"sync of client {id_servicio} queued as job {queued.job_id}", "ok")
+    flash(
+        gettext("sync of client %(id)s queued as job %(job)s", id=id_servicio, job=queued.job_id),
+        "ok",
+    )
     return redirect(url_for("status.client", raw_id=id_servicio))
 
 
@@ -204,7 +211,10 @@ def requeue() -> Response:
     _check_csrf()
     ctx = context()
     queued, missing = requeue_failures(ctx.queue, _chosen_failures(), ctx.service)
-    return _after_failures(f"{len(queued)} failed job(s) queued again", missing)
+    done = ngettext(
+        "%(num)d failed job queued again", "%(num)d failed jobs queued again", len(queued)
+    )
+    return _after_failures(done, missing)
 
 
 @blueprint.post("/status/failures/dismiss")
@@ -214,7 +224,8 @@ def dismiss() -> Response:
     ctx = context()
     chosen = _chosen_failures()
     dismissed, missing = dismiss_failures(ctx.queue, chosen, "status-page", ctx.service.history)
-    return _after_failures(f"{len(dismissed)} failed job(s) dismissed", missing)
+    done = ngettext("%(num)d failed job dismissed", "%(num)d failed jobs dismissed", len(dismissed))
+    return _after_failures(done, missing)
 
 
 def _chosen_failures() -> list[str] | None:
@@ -227,7 +238,7 @@ def _after_failures(done: str, missing: list[str]) -> Response:
     """Back to the page, saying what was done and which jobs were no longer failed."""
     flash(done, "ok")
     if missing:
-        flash(f"no longer failed: {', '.join(missing)}", "error")
+        flash(gettext("no longer failed: %(jobs)s", jobs=", ".join(missing)), "error")
     return redirect(url_for("status.page"))
 
 
@@ -238,7 +249,14 @@ def pause_writes() -> Response:
     ctx = context()
     pause.pause(ctx.redis, "status-page", pause_reason(request.form.get("reason")))
     running = pause.state(ctx.queue)["running"]
-    flash(f"writes paused; {running} job(s) still running finish first", "ok")
+    flash(
+        ngettext(
+            "writes paused; %(num)d job still running finishes first",
+            "writes paused; %(num)d jobs still running finish first",
+            running,
+        ),
+        "ok",
+    )
     return redirect(url_for("status.page"))
 
 
@@ -248,7 +266,14 @@ def resume_writes() -> Response:
     _check_csrf()
     ctx = context()
     pause.resume(ctx.redis, "status-page")
-    flash(f"writes resumed; {ctx.queue.count} job(s) queued meanwhile run now", "ok")
+    flash(
+        ngettext(
+            "writes resumed; %(num)d job queued meanwhile runs now",
+            "writes resumed; %(num)d jobs queued meanwhile run now",
+            ctx.queue.count,
+        ),
+        "ok",
+    )
     return redirect(url_for("status.page"))
 
 
@@ -265,7 +290,7 @@ def sign_in() -> Response | tuple[str, int]:
     if token is None:
         return redirect(_next())  # the page is open: nothing to remember
     if not same(request.form.get("token", ""), token):
-        return render_template("login.html", next=_next(), error="Wrong API token."), 401
+        return render_template("login.html", next=_next(), error=gettext("Wrong API token.")), 401
     session.clear()
     session.permanent = True
     session["signed_in"] = _derived(token, "session")

@@ -394,9 +394,18 @@ def app(service_env: dict[str, str], redis: Redis) -> Flask:
     return create_app(service_env)
 
 
+def english(client: FlaskClient) -> FlaskClient:
+    """`client` asking for the pages in English (without a word, a browser gets Spanish:
+    service/i18n.py); a request's own Accept-Language header still wins."""
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
 @pytest.fixture
 def web(app: Flask) -> FlaskClient:
-    return app.test_client()
+    """A client of the app, asking for English: the tests read the pages' English words
+    (tests/integration/test_page_language.py has a client that asks for nothing)."""
+    return english(app.test_client())
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from service.app import create_app
-from tests.integration.conftest import API, notify
+from tests.integration.conftest import API, english, notify
 from tests.integration.test_search import CLIENTS, PLAN, poll
 from tests.rows import row
 from worker.queue import queueing
@@ -186,9 +186,9 @@ def test_only_the_overview_reloads_itself(web, service_env, polled):
     assert 'id="start-refresh"' in stopped.get_data(as_text=True)
     for path in ("/clients/101", "/clients?q=jose", "/clients/101/plan", "/login"):
         assert "Refresh" not in web.get(path, headers=API).headers, path
-    quick = create_app({**service_env, "STATUS_REFRESH_SECONDS": "3"}).test_client()
+    quick = english(create_app({**service_env, "STATUS_REFRESH_SECONDS": "3"}).test_client())
     assert quick.get("/", headers=API).headers["Refresh"] == "3"
-    never = create_app({**service_env, "STATUS_REFRESH_SECONDS": "0"}).test_client()
+    never = english(create_app({**service_env, "STATUS_REFRESH_SECONDS": "0"}).test_client())
     assert "Refresh" not in never.get("/", headers=API).headers
 
 
@@ -227,7 +227,7 @@ def test_the_plans_show_their_policy_state_on_the_bqn(web, work, queue, bqn_sim,
     [changed] = [p for p in listed if p["bqn"] == "ok"][:1]
     with bqn_sim.state.lock:
         bqn_sim.state.policies[changed["policy"]]["rateLimitDownlink"] = {"rate": 1}
-    again = create_app(service_env).test_client()  # another process: nothing kept yet
+    again = english(create_app(service_env).test_client())  # another process: nothing kept yet
     plans = section(again.get("/", headers=API).get_data(as_text=True), "plans")
     row_of = plans[plans.index(f'id="plan-{changed["id"]}"') :]
     assert row_of.split("</tr>")[0].count('class="policy-different') == 1
@@ -237,7 +237,7 @@ def test_with_the_bqn_down_the_pages_still_answer(polled, service_env):
     """Fails if a BQN that cannot be reached breaks the client page or the overview, or if
     they hide that it could not be read."""
     down = {**service_env, "BQN_URL": "127.0.0.1:9", "BQN_RETRIES": "0"}
-    web = create_app(down).test_client()
+    web = english(create_app(down).test_client())
     html = page(web, "/clients/101")
     assert "BQN unreachable" in section(html, "summary")
     assert "As WispHub's last complete pass had it" in section(html, "summary")

@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.redis_server import RedisServer
 from service.app import create_app
-from tests.integration.conftest import API, API_TOKEN, notify
+from tests.integration.conftest import API, API_TOKEN, english, notify
 from tests.integration.test_metrics import scrape, value
 from tests.rows import row
 from worker.queue import queueing
@@ -180,7 +180,7 @@ def test_a_client_gone_from_wisphub_shows_what_its_removal_would_delete(web, wor
 def test_with_redis_down_a_browser_gets_a_page_and_the_api_json(service_env, tmp_path):
     """The page sent the API's raw JSON to a browser."""
     with RedisServer(tmp_path) as server:
-        client = create_app({**service_env, "REDIS_URL": server.url}).test_client()
+        client = english(create_app({**service_env, "REDIS_URL": server.url}).test_client())
         assert client.post("/login", data={"token": API_TOKEN}).status_code == 302
         server.stop()
         page = client.get("/", headers=BROWSER)

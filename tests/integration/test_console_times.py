@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.app import create_app
-from tests.integration.conftest import API, notify
+from tests.integration.conftest import API, english, notify
 from tests.integration.test_search import poll
 from tests.rows import row
 from worker.queue import queueing
@@ -34,7 +34,7 @@ def in_bogota(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_the_pages_show_times_in_the_isp_zone(service_env, redis, work, wisphub_sim, in_bogota):
     """Fails if a time shows in UTC (five hours off in Bogotá), or the zone is not said."""
-    web = create_app({**service_env, "TZ": "America/Bogota"}).test_client()
+    web = english(create_app({**service_env, "TZ": "America/Bogota"}).test_client())
     wisphub_sim.state.upsert_client(row(1, "10.1.0.1", nombre="Ana"))
     notify(web, 1)
     work()

@@ -16,6 +16,7 @@ from sandbox.redis_server import RedisServer
 from service import i18n
 from service.app import create_app
 from tests.integration.conftest import API, API_TOKEN
+from tests.integration.test_client_page import polled  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +30,12 @@ REDIS_DOWN = {
     "es": ("Redis no responde", "Vuelva a cargar esta página", "«Otras respuestas»"),
     "en": ("Redis is unreachable", "Reload this page", '"Other answers"'),
 }
+
+
+@pytest.fixture
+def web(app) -> FlaskClient:
+    """A client that asks for no language unless a test says so (conftest's asks for English)."""
+    return app.test_client()
 
 
 def in_language(response: TestResponse, language: str, words: dict[str, tuple[str, ...]]) -> None:
@@ -117,3 +124,62 @@ def test_with_redis_down_the_page_says_so_in_the_browser_s_language_and_the_api_
     assert api.status_code == 503
     assert api.json["message"] == "the job queue (Redis) is unreachable; retry"
     assert "Content-Language" not in api.headers
+
+
+# The console's sentences in each language: a page in one holds its own and none of the other's
+# (a message left out of the catalog, or a phrase built in English, shows the English one).
+OVERVIEW = {
+    "es": (
+        "Buscar un cliente",
+        "Última conciliación completa",
+        "Pausar escrituras",
+        "Horas en",
+        "No hay trabajos fallidos.",
+        "Operaciones en el BQN por hora",
+    ),
+    "en": (
+        "Find a client",
+        "Last full reconcile",
+        "Pause writes",
+        "Times in",
+        "No failed jobs.",
+        "BQN operations per hour",
+    ),
+}
+CLIENT = {
+    "es": (
+        "Sincronizar este cliente ahora",
+        "Qué cambiaría",
+        "WispHub junto al BQN",
+        "Historial",
+        "WispHub dice: estado Activo",
+        "BQN: crear suscriptor 10.10.1.5",
+    ),
+    "en": (
+        "Sync this client now",
+        "What would change",
+        "WispHub beside the BQN",
+        "History",
+        "WispHub says: estado Activo",
+        "BQN: create subscriber 10.10.1.5",
+    ),
+}
+FOUND = {"es": ("2 clientes encontrados", "Encontrado por"), "en": ("2 clients found", "Found by")}
+
+
+@pytest.mark.usefixtures("polled")
+@pytest.mark.parametrize(("accept_language", "language"), [("es-CO", "es"), ("en-US", "en")])
+def test_the_console_speaks_the_browser_s_language(
+    web: FlaskClient, accept_language: str, language: str
+) -> None:
+    """Fails if a heading, a button, a history step or a count of the overview, the client page
+    or the search results is left in English (or is English only) for es-CO."""
+    headers = {**API, "Accept-Language": accept_language}
+    for path, words in (
+        ("/", OVERVIEW),
+        ("/clients/101", CLIENT),
+        ("/clients?q=jose+perez", FOUND),
+    ):
+        response = web.get(path, headers=headers)
+        assert response.status_code == 200, path
+        in_language(response, language, words)

@@ -2,8 +2,12 @@
 which `make test` installs when it runs as root) driven by Selenium, against the Procfile's
 web and worker processes.
 
+It runs once with the browser set to Spanish (es-CO) and once to English (en-US): the same
+steps, each checked in the words of that language (`WORDS`).
+
 With `SAVE_SCREENSHOTS=1` the test also saves the screenshots the docs show
-(`docs/images/console-*.png`); without it, it writes nothing into the tree."""
+(`docs/images/console-*.png` in English, `docs/images/console-*-es.png` in Spanish); without
+it, it writes nothing into the tree."""
 
 from __future__ import annotations
 
@@ -52,9 +56,57 @@ IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 # The overview reloads itself this often here (10 s by default).
 REFRESH_SECONDS = 3
 
+# What the pages say at each step, in each language the browser asks for.
+WORDS = {
+    "en-US": {
+        "failures": "Failures (2)",
+        "times": "Times in America/Bogota (-05)",
+        "in_step": "In step",
+        "created": "BQN: create subscriber 10.3.0.3 with policy Online_basico: done",
+        "differ": "1 BQN entry differs",
+        "differs": "≠ differs",
+        "change": "update subscriber 10.3.0.3 with policy Online_basico",
+        "queued": "sync of client 3 queued",
+        "asked": "sync asked for via status-page",
+        "read": "WispHub says: estado Activo, plan Online_basico, IP 10.3.0.3",
+        "updated": "BQN: update subscriber 10.3.0.3 with policy Online_basico: done",
+        "found": "4 clients found",
+        "requeued": "1 failed job queued again",
+        "dismissed": "1 failed job dismissed",
+        "no_failures": "No failed jobs.",
+        "cleared": "dismissed via status-page",
+        "resumed": "writes resumed",
+    },
+    "es-CO": {
+        "failures": "Fallas (2)",
+        "times": "Horas en America/Bogota (-05)",
+        "in_step": "Al día",
+        "created": "BQN: crear suscriptor 10.3.0.3 con la política Online_basico: hecho",
+        "differ": "1 entrada del BQN difiere",
+        "differs": "≠ difiere",
+        "change": "actualizar suscriptor 10.3.0.3 con la política Online_basico",
+        "queued": "sincronización del cliente 3 encolada",
+        "asked": "sincronización pedida vía status-page",
+        "read": "WispHub dice: estado Activo, plan Online_basico, IP 10.3.0.3",
+        "updated": "BQN: actualizar suscriptor 10.3.0.3 con la política Online_basico: hecho",
+        "found": "4 clientes encontrados",
+        "requeued": "1 trabajo fallido vuelto a encolar",
+        "dismissed": "1 trabajo fallido descartado",
+        "no_failures": "No hay trabajos fallidos.",
+        "cleared": "descartada vía status-page",
+        "resumed": "escrituras reanudadas",
+    },
+}
+
+
+@pytest.fixture(params=list(WORDS))
+def locale(request) -> str:
+    """The language the browser asks for."""
+    return request.param
+
 
 @pytest.fixture
-def browser(tmp_path) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path, locale: str) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -71,6 +123,9 @@ def browser(tmp_path) -> Iterator[webdriver.Chrome]:
     ):
         options.add_argument(flag)
     options.add_argument("--window-size=1280,900")
+    options.add_argument(f"--lang={locale}")
+    options.add_argument(f"--accept-lang={locale}")
+    options.add_experimental_option("prefs", {"intl.accept_languages": locale})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     yield driver
@@ -102,13 +157,15 @@ def text_of(browser, css: str) -> str:
     return element.text
 
 
-def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim, queue):
+def test_the_status_page_in_chromium(browser, locale, stack, wisphub_sim, bqn_sim, queue):
+    words = WORDS[locale]
+    shot = "" if locale.startswith("en") else "-es"
     wisphub_sim.load(30)  # ids from 12 on
     for client in (
         row(1, "10.3.0.1", "Activo", "Online_basico", "Nico Ortiz"),
         row(2, "10.3.0.2", "Activo", "Online_basico", "Ana Restrepo"),
         row(3, "10.3.0.3", "Activo", "Online_basico", "Íñigo Zúñiga Ñáñez"),
-        row(4, "10.3.0.4", "Activo", "Online_basico", "Eva Lucía Mora"),
+        row(4, "10.3.0.4", "Activo", "Online_basico", "Eva Lucía Mora", cedula="71234567"),
     ):
         wisphub_sim.state.upsert_client(client)
     api(stack, "post", "/api/v1/reconcile")  # fills the BQN, indexes the clients, keeps the plans
@@ -131,24 +188,29 @@ def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim, queue
     browser.find_element(By.ID, "token").send_keys(API_TOKEN)
     browser.find_element(By.ID, "sign-in").click()
     assert text_of(browser, "#workers") == "2"  # the worker command's pool
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == locale[:2]
     assert text_of(browser, "#failed") == "2", api(stack, "get", "/api/v1/failures")
-    assert "Failures (2)" in text_of(browser, "#failures")
+    assert words["failures"] in text_of(browser, "#failures")
     assert "Ana Restrepo" in text_of(browser, "#failures")  # a name, not only a number
-    assert "Times in America/Bogota (-05)" in text_of(browser, "#live")
+    assert words["times"] in text_of(browser, "#live")
     assert browser.find_elements(By.CSS_SELECTOR, "#chart svg rect")
     assert browser.find_elements(By.CSS_SELECTOR, "#plans td.policy-ok")
-    screenshot(browser, "console-overview")
+    screenshot(browser, f"console-overview{shot}")
 
-    # find a client by name, typed without its accents: one hit, its page at once
-    browser.get(stack.url + "/?refresh=off")  # nothing reloads while typing
-    browser.find_element(By.ID, "q").send_keys("inigo zuniga")
-    browser.find_element(By.ID, "search").click()
-    assert "Íñigo Zúñiga Ñáñez" in text_of(browser, "#summary h2")
-    assert browser.current_url.endswith("/clients/3")
-    assert "In step" in text_of(browser, "#compare")
-    assert "BQN: create subscriber 10.3.0.3 with policy Online_basico: done" in text_of(
-        browser, "#history"
-    )
+    # find a client by name with and without its accents, by IP, by cédula: one hit, its page
+    for typed, key, name in (
+        ("Lucía Mora", 4, "Eva Lucía Mora"),
+        ("10.3.0.2", 2, "Ana Restrepo"),
+        ("71234567", 4, "Eva Lucía Mora"),
+        ("inigo zuniga", 3, "Íñigo Zúñiga Ñáñez"),
+    ):
+        browser.get(stack.url + "/?refresh=off")  # nothing reloads while typing
+        browser.find_element(By.ID, "q").send_keys(typed)
+        browser.find_element(By.ID, "search").click()
+        assert name in text_of(browser, "#summary h2"), typed
+        assert browser.current_url.endswith(f"/clients/{key}"), typed
+    assert words["in_step"] in text_of(browser, "#compare")
+    assert words["created"] in text_of(browser, "#history")
     first = browser.find_element(By.CSS_SELECTOR, "#history td[title]")
     utc = datetime.fromisoformat(first.get_attribute("title"))
     assert utc.astimezone(ZoneInfo("America/Bogota")).strftime("%H:%M:%S -05") in first.text
@@ -157,38 +219,38 @@ def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim, queue
     with bqn_sim.state.lock:
         bqn_sim.state.subscribers["10.3.0.3"]["policyRate"] = "Online_Free"
     browser.find_element(By.ID, "what-would-change").click()
-    assert "1 BQN entry differs" in text_of(browser, "#compare")
-    assert "≠ differs" in text_of(browser, "#compare tr.differs")
-    assert "update subscriber 10.3.0.3 with policy Online_basico" in text_of(browser, "#changes")
-    screenshot(browser, "console-client")
+    assert words["differ"] in text_of(browser, "#compare")
+    assert words["differs"] in text_of(browser, "#compare tr.differs")
+    assert words["change"] in text_of(browser, "#changes")
+    screenshot(browser, f"console-client{shot}")
     browser.find_element(By.ID, "sync-now").click()
-    assert "sync of client 3 queued" in text_of(browser, ".flash.ok")
+    assert words["queued"] in text_of(browser, ".flash.ok")
     eventually(lambda: managed_state(bqn_sim)["10.3.0.3"][1] == "Online_basico", "the sync")
     browser.get(stack.url + "/clients/3")
     history = text_of(browser, "#history")
-    assert "sync asked for via status-page" in history
-    assert "WispHub says: estado Activo, plan Online_basico, IP 10.3.0.3" in history
-    assert "BQN: update subscriber 10.3.0.3 with policy Online_basico: done" in history
-    assert "In step" in text_of(browser, "#compare")
+    assert words["asked"] in history
+    assert words["read"] in history
+    assert words["updated"] in history
+    assert words["in_step"] in text_of(browser, "#compare")
 
     # several hits: a list
     browser.find_element(By.ID, "q").send_keys("10.3.0.")
     browser.find_element(By.ID, "search").click()
-    assert "4 clients found" in text_of(browser, "#results h2")
+    assert words["found"] in text_of(browser, "#results h2")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#hits tr.hit")) == 4
-    screenshot(browser, "console-search")
+    screenshot(browser, f"console-search{shot}")
 
     # requeue one failure, dismiss the other
     browser.get(stack.url + "/?refresh=off")
     browser.find_element(By.CSS_SELECTOR, "#failures button.requeue").click()
-    assert "1 failed job(s) queued again" in text_of(browser, ".flash.ok")
+    assert words["requeued"] in text_of(browser, ".flash.ok")
     browser.get(stack.url + "/?refresh=off")
     browser.find_element(By.CSS_SELECTOR, "#failures button.dismiss").click()
-    assert "1 failed job(s) dismissed" in text_of(browser, ".flash.ok")
+    assert words["dismissed"] in text_of(browser, ".flash.ok")
     eventually(lambda: _failed(stack) == 0, "no failure left")
     browser.get(stack.url + "/?refresh=off")
-    assert "No failed jobs." in text_of(browser, "#failures")
-    assert "dismissed via status-page" in text_of(browser, "#cleared")
+    assert words["no_failures"] in text_of(browser, "#failures")
+    assert words["cleared"] in text_of(browser, "#cleared")
 
     # pause writes for a BQN's maintenance, then resume them
     browser.find_element(By.CSS_SELECTOR, "#pause-form input[name=reason]").send_keys("core swap")
@@ -197,7 +259,7 @@ def test_the_status_page_in_chromium(browser, stack, wisphub_sim, bqn_sim, queue
     assert api(stack, "get", "/api/v1/pause")["paused"] is True
     browser.get(stack.url + "/?refresh=off")
     browser.find_element(By.ID, "resume").click()
-    assert "writes resumed" in text_of(browser, ".flash.ok")
+    assert words["resumed"] in text_of(browser, ".flash.ok")
     assert not browser.find_elements(By.ID, "paused")
     assert api(stack, "get", "/api/v1/pause")["paused"] is False
 

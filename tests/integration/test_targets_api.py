@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     BQN_PASSWORD,
     BQN_USER,
     SECOND_BQN_PASSWORD,
+    english,
     expected_subscribers,
     managed_state,
     targets_env,
@@ -33,7 +34,7 @@ PASSWORDS = (BQN_PASSWORD, SECOND_BQN_PASSWORD)
 
 @pytest.fixture
 def pair_web(pair_env, redis) -> FlaskClient:
-    return create_app(pair_env).test_client()
+    return english(create_app(pair_env).test_client())
 
 
 @pytest.fixture

@@ -5,9 +5,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from flask import Flask
+from flask_babel import Babel
 
-from service.console import ago, chart, rate, shown, since, when, zone
+from service import i18n
+from service.console import ago, chart, describe_event, job, rate, shown, since, when, zone
 from service.views import Kept
+from worker.core.words import say_job
 from worker.queue import runs
 
 
@@ -102,3 +106,59 @@ def test_nothing_is_not_kept():
     kept = Kept(seconds=60)
     assert kept.get(lambda: next(answers)) is None
     assert kept.get(lambda: next(answers)) == "plans"
+
+
+@pytest.fixture
+def spanish() -> Iterator[None]:
+    """A request whose page is in Spanish, from the compiled catalog (`make` compiles it)."""
+    app = Flask(__name__)
+    Babel(app, default_translation_directories=str(i18n.TRANSLATIONS), locale_selector=lambda: "es")
+    with app.test_request_context():
+        yield
+
+
+@pytest.mark.parametrize(
+    ("facts", "english", "spanish_words"),
+    [
+        ({"kind": "client", "id": 7}, "sync of client 7", "sincronización del cliente 7"),
+        ({"kind": "batch", "count": 1}, "batch of 1 client", "lote de 1 cliente"),
+        ({"kind": "batch", "count": 3}, "batch of 3 clients", "lote de 3 clientes"),
+        (
+            {"kind": "address", "ip": "10.0.0.9", "target": "core-b"},
+            "sync of address 10.0.0.9 on core-b",
+            "sincronización de la dirección 10.0.0.9 en core-b",
+        ),
+        (
+            {"kind": "reconcile", "target": None, "dry_run": True, "forced": False},
+            "full reconcile (dry run)",
+            "conciliación completa (simulacro)",
+        ),
+        ({"kind": "other", "name": "some job"}, "some job", "some job"),
+    ],
+)
+def test_a_job_in_the_page_s_language(spanish, facts, english, spanish_words):
+    """Fails if the page words a job from a second table of kinds that drifts from the English
+    one (`worker.core.words`), or leaves it in English, or gets a Spanish plural wrong."""
+    assert say_job(facts) == english
+    assert job({"job": facts, "description": english}) == spanish_words
+    assert job({"description": english}) == english  # cleared before jobs kept their facts
+
+
+def test_a_history_step_and_an_age_in_spanish(spanish):
+    """Fails if a history step or an age is built in English on a Spanish page."""
+    event = {
+        "event": "operation",
+        "action": "update",
+        "kind": "subscriber",
+        "key": "10.0.0.9",
+        "policy": "Plan_10M",
+        "result": "ok",
+    }
+    assert (
+        describe_event(event)
+        == "BQN: actualizar suscriptor 10.0.0.9 con la política Plan_10M: hecho"
+    )
+    done = {"event": "done", "ok": True, "created": 1, "updated": 2}
+    assert describe_event(done) == "terminado: 1 creada, 2 actualizadas"
+    assert since(5) == "hace 5 s"
+    assert ago(None) == "nunca"

@@ -87,14 +87,18 @@ def test_the_compiled_catalog_is_the_po(language: str) -> None:
     compiled = TRANSLATIONS / language / "LC_MESSAGES" / "messages.mo"
     assert compiled.is_file(), "compile it: make test, or `pybabel compile -d service/translations`"
     with compiled.open("rb") as mo:
-        served = {message.id: message.string for message in read_mo(mo) if message.id}
+        served = {
+            _strings(message.id): _strings(message.string) for message in read_mo(mo) if message.id
+        }
     written = {
-        message.id: message.string
+        _strings(message.id): _strings(message.string)
         for message in read(language)
         if message.id and message.string and not message.fuzzy  # as pybabel compile leaves them
     }
     assert served == written, "compile it again: make test, or pybabel compile"
 
 
-def _strings(string: str | tuple[str, ...]) -> tuple[str, ...]:
-    return (string,) if isinstance(string, str) else string
+def _strings(string: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A message's id or translation as a tuple: a plural's is a tuple in a .po, a list in a
+    .mo."""
+    return (string,) if isinstance(string, str) else tuple(string)

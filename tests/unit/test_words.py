@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.core.errors import ConfigError
-from worker.core.words import error_in_words, job_in_words
+from worker.core.words import error_in_words, job_facts, say_job
 
 
 def raised(error: BaseException) -> str:
@@ -87,4 +87,4 @@ def test_an_own_errors_message_comes_out_whole(message):
     ],
 )
 def test_a_job_in_words(name, args, kwargs, clients, words):
-    assert job_in_words(name, args, kwargs, clients) == words
+    assert say_job(job_facts(name, args, kwargs, clients)) == words

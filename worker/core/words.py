@@ -8,7 +8,7 @@ The failures list shows neither: what the job was for, and what went wrong.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # The last line of a traceback: the exception's class, with its module unless it is built in,
@@ -38,29 +38,57 @@ def error_in_words(text: str) -> str:
     return message if found["module"].startswith(OWN_MODULES) else f"{found['name']}: {message}"
 
 
-def job_in_words(
+def job_facts(
     name: str, args: Sequence[Any], kwargs: Mapping[str, Any], clients: int | None = None
-) -> str:
-    """What a job (`name`, the last part of its function's path, with its arguments) does, in
-    a few words; a batch counts `clients`, those it has left (all of them when not given)."""
+) -> dict[str, Any]:
+    """What a job (`name`, the last part of its function's path, with its arguments) does, as
+    data a page words in its own language: `kind` (a key of `JOB_PHRASES`) and its values; a
+    batch counts `clients`, those it has left (all of them when not given)."""
     if name == "sync_client" and args:
-        return f"sync of client {args[0]}"
+        return {"kind": "client", "id": args[0]}
     if name == "sync_clients" and args:
-        count = clients if clients is not None else len(args[0])
-        return f"batch of {count} client{'' if count == 1 else 's'}"
+        return {"kind": "batch", "count": clients if clients is not None else len(args[0])}
     if name == "sync_address" and args:
         ip, _, target = str(args[0]).partition("@")
-        return f"sync of address {ip}" + (f" on {target}" if target else "")
+        return {"kind": "address", "ip": ip, "target": target or None}
     if name == "reconcile":
-        target = kwargs.get("target")
-        return (
-            "full reconcile"
-            + (f" of {target}" if target else "")
-            + (" (dry run)" if kwargs.get("dry_run") else "")
-            + (" (forced)" if kwargs.get("force") else "")
-        )
-    if name == "sync_plans":
-        return "plan sync"
-    if name == "poll_changes":
-        return "change poll"
-    return name.replace("_", " ")
+        return {
+            "kind": "reconcile",
+            "target": kwargs.get("target"),
+            "dry_run": bool(kwargs.get("dry_run")),
+            "forced": bool(kwargs.get("force")),
+        }
+    if name in ("sync_plans", "poll_changes"):
+        return {"kind": name}
+    return {"kind": "other", "name": name.replace("_", " ")}
+
+
+# The English words of each kind of job, and of a reconcile's details (`job_facts`); the status
+# page has the same keys in each of its languages (`service/console.py`).
+JOB_PHRASES: dict[str, str | Callable[[int], str]] = {
+    "client": "sync of client {id}",
+    "batch": lambda count: "batch of {count} client" + ("" if count == 1 else "s"),
+    "address": "sync of address {ip}",
+    "address_on": "sync of address {ip} on {target}",
+    "reconcile": "full reconcile",
+    "reconcile_of": "full reconcile of {target}",
+    "dry_run": " (dry run)",
+    "forced": " (forced)",
+    "sync_plans": "plan sync",
+    "poll_changes": "change poll",
+    "other": "{name}",
+}
+
+
+def say_job(facts: Mapping[str, Any], phrases: Mapping[str, Any] = JOB_PHRASES) -> str:
+    """`job_facts` in words, from `phrases`: a template per key, a batch's chosen by its
+    count (languages differ in their plurals)."""
+    kind = facts["kind"]
+    if kind == "batch":
+        return str(phrases["batch"](facts["count"])).format_map(facts)
+    if kind in ("address", "reconcile") and facts.get("target"):
+        kind += "_on" if kind == "address" else "_of"
+    text = phrases[kind].format_map(facts)
+    if facts["kind"] == "reconcile":
+        text += "".join(phrases[flag] for flag in ("dry_run", "forced") if facts[flag])
+    return text

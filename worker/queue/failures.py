@@ -28,7 +28,7 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
 
 from worker import defaults
-from worker.core.words import job_in_words
+from worker.core.words import job_facts, say_job
 from worker.queue import history, queueing, store
 from worker.queue.runtime import runtime
 from worker.settings import HistoryLimits, ServiceSettings
@@ -183,7 +183,8 @@ def view(job: Job) -> dict[str, Any]:
         name, args, kwargs, clients = "job", (), {}, []
     return {
         "job_id": job.id,
-        "description": job_in_words(name, args, kwargs, len(clients) or None),
+        "description": say_job(facts := job_facts(name, args, kwargs, len(clients) or None)),
+        "job": facts,
         "id_servicio": queueing.client_of(job),
         "clients": clients or None,
         "error": queueing.error_of(job),
