@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from urllib.parse import urlsplit
 
@@ -40,7 +41,9 @@ from worker import defaults
 from worker.queue import client_index, history, pause
 from worker.queue.failures import (
     dismiss_failures,
+    failed_before,
     failures,
+    place,
     recently_cleared,
     requeue_failures,
 )
@@ -105,6 +108,7 @@ def page() -> Response:
     the page runs no scripts) unless `?refresh=off`, for typing in its forms."""
     ctx = context()
     count, failed = failures(ctx.queue, defaults.FAILURES_SHOWN)
+    upto = place(ctx.queue, failed[0]["job_id"]) if failed else None
     stopped = request.args.get("refresh") == "off"
     refresh = 0 if stopped else ctx.service.status_refresh_seconds
     response = make_response(
@@ -114,6 +118,7 @@ def page() -> Response:
             failures=failed,
             names=views.names([failure["id_servicio"] for failure in failed]),
             failure_count=count,
+            upto=upto,
             cleared=recently_cleared(ctx.redis),
             writes=pause.state(ctx.queue),
             targets=targets.described(
@@ -229,9 +234,23 @@ def dismiss() -> Response:
 
 
 def _chosen_failures() -> list[str] | None:
-    """The failed job a row's button names, or None for the "all" button."""
-    job_id = request.form.get("job_id")
-    return None if job_id is None else [parse_job_id(job_id)]
+    """The failed job a row's button names; for the page's "all" buttons, the failures it
+    listed (`listed`) and every one that failed before the newest of them (`upto`, its place
+    in the failed registry): not one that failed after the page was drawn, which nobody has
+    seen. Without either (a script): None, all of them."""
+    job_id, raw_upto = request.form.get("job_id"), request.form.get("upto")
+    if job_id is not None:
+        return [parse_job_id(job_id)]
+    if raw_upto is None:
+        return None
+    try:
+        upto = float(raw_upto)
+    except ValueError:
+        upto = math.nan
+    if not math.isfinite(upto):
+        raise PayloadError(f"upto: not a failure's place: {raw_upto[:40]!r}")
+    listed = [parse_job_id(value) for value in request.form.getlist("listed")]
+    return list(dict.fromkeys([*listed, *failed_before(context().queue, upto)]))
 
 
 def _after_failures(done: str, missing: list[str]) -> Response:

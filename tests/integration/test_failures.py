@@ -6,7 +6,9 @@ a full reconcile)."""
 from __future__ import annotations
 
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -34,6 +36,15 @@ def listing(web) -> dict:
     answer = web.get("/api/v1/failures", headers=API)
     assert answer.status_code == 200
     return answer.json
+
+
+def all_of(html: str) -> dict:
+    """What the page's "all" buttons send: the failures listed, and the newest one's place."""
+    return {
+        "csrf": csrf_of(html),
+        "upto": re.search(r'name="upto" value="([^"]+)"', html).group(1),
+        "listed": sorted(set(re.findall(r'name="listed" value="([^"]+)"', html))),
+    }
 
 
 def events(web, key: int) -> list[dict]:
@@ -212,6 +223,38 @@ def test_the_page_dismisses_one_failure_or_all(web, work, wisphub_sim, bqn_sim):
     html = web.get("/", headers=auth).get_data(as_text=True)
     assert "Failures (2)" in html
     assert re.search(r"Cleared lately:.*dismissed via status-page", html, re.S)
-    web.post("/status/failures/dismiss", data={"csrf": csrf_of(html)}, headers=auth)
+    clients(wisphub_sim, 99)
+    notify(web, 99)  # fails after the page was drawn: "Dismiss all" on it leaves it
+    work()
+    web.post("/status/failures/dismiss", data=all_of(html), headers=auth)
+    html = web.get("/", headers=auth).get_data(as_text=True)
+    assert "Failures (1)" in html
+    assert "sync of client 99" in html
+    wrong = {**all_of(html), "upto": "nan"}
+    assert web.post("/status/failures/dismiss", data=wrong, headers=auth).status_code == 400
+    web.post("/status/failures/dismiss", data=all_of(html), headers=auth)
     html = web.get("/", headers=auth).get_data(as_text=True)
     assert "No failed jobs." in html
+
+
+def test_a_failure_requeued_by_two_requests_at_once_runs_again_once(
+    app, web, work, wisphub_sim, bqn_sim
+):
+    """Fails if each of several requests at once (a double click on "Requeue all", two
+    operators) queues the failed job again: it must leave the list before it is queued."""
+    clients(wisphub_sim, 95)
+    bqn_sim.state.password = WRONG
+    [job_id] = notify(web, 95)[:1]
+    work()
+    assert listing(web)["count"] == 1
+    together = threading.Barrier(6)
+
+    def requeue(_: int) -> list:
+        client = app.test_client()
+        together.wait()
+        answer = client.post("/api/v1/failures/requeue", json={"job_ids": [job_id]}, headers=API)
+        return answer.json["requeued"]
+
+    with ThreadPoolExecutor(6) as pool:
+        requeued = [item for answer in pool.map(requeue, range(6)) for item in answer]
+    assert [item["failed_job_id"] for item in requeued] == [job_id]

@@ -193,6 +193,19 @@ def view(job: Job) -> dict[str, Any]:
     }
 
 
+def place(queue: Queue, job_id: str) -> float | None:
+    """A failed job's place in the failed registry (None: not there), for `failed_until`."""
+    return queue.connection.zscore(queue.failed_job_registry.key, job_id)
+
+
+def failed_before(queue: Queue, score: float) -> list[str]:
+    """The failed jobs placed before `score` in the failed registry (a listed job's place
+    there): those that failed before it. RQ places them by the second: jobs of the same second
+    are not told apart."""
+    found = queue.connection.zrangebyscore(queue.failed_job_registry.key, "-inf", f"({score}")
+    return [job_id.decode() for job_id in found]
+
+
 def recently_cleared(
     redis: Redis, limit: int = defaults.FAILURES_CLEARED_KEPT
 ) -> list[dict[str, Any]]:
@@ -233,23 +246,25 @@ def clear(
             removed += [job_id for job_id, gone in zip(part, pipe.execute(), strict=True) if gone]
     _forget(redis, removed)
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    entries = [
-        {**view(job), "cleared": how, "by": by, "at": at}
+    jobs = [
+        job
         for start in range(0, len(removed), CHUNK)
         for job in Job.fetch_many(removed[start : start + CHUNK], connection=redis)
         if job is not None
     ]
-    if entries:
+    if jobs:
         event = history.resolved if how == "resolved" else history.dismissed
+        # only the newest few are kept in words: a view reads each job's result once more
+        shown = jobs[-defaults.FAILURES_CLEARED_KEPT :]
+        entries = [{**view(job), "cleared": how, "by": by, "at": at} for job in shown]
 
         def keep(pipe: Pipeline) -> None:
-            kept = [json.dumps(entry, ensure_ascii=False) for entry in entries]
-            pipe.lpush(CLEARED, *kept[-defaults.FAILURES_CLEARED_KEPT :])
+            pipe.lpush(CLEARED, *[json.dumps(entry, ensure_ascii=False) for entry in entries])
             pipe.ltrim(CLEARED, 0, defaults.FAILURES_CLEARED_KEPT - 1)
 
         history.write(
             redis,
-            [(key, event(entry["job_id"], by)) for entry in entries for key in _clients(entry)],
+            [(key, event(job.id, by)) for job in jobs for key in _clients(job)],
             limits or runtime().service.history,
             also=keep,
             known=False,
@@ -257,9 +272,14 @@ def clear(
     return removed
 
 
-def _clients(entry: dict[str, Any]) -> list[int]:
-    """The clients a failed job left unsynced: its client, or a batch's."""
-    return [entry["id_servicio"]] if entry["id_servicio"] else entry["clients"] or []
+def _clients(job: Job) -> list[int]:
+    """The clients a failed job left unsynced: its client, or a batch's (none that can be
+    read: RQ failed a job it could not read)."""
+    try:
+        client = queueing.client_of(job)
+        return [client] if client else queueing.unsettled(job)
+    except DeserializationError:
+        return []
 
 
 def _forget(redis: Redis, job_ids: Sequence[str]) -> None:
@@ -282,11 +302,11 @@ def requeue_failures(
             job = Job.fetch(job_id, connection=queue.connection)
         except NoSuchJobError:
             job = None
-        if job is None or job_id not in registry:
+        # taken off the list first: of two requests at once (a double click), one runs it
+        if job is None or not registry.remove(job_id):
             missing.append(job_id)
             continue
         queued.append({"failed_job_id": job_id, "job_id": _again(queue, job, service)})
-        registry.remove(job)
     _forget(queue.connection, [item["failed_job_id"] for item in queued])
     return queued, missing
 
