@@ -71,10 +71,9 @@ def client_history(raw_id: str) -> Response:
     last applied on each BQN (`applied`: on the first target of the list)."""
     id_servicio = parse_id(raw_id)
     ctx = context()
-    applied = {
-        target.name: store.last_applied(ctx.redis, id_servicio, store.target_keys(target.name))
-        for target in ctx.sync.targets
-    }
+    applied = store.applied_by_target(
+        ctx.redis, id_servicio, [target.name for target in ctx.sync.targets]
+    )
     first = applied[ctx.sync.targets[0].name]
     return jsonify(
         {

@@ -92,10 +92,9 @@ def client_view(id_servicio: int) -> ClientView:
         },
         preview=answer,
         error=error,
-        applied={
-            target.name: store.last_applied(ctx.redis, id_servicio, store.target_keys(target.name))
-            for target in ctx.sync.targets
-        },
+        applied=store.applied_by_target(
+            ctx.redis, id_servicio, [target.name for target in ctx.sync.targets]
+        ),
         events=history.read(ctx.redis, id_servicio, defaults.STATUS_HISTORY_SHOWN),
     )
 

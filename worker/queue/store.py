@@ -244,6 +244,14 @@ def last_applied(
     return None if raw is None else _decode(raw)
 
 
+def applied_by_target(
+    redis: Redis, id_servicio: int, names: Sequence[str]
+) -> dict[str, Footprint | None]:
+    """What was last applied for a client on each target named, in one round trip."""
+    found = applied_on(redis, [id_servicio], [target_keys(name) for name in names])
+    return {name: each[id_servicio] for name, each in zip(names, found, strict=True)}
+
+
 def applied_on(
     redis: Redis, ids: Sequence[int], targets: Sequence[TargetKeys]
 ) -> list[dict[int, Footprint | None]]:
