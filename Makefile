@@ -27,7 +27,7 @@ service/translations/%/LC_MESSAGES/messages.mo: service/translations/%/LC_MESSAG
 # extract every message into messages.pot (babel.cfg says where), merge it into each language's
 # .po, then translate there what is new (an empty msgstr) or marked fuzzy.
 translations: $(STAMP)
-	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords lazy_gettext \
+	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords lazy_gettext --keywords phrase \
 	  --add-comments Translators: --project wisphub-bqn-sync \
 	  --copyright-holder 'the wisphub-bqn-sync authors' \
 	  --output-file service/translations/messages.pot .

@@ -19,13 +19,21 @@ from typing import Any
 from flask import Flask
 from flask_babel import gettext, ngettext
 
+from worker.core import phrases
 from worker.core.words import say_job
 
 
 def install(app: Flask) -> None:
     """Give the templates the filters below, and the words of the values they show."""
     app.jinja_env.filters.update(
-        step=describe_event, ago=ago, since=since, when=when, rate=rate, shown=shown, job=job
+        step=describe_event,
+        ago=ago,
+        since=since,
+        when=when,
+        rate=rate,
+        shown=shown,
+        job=job,
+        said=said,
     )
     app.jinja_env.globals.update(counted=counted, operation=operation, entry=entry)
 
@@ -141,6 +149,12 @@ def since(age: float | None) -> str:
 # Values ----------------------------------------------------------------------------------
 
 
+def said(text: str | None) -> str:
+    """A sentence the worker wrote (an error, a reason, a note: `worker.core.phrases`) in the
+    page's language; as written when it is none of the worker's phrases."""
+    return "" if text is None else phrases.say(str(text), gettext)
+
+
 def rate(kbps: int | None) -> str:
     """A speed in kbps as a person reads it: `10 Mbps`, `1.5 Mbps`, `512 kbps`."""
     if kbps is None:
@@ -239,6 +253,7 @@ def describe_event(event: dict[str, Any]) -> str:
     """One line saying what an event of a client's history means."""
     kind = event.get("event")
     fields = defaultdict(str, event)
+    fields.update({name: said(event[name]) for name in ("reason", "error") if event.get(name)})
     lines = {
         "started": gettext("a worker started the job (attempt {attempt})"),
         "skipped": gettext("skipped: {reason}"),
@@ -273,6 +288,6 @@ def describe_event(event: dict[str, Any]) -> str:
             for name in ("created", "updated", "deleted", "skipped", "failed")
             if event.get(name)
         )
-        said = gettext("done: {counts}").format(counts=counts or gettext("nothing to change"))
-        return said + ("" if event.get("ok") else gettext(" (not ok)"))
+        line = gettext("done: {counts}").format(counts=counts or gettext("nothing to change"))
+        return line + ("" if event.get("ok") else gettext(" (not ok)"))
     return str(kind)

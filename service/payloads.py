@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from worker import defaults
+from worker.core import phrases
 
 FIELD = "id_servicio"
 # 2**63 - 1, the largest id, has 19 digits.
@@ -105,11 +106,11 @@ def parse_limit(raw: str | None, default: int, most: int) -> int:
 def search_text(raw: str | None) -> str:
     """What a person typed to find a client: not blank, at most `SEARCH_MAX_CHARS`."""
     if raw is None or not raw.strip():
-        raise PayloadError(
-            "q is required: an id_servicio, an IP or its start, a name, a cédula or a PPPoE user"
-        )
+        raise PayloadError(phrases.SEARCH_BLANK)
     if len(raw) > defaults.SEARCH_MAX_CHARS:
-        raise PayloadError(f"q is {len(raw)} characters long; at most {defaults.SEARCH_MAX_CHARS}")
+        raise PayloadError(
+            phrases.SEARCH_TOO_LONG.format(length=len(raw), most=defaults.SEARCH_MAX_CHARS)
+        )
     return raw
 
 

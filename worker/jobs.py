@@ -11,8 +11,10 @@ from __future__ import annotations
 from redis.client import Pipeline
 from rq.job import Job
 
+from worker.core import phrases
 from worker.core.changes import fingerprint
 from worker.core.report import merged
+from worker.core.targets import split_address_key
 from worker.queue import batch, fanout, history, passes, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source
@@ -70,10 +72,10 @@ def sync_address(job: Job, address: str) -> JobResult:
     read again, and the entry goes only if none of them claims it now."""
     redis = job.connection
     rt = runtime()
-    ip, target = store.split_address_key(address)
+    ip, target = split_address_key(address)
     shapers = rt.chosen([target])
     if not shapers:
-        return {"skipped": f"target {target!r} is not configured any more"}
+        return {"skipped": phrases.TARGET_GONE.format(target=target)}
     [shaper] = shapers
     report = engine.sync_addresses(
         [ip],

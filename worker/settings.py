@@ -16,6 +16,7 @@ from croniter import croniter
 
 from worker import defaults
 from worker.clients.connection import Connection
+from worker.core import phrases
 from worker.core.errors import ConfigError
 from worker.core.rules import MULTI_IP_MODES, SUBSCRIBER_ID_FIELDS, GuardLimits, MappingRules
 from worker.core.targets import DEFAULT_TARGET
@@ -134,19 +135,14 @@ def tls_warnings(settings: Settings) -> list[str]:
         if target.bqn.ca_bundle is not None:
             continue
         subject = (
-            "the BQN's TLS certificate"
+            phrases.BQN_CERTIFICATE
             if target.name == DEFAULT_TARGET
-            else f"the TLS certificate of target {target.name!r}"
+            else phrases.TARGET_CERTIFICATE.format(name=target.name)
         )
-        warnings.append(
-            f"{subject} is not verified (BQN_CA_BUNDLE is not set): a machine "
-            "on the path to the BQN could pose as it and read its REST password; pin the "
-            "BQN's own certificate with BQN_CA_BUNDLE or the target's ca_bundle "
-            "(docs/security.md)"
-        )
+        warnings.append(phrases.NOT_VERIFIED.format(subject=subject))
     for name, connection in _urls(settings.wisphub, list(settings.targets)):
         if connection.url.startswith("http://"):
-            warnings.append(f"{name} uses plain http:// (ALLOW_INSECURE_HTTP=1)")
+            warnings.append(phrases.PLAIN_HTTP.format(name=name))
     return warnings
 
 

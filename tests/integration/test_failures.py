@@ -8,14 +8,19 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from rq import Queue
+from rq.job import Job, JobStatus
 
 from tests.integration.conftest import API, API_TOKEN, BQN_PASSWORD, managed_state, notify
 from tests.integration.test_status_page import basic, csrf_of
 from tests.rows import row
 from worker.queue import failures
+from worker.rqworker import PromptStop
 
 pytestmark = pytest.mark.integration
 
@@ -258,3 +263,58 @@ def test_a_failure_requeued_by_two_requests_at_once_runs_again_once(
     with ThreadPoolExecutor(6) as pool:
         requeued = [item for answer in pool.map(requeue, range(6)) for item in answer]
     assert [item["failed_job_id"] for item in requeued] == [job_id]
+
+
+class SucceedsFirst(PromptStop):
+    """A worker that, as a job fails, runs `meanwhile` before RQ lists the failure: the newer
+    job of the same client that another worker ran in that gap (the failed job's client lock
+    was already free)."""
+
+    meanwhile: Callable[[], None] = staticmethod(lambda: None)
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        self.meanwhile()
+        super().handle_job_failure(job, queue, *args, **kwargs)
+
+
+def test_a_failure_listed_after_its_client_synced_resolves_on_the_next_success(
+    web, work, wisphub_sim, bqn_sim, queue
+):
+    """A client job fails; before RQ lists it, a newer job of its client goes through. Fails
+    if that success drops the debt of the not-yet-listed failure (it would stay listed for
+    good, its client synced), or resolves it before it is listed."""
+    clients(wisphub_sim, 85)
+    bqn_sim.state.password = WRONG
+    [failed] = notify(web, 85)
+
+    def newer_goes_through() -> None:
+        bqn_sim.state.password = BQN_PASSWORD
+        [newer] = notify(web, 85)
+        job = queue.fetch_job(newer)
+        queue.remove(job)
+        assert job.perform().get("ok") is not False  # its whole lifecycle, as a worker runs it
+        assert failures.place(queue, failed) is None, "not listed yet"
+
+    worker = SucceedsFirst([queue], connection=queue.connection)
+    worker.meanwhile = newer_goes_through
+    worker.work(burst=True)
+    assert [f["job_id"] for f in listing(web)["failures"]] == [failed]
+
+    [later] = notify(web, 85)
+    work()
+    after = listing(web)
+    assert after["count"] == 0
+    assert queue.failed_job_registry.count == 0
+    assert (after["cleared"][0]["job_id"], after["cleared"][0]["by"]) == (failed, later)
+
+
+def test_a_debt_no_listed_failure_will_owe_is_dropped(queue, redis):
+    """Fails if a debt stays owed by a job RQ queued again (its own retries) or by the job
+    paying it, or if a running job's debt is dropped (it may be listed as failed next)."""
+    running, retried, payer = (queue.enqueue("worker.jobs.sync_client", 86) for _ in range(3))
+    running.set_status(JobStatus.STARTED)
+    debt = failures.client_debt(86)
+    for job in (running, retried, payer):
+        failures.noted(redis, job)
+    assert failures.went_through(payer, [debt]) == []
+    assert redis.smembers(failures.OWED_PREFIX + debt) == {running.id.encode()}

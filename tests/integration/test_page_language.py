@@ -15,8 +15,9 @@ from werkzeug.test import TestResponse
 from sandbox.redis_server import RedisServer
 from service import i18n
 from service.app import create_app
-from tests.integration.conftest import API, API_TOKEN
+from tests.integration.conftest import API, API_TOKEN, notify
 from tests.integration.test_client_page import polled  # noqa: F401 (a fixture)
+from tests.rows import row
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +184,32 @@ def test_the_console_speaks_the_browser_s_language(
         response = web.get(path, headers=headers)
         assert response.status_code == 200, path
         in_language(response, language, words)
+
+
+def test_what_the_worker_wrote_is_said_in_the_page_s_language(
+    web: FlaskClient, work, wisphub_sim, bqn_sim
+) -> None:
+    """A failure's error and the breaker's last error (written by the worker, in English, as
+    the API keeps them) read in Spanish on a Spanish page, in English on an English one; the
+    search box's own errors too. Fails if a sentence of `worker.core.phrases` reaches the page
+    as written, or if the API's answer stops being English."""
+    wisphub_sim.state.upsert_client(row(131, "10.13.0.1", nombre="C131", plan="Online_basico"))
+    bqn_sim.state.password = "not-the-password"
+    notify(web, 131)
+    work()
+    api = web.get("/api/v1/failures", headers={**API, "Accept-Language": "es-CO"}).json
+    assert api["failures"][0]["error"].startswith("BQN answered 401: the BQN refused the REST")
+    said = {
+        "es": ("BQN respondió 401: el BQN rechazó el usuario o la contraseña REST",),
+        "en": ("BQN answered 401: the BQN refused the REST user or password",),
+    }
+    too_long = {
+        "es": ("q tiene 101 caracteres; como mucho 100",),
+        "en": ("q is 101 characters long; at most 100",),
+    }
+    for accept_language, language in (("es-CO", "es"), ("en-US", "en")):
+        headers = {**API, "Accept-Language": accept_language}
+        in_language(web.get("/", headers=headers), language, said)
+        searched = web.get("/clients?q=" + "x" * 101, headers=headers)
+        assert searched.status_code == 400
+        in_language(searched, language, too_long)

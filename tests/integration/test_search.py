@@ -280,3 +280,58 @@ def test_a_pass_that_changed_nothing_writes_no_document(redis):
     assert client_index.save(redis, list(reversed(rows)), read_at=160.0)
     assert redis.info("commandstats")["cmdstat_set"]["calls"] == sets
     assert client_index.Copy().current(redis).read_at == 160.0
+
+
+def counted(monkeypatch, name: str) -> list[int]:
+    """Count the calls of `client_index`'s `name` (still made): one item a call."""
+    calls: list[int] = []
+    real = getattr(client_index, name)
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client_index, name, spy)
+    return calls
+
+
+def test_a_pass_with_the_indexed_rows_builds_no_document(redis, monkeypatch):
+    """Fails if a pass with the rows of the current document builds it again (seconds of CPU at
+    100,000 clients, every poll), or if a changed pass, or one whose document was lost, is not
+    indexed anew."""
+    built = counted(monkeypatch, "encode")
+    rows = [row(1, nombre="Ana"), row(2, nombre="Beto")]
+    assert client_index.save(redis, rows, read_at=100.0)
+    version = redis.hget(client_index.POINTER, "version")
+    sets = redis.info("commandstats")["cmdstat_set"]["calls"]
+    assert client_index.save(redis, list(reversed(rows)), read_at=160.0)
+    assert len(built) == 1, "the same rows, in another order, were encoded again"
+    assert redis.info("commandstats")["cmdstat_set"]["calls"] == sets
+    assert redis.hget(client_index.POINTER, "version") == version
+    assert client_index.Copy().current(redis).read_at == 160.0
+
+    changed = [row(1, nombre="Ana"), row(2, nombre="Berta")]
+    assert client_index.save(redis, changed, read_at=220.0)
+    assert len(built) == 2
+    indexed = client_index.Copy().current(redis)
+    assert indexed.version != version.decode()
+    [hit] = indexed.index.search(parse_query("berta", b"key"), 5).hits
+    assert hit.entry.id_servicio == 2
+
+    redis.delete(client_index.document_key(indexed.version))
+    assert client_index.save(redis, changed, read_at=280.0)
+    assert len(built) == 3
+    assert client_index.Copy().current(redis).version == indexed.version
+
+
+def test_the_rows_digest_changes_with_any_row_and_the_release(monkeypatch):
+    """Fails if two passes that differ in any field of any row, or one built by another
+    release, have the same digest (the index would keep the old document)."""
+    rows = [row(1, nombre="Ana"), row(2, nombre="Beto", cedula_digest="ab12")]
+    same = client_index.digest(rows)
+    assert client_index.digest(list(reversed(rows))) == same
+    assert client_index.digest([rows[0], {**rows[1], "cedula_digest": "ab13"}]) != same
+    assert client_index.digest([rows[0], {**rows[1], "nombre": "Beto\n"}]) != same
+    assert client_index.digest(rows[:1]) != same
+    monkeypatch.setattr(client_index, "ENCODER", client_index.ENCODER + "+1")
+    assert client_index.digest(rows) != same

@@ -266,10 +266,13 @@ def test_a_basic_header_that_is_not_base64_is_refused(web):
 
 def test_unverified_bqn_tls_shows_as_a_warning(service_env, tls, redis):
     unpinned = {name: value for name, value in service_env.items() if name != "BQN_CA_BUNDLE"}
-    html = create_app(unpinned).test_client().get("/", headers=API).get_data(as_text=True)
+    english = {**API, "Accept-Language": "en"}
+    html = create_app(unpinned).test_client().get("/", headers=english).get_data(as_text=True)
     assert 'class="flash warning"' in html
     assert "the BQN&#39;s TLS certificate is not verified" in html
+    spanish = create_app(unpinned).test_client().get("/", headers={**API, "Accept-Language": "es"})
+    assert "el certificado TLS del BQN no se verifica" in spanish.get_data(as_text=True)
     pinned = create_app({**service_env, "BQN_CA_BUNDLE": str(tls.ca)})
-    html = pinned.test_client().get("/", headers=API).get_data(as_text=True)
+    html = pinned.test_client().get("/", headers=english).get_data(as_text=True)
     assert 'class="flash warning"' not in html
     assert "not verified" not in html

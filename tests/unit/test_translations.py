@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from string import Formatter
 
 import pytest
 from babel.messages.catalog import Catalog
@@ -19,11 +20,13 @@ from babel.messages.pofile import read_po
 
 from service.i18n import SOURCE_LANGUAGE, TRANSLATIONS
 from worker import defaults
+from worker.core import phrases
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The keywords of `make translations` (its `--keywords`).
-KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None}
+# The keywords of `make translations` (its `--keywords`): `phrase` marks the worker's
+# sentences a page shows (worker/core/phrases.py).
+KEYWORDS = {**DEFAULT_KEYWORDS, "lazy_gettext": None, "phrase": None}
 TRANSLATED = [language for language in defaults.UI_LANGUAGES if language != SOURCE_LANGUAGE]
 
 
@@ -47,7 +50,8 @@ def read(language: str) -> Catalog:
 
 def test_messages_are_found_in_the_templates_and_the_python() -> None:
     """The extraction itself: an empty set would make every test below pass."""
-    assert {"Sign in", "Redis is unreachable"} <= extracted()
+    assert {"Sign in", "Redis is unreachable", phrases.UNREACHABLE} <= extracted()
+    assert set(phrases.templates()) <= extracted()
 
 
 def test_the_template_holds_every_message() -> None:
@@ -79,6 +83,22 @@ def test_no_translation_is_fuzzy_or_breaks_its_placeholders(language: str) -> No
     catalog = read(language)
     assert [message.id for message in catalog if message.id and message.fuzzy] == []
     assert [(message.id, errors) for message, errors in catalog.check()] == []
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_a_translation_keeps_the_values_its_message_names(language: str) -> None:
+    """A `{name}` (str.format: the worker's sentences, the history's lines) lost or renamed
+    would show the English instead (`phrases.say`) or fail; Babel checks only `%(name)s`."""
+    wrong = [
+        (message.id, message.string)
+        for message in read(language)
+        if message.id and _fields(msgid(message.id)) != _fields(msgid(message.string))
+    ]
+    assert wrong == []
+
+
+def _fields(text: str) -> set[str]:
+    return {field for _, field, _, _ in Formatter().parse(text) if field is not None}
 
 
 @pytest.mark.parametrize("language", TRANSLATED)

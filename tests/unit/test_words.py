@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.core.errors import ConfigError
+from worker.core.targets import DEFAULT_TARGET, address_key, split_address_key
 from worker.core.words import error_in_words, job_facts, say_job
 
 
@@ -88,3 +89,16 @@ def test_an_own_errors_message_comes_out_whole(message):
 )
 def test_a_job_in_words(name, args, kwargs, clients, words):
     assert say_job(job_facts(name, args, kwargs, clients)) == words
+
+
+@pytest.mark.parametrize("target", [DEFAULT_TARGET, "core-b"])
+def test_an_address_jobs_key_reads_back_as_it_was_made(target):
+    """Fails if the key an address job is queued with (`address_key`) and the way it is read
+    back (`split_address_key`, and the failures list's words) part ways."""
+    key = address_key("10.0.0.9", target)
+    assert split_address_key(key) == ("10.0.0.9", target)
+    facts = job_facts("sync_address", (key,), {})
+    assert (facts["ip"], facts["target"]) == (
+        "10.0.0.9",
+        None if target == DEFAULT_TARGET else target,
+    )

@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from worker.clients import http
 from worker.clients.connection import Connection, RequestHook, unobserved
+from worker.core import phrases
 from worker.core.addresses import normalise_key
 from worker.core.errors import ApiError, ConfigError
 from worker.core.model import Group, Policy, Subscriber
@@ -28,10 +29,7 @@ from worker.core.model import Group, Policy, Subscriber
 log = logging.getLogger(__name__)
 
 SERVICE = "BQN"
-AUTH_HINT = (
-    "the BQN refused the REST user or password, or this host is not in the BQN's REST "
-    "allow-list (Configuration > RADIUS/REST/Billing > REST API)"
-)
+AUTH_HINT = phrases.BQN_REFUSED
 SUBSCRIBERS = "/subscribers"
 POLICIES = "/policies/rate"
 GROUPS = "/subscriberGroups"
@@ -170,11 +168,11 @@ class BqnClient:
         if response.status_code == 404 and optional:
             return []
         if response.status_code == 404:
-            raise ConfigError(f"{SERVICE} has no {path} (404): check BQN_URL")
+            raise ConfigError(phrases.NO_PATH.format(service=SERVICE, path=path))
         body = http.json_body(response, SERVICE)
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            raise ApiError(f"{SERVICE} answered {path} without an items list")
+            raise ApiError(phrases.NO_ITEMS.format(service=SERVICE, path=path))
         return [item for item in items if isinstance(item, dict)]
 
     def _get_one(self, path: str) -> dict[str, Any] | None:
@@ -183,7 +181,7 @@ class BqnClient:
             return None
         body = http.json_body(response, SERVICE)
         if not isinstance(body, dict):
-            raise ApiError(f"{SERVICE} answered {path} with something other than an object")
+            raise ApiError(phrases.NOT_AN_OBJECT.format(service=SERVICE, path=path))
         return body
 
     def _write(self, method: str, path: str, fields: dict[str, Any] | None) -> requests.Response:
@@ -197,7 +195,7 @@ class BqnClient:
             headers={"Content-Type": "application/json; charset=utf-8"},
         )
         if response.status_code == 404 and method == "POST":
-            raise ApiError(f"{SERVICE} answered 404 to POST {path}")
+            raise ApiError(phrases.POST_NOT_FOUND.format(service=SERVICE, path=path))
         return response
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -19,6 +19,7 @@ from urllib3.util.retry import Retry
 
 from worker import defaults
 from worker.clients.connection import RequestHook
+from worker.core import phrases
 from worker.core.errors import ApiError, ConfigError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,14 @@ def send(
         response = session.request(method, url, timeout=timeout, verify=verify, **kwargs)
         status = str(response.status_code)
     except requests.exceptions.SSLError as exc:
-        raise ConfigError(f"{service}: TLS failed: {failure_reason(exc)}") from exc
+        raise ConfigError(
+            phrases.TLS_FAILED.format(service=service, reason=failure_reason(exc))
+        ) from exc
     except requests.exceptions.InvalidURL as exc:
-        raise ConfigError(f"{service}: invalid URL: {exc}") from exc
+        raise ConfigError(phrases.INVALID_URL.format(service=service, reason=exc)) from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise Unavailable(service, f"{service} unreachable: {failure_reason(exc)}") from exc
+        unreachable = phrases.UNREACHABLE.format(service=service, reason=failure_reason(exc))
+        raise Unavailable(service, unreachable) from exc
     finally:
         observe(service.lower(), operation, status, time.monotonic() - started)
     elapsed_ms = (time.monotonic() - started) * 1000
@@ -117,11 +121,16 @@ def send(
     )
     code = response.status_code
     if code in (401, 403):
-        raise ConfigError(f"{service} answered {code}: {auth_hint}")
+        raise ConfigError(phrases.ANSWERED.format(service=service, code=code, detail=auth_hint))
     if code in TRANSIENT_STATUSES:
-        raise Unavailable(service, f"{service} answered {code}: {excerpt(response)}")
+        answered = phrases.ANSWERED.format(service=service, code=code, detail=excerpt(response))
+        raise Unavailable(service, answered)
     if code >= 400 and code != 404:
-        raise ApiError(f"{service} answered {code} to {method}: {excerpt(response)}")
+        raise ApiError(
+            phrases.ANSWERED_TO.format(
+                service=service, code=code, method=method, body=excerpt(response)
+            )
+        )
     return response
 
 
@@ -130,13 +139,19 @@ def json_body(response: requests.Response, service: str) -> Any:
     content_type = response.headers.get("Content-Type", "")
     if "json" not in content_type.lower():
         raise ApiError(
-            f"{service} answered {response.status_code} with {content_type or 'no content type'}"
-            f" instead of JSON: {excerpt(response)}"
+            phrases.NOT_JSON.format(
+                service=service,
+                code=response.status_code,
+                content_type=content_type or phrases.NO_CONTENT_TYPE,
+                body=excerpt(response),
+            )
         )
     try:
         return response.json()
     except ValueError as exc:
-        raise ApiError(f"{service} answered invalid JSON: {excerpt(response)}") from exc
+        raise ApiError(
+            phrases.INVALID_JSON.format(service=service, body=excerpt(response))
+        ) from exc
 
 
 def excerpt(response: requests.Response, limit: int = 120) -> str:

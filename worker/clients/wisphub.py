@@ -18,6 +18,7 @@ from worker import defaults
 from worker.clients import http
 from worker.clients.connection import Connection, RequestHook, unobserved
 from worker.clients.parallel import run_all
+from worker.core import phrases
 from worker.core.desired import as_id, client_id, slim
 from worker.core.errors import ApiError, ConfigError, FilterIgnored, IncompletePass
 from worker.core.plans import detail_kinds
@@ -26,7 +27,7 @@ from worker.core.progress import Progress, Ticker, silent
 log = logging.getLogger(__name__)
 
 SERVICE = "WispHub"
-AUTH_HINT = "wrong API key or wrong WispHub host (check WISPHUB_URL: the key only works there)"
+AUTH_HINT = phrases.WISPHUB_REFUSED
 CLIENTS_PATH = "/api/clientes/"
 PLANS_PATH = "/api/plan-internet/"
 
@@ -79,9 +80,7 @@ class WispHubClient:
             return None
         if count == 1 and len(results) == 1 and client_id(results[0]) == id_servicio:
             return results[0]
-        raise FilterIgnored(
-            f"WispHub ignored the id_servicio filter (asked for {id_servicio}, got count {count})"
-        )
+        raise FilterIgnored(phrases.FILTER_IGNORED.format(id_servicio=id_servicio, count=count))
 
     def plan_detail(self, plan_id: int, tipo: str) -> Row | None:
         """A plan's detail (`bajada`, `subida`, ...) from the endpoint its `tipo` names, falling
@@ -117,8 +116,12 @@ class WispHubClient:
                 " then ".join(str(c) for c in sorted(set(counts), key=counts.index)),
             )
         raise IncompletePass(
-            f"WispHub {what} list did not add up after {defaults.WISPHUB_PASS_ATTEMPTS} passes "
-            f"({len(rows)} unique {what}, count {counts[-1]}); nothing was changed"
+            phrases.PASS_INCOMPLETE.format(
+                what=what,
+                attempts=defaults.WISPHUB_PASS_ATTEMPTS,
+                rows=len(rows),
+                count=counts[-1],
+            )
         )
 
     def _one_pass(
@@ -162,9 +165,12 @@ class WispHubClient:
         response = self._get(path, params)
         if response.status_code == 404 or "json" not in response.headers.get("Content-Type", ""):
             raise ConfigError(
-                f"{SERVICE} answered {response.status_code} with {http.excerpt(response)} "
-                f"instead of {path}: is WISPHUB_URL the API host shown in "
-                f"Mi Empresa > Empresa > URL de consulta de API?"
+                phrases.NOT_THE_API.format(
+                    service=SERVICE,
+                    code=response.status_code,
+                    body=http.excerpt(response),
+                    path=path,
+                )
             )
         body = http.json_body(response, SERVICE)
         if (
@@ -172,7 +178,7 @@ class WispHubClient:
             or not isinstance(body.get("count"), int)
             or not isinstance(body.get("results"), list)
         ):
-            raise ApiError(f"{SERVICE} answered a page without count/results")
+            raise ApiError(phrases.NO_COUNT.format(service=SERVICE))
         return body
 
     def _get(self, path: str, params: dict[str, Any]) -> requests.Response:

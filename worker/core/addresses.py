@@ -11,6 +11,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from worker.core import phrases
+
 # Where WispHub's "Cancelar -> Liberar IP" parks a released address, and ranges that can never
 # be a subscriber. 100.64.0.0/10 is also a placeholder, but only on cancelled rows: it is the
 # ordinary CGNAT range many ISPs hand out, so it is accepted everywhere else.
@@ -47,7 +49,7 @@ def read_addresses(raw: object, ipv6_prefix: int = 64) -> Addresses:
     """Every address in an `ip` value; `AddressError` says why when one is unusable."""
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
-        raise AddressError("empty IP")
+        raise AddressError(phrases.EMPTY_IP)
     members: list[str] = []
     ranges: list[str] = []
     for token in SEPARATORS.split(text):
@@ -68,7 +70,7 @@ def expand(addresses: Addresses, limit: int) -> list[str]:
     for block in addresses.ranges:
         network = ipaddress.ip_network(block)
         if len(keys) + network.num_addresses > limit:
-            raise AddressError(f"{block} has too many addresses for one subscriber each")
+            raise AddressError(phrases.TOO_MANY_ADDRESSES.format(block=block))
         keys.extend(str(address) for address in network)
     return list(dict.fromkeys(keys))
 
@@ -85,7 +87,7 @@ def _address(token: str) -> IPAddress:
     try:
         address = ipaddress.ip_address(token)
     except ValueError:
-        raise AddressError(f"malformed IP {token!r}") from None
+        raise AddressError(phrases.MALFORMED_IP.format(token=token)) from None
     _check(address)
     return address
 
@@ -94,16 +96,16 @@ def _network(token: str, ipv6_prefix: int) -> ipaddress.IPv4Network | ipaddress.
     try:
         network = ipaddress.ip_network(token, strict=False)
     except ValueError:
-        raise AddressError(f"malformed IP {token!r}") from None
+        raise AddressError(phrases.MALFORMED_IP.format(token=token)) from None
     _check(network.network_address)
     if network.prefixlen < LARGEST_BLOCK[network.version]:
-        raise AddressError(f"block {network} is too large for one client")
+        raise AddressError(phrases.BLOCK_TOO_LARGE.format(network=network))
     return network
 
 
 def _check(address: IPAddress) -> None:
     if any(address in net for net in NEVER_SUBSCRIBER if net.version == address.version):
-        raise AddressError(f"placeholder or loopback IP {address}")
+        raise AddressError(phrases.PLACEHOLDER_IP.format(address=address))
     if (
         address.is_unspecified
         or address.is_multicast
@@ -111,7 +113,7 @@ def _check(address: IPAddress) -> None:
         or address.is_loopback
         or (address.version == 4 and address.is_reserved)
     ):
-        raise AddressError(f"not a subscriber address: {address}")
+        raise AddressError(phrases.NOT_A_SUBSCRIBER.format(address=address))
 
 
 def _key(address: IPAddress, ipv6_prefix: int) -> str:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from worker import defaults
+from worker.core import phrases
 from worker.core.addresses import AddressError, Addresses, expand, read_addresses
 from worker.core.model import Conflict, Group, Policy, Skip, Subscriber
 from worker.core.rules import MappingRules
@@ -129,7 +130,7 @@ def map_client(
     raw_ip = row.get("ip")
     shown_ip = raw_ip.strip() if isinstance(raw_ip, str) else ""
     if id_servicio is None:
-        return Skip(None, shown_ip, "row without a valid id_servicio")
+        return Skip(None, shown_ip, phrases.NO_VALID_ID)
     estado_raw = row.get("estado")
     estado = estado_raw.strip().lower() if isinstance(estado_raw, str) else ""
     if estado in REMOVED:
@@ -144,12 +145,12 @@ def map_client(
         plan = row.get("plan_internet")
         plan_nombre = plan.get("nombre") if isinstance(plan, Mapping) else None
         if not isinstance(plan_nombre, str) or not plan_nombre.strip():
-            return Skip(id_servicio, shown_ip, "no internet plan", kept=_kept(addresses))
+            return Skip(id_servicio, shown_ip, phrases.NO_PLAN, kept=_kept(addresses))
         plan_id = as_id(plan.get("id")) if isinstance(plan, Mapping) else None
         known = names.get(plan_id) if names and plan_id is not None else None
         policy = known or policy_name(plan_nombre)
     else:
-        reason = f"unknown estado {estado_raw!r}"
+        reason = phrases.UNKNOWN_ESTADO.format(estado=estado_raw)
         return Skip(id_servicio, shown_ip, reason, kept=_kept(addresses))
     template = Subscriber(
         "", _subscriber_id(row, rules.subscriber_id_field, id_servicio), policy, id_servicio
@@ -167,11 +168,11 @@ def _entries(
         group = Group(name, addresses.members, addresses.ranges, template.policy_rate, id_servicio)
         return Entries(group=group)
     if addresses.single is None and rules.multi_ip_mode == "skip":
-        return Skip(id_servicio, shown_ip, "several addresses or a block (MULTI_IP_MODE=skip)")
+        return Skip(id_servicio, shown_ip, phrases.SEVERAL_ADDRESSES)
     try:
         keys = expand(addresses, defaults.MAX_SUBSCRIBERS_PER_CLIENT)
     except AddressError as exc:
-        return Skip(id_servicio, shown_ip, f"{exc} (MULTI_IP_MODE=subscribers)")
+        return Skip(id_servicio, shown_ip, phrases.ONE_PER_ADDRESS.format(reason=exc))
     return Entries(tuple(replace(template, ip=key) for key in keys))
 
 
@@ -209,7 +210,7 @@ def desired_state(
             losers = tuple(sub.id_servicio or 0 for _, sub in claimants[1:])
             conflicts.append(Conflict(ip, winner.id_servicio or 0, losers))
             skips.extend(
-                Skip(loser, ip, f"IP also claimed by client {winner.id_servicio}, changed later")
+                Skip(loser, ip, phrases.CLAIMED_LATER.format(winner=winner.id_servicio))
                 for loser in losers
             )
     kept = [skip for skip in skips if skip.kept]

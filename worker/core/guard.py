@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from worker.core import phrases
 from worker.core.diff import Changes
 from worker.core.model import Action
 from worker.core.rules import GuardLimits
@@ -33,7 +34,9 @@ def guard_deletions(
     if reason is None or (force and changes.clients > 0):
         return changes, None
     kept = tuple(op for op in changes.operations if op.action is not Action.DELETE)
-    return replace(changes, operations=kept), f"{deletions} deletions held back: {reason}"
+    return replace(changes, operations=kept), phrases.HELD_BACK.format(
+        count=deletions, reason=reason
+    )
 
 
 def allowed_deletions(limits: GuardLimits, managed: int) -> int:
@@ -51,11 +54,8 @@ def hold_vanished(
     if not vanished or (current and len(vanished) <= allowed_deletions(limits, len(before))):
         return dict(current), None
     kept = {**current, **{key: before[key] for key in vanished}}
-    what = "no clients" if not current else f"{len(current)} clients"
-    reason = (
-        f"WispHub returned {what} where the last pass had {len(before)}: the "
-        f"{len(vanished)} missing clients are left as they were until a reconcile confirms it"
-    )
+    said = phrases.VANISHED if current else phrases.ALL_VANISHED
+    reason = said.format(count=len(current), before=len(before), missing=len(vanished))
     return kept, reason
 
 
@@ -64,16 +64,12 @@ def _reason(
 ) -> str | None:
     allowed = allowed_deletions(limits, managed)
     if clients == 0:
-        return "WispHub returned no clients"
+        return phrases.NO_CLIENTS
     if deletions > allowed:
-        return (
-            f"more than {limits.max_fraction:.0%} of the {managed} entries the sync manages "
-            f'(at most {allowed} at once; --force or "force": true to go ahead)'
+        return phrases.TOO_MANY_DELETIONS.format(
+            fraction=limits.max_fraction, managed=managed, allowed=allowed
         )
     shrink = (last_pass or 0) - clients
     if last_pass and shrink > allowed_deletions(limits, last_pass):
-        return (
-            f"WispHub returned {clients} clients, far fewer than the {last_pass} of the last "
-            'complete pass (--force or "force": true to go ahead)'
-        )
+        return phrases.FAR_FEWER.format(clients=clients, last_pass=last_pass)
     return None

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from worker.core import phrases
 from worker.core.desired import PolicyNames, Row, as_id, block_policy, policy_name
 from worker.core.model import Policy, covers
 from worker.core.rules import MappingRules
@@ -131,7 +132,7 @@ def plan_from_wisphub(summary: Mapping[str, Any], detail: Mapping[str, Any] | No
         tipo=str(summary.get("tipo") or ""),
     )
     if detail is None:
-        reason = "PCQ plans have no speeds in WispHub" if is_pcq(plan.tipo) else "no detail"
+        reason = phrases.PCQ_PLAN if is_pcq(plan.tipo) else phrases.NO_DETAIL
         return replace(plan, problem=reason)
     bajada, subida = detail.get("bajada"), detail.get("subida")
     plan = replace(plan, bajada=_shown(bajada), subida=_shown(subida))
@@ -169,7 +170,7 @@ def renamed(plans: Iterable[Plan], rows: Iterable[Row]) -> list[Plan]:
     result = [replace(plan, nombre=shown.get(plan.id, plan.nombre)) for plan in plans]
     known = {plan.id for plan in result}
     result += [
-        Plan(plan_id, nombre, problem="not in WispHub's plan list yet")
+        Plan(plan_id, nombre, problem=phrases.NOT_LISTED_YET)
         for plan_id, nombre in sorted(shown.items())
         if plan_id not in known
     ]

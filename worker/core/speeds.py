@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from worker.core import phrases
+
 UNITS = {"": Decimal("0.001"), "k": Decimal(1), "m": Decimal(1000), "g": Decimal(1_000_000)}
 PATTERN = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*([kmg]?)\s*(?:bps|b|bit/s)?\s*$", re.IGNORECASE)
 
@@ -22,15 +24,15 @@ class SpeedError(ValueError):
 def parse_speed(text: object) -> int:
     """The speed in kbps; `SpeedError` says why when it cannot be read."""
     if isinstance(text, bool) or not isinstance(text, str | int):
-        raise SpeedError(f"no speed given ({text!r})")
+        raise SpeedError(phrases.NO_SPEED_GIVEN.format(text=text))
     match = PATTERN.match(str(text))
     if match is None:
-        raise SpeedError(f"unreadable speed {text!r}")
+        raise SpeedError(phrases.UNREADABLE_SPEED.format(text=text))
     number, unit = match.groups()
     try:
         kbps = Decimal(number.replace(",", ".")) * UNITS[unit.lower()]
     except InvalidOperation:
-        raise SpeedError(f"unreadable speed {text!r}") from None
+        raise SpeedError(phrases.UNREADABLE_SPEED.format(text=text)) from None
     if kbps < 1:
-        raise SpeedError(f"speed {text!r} is under 1 kbps")
+        raise SpeedError(phrases.SPEED_TOO_LOW.format(text=text))
     return int(kbps.to_integral_value())

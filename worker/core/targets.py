@@ -71,6 +71,18 @@ def unplaced(rows: Iterable[Row], selectors: Mapping[str, Selector]) -> list[Row
     return [row for row in rows if not targets_of(row, selectors)]
 
 
+def address_key(ip: str, target: str = DEFAULT_TARGET) -> str:
+    """How an address job names the address it settles: `ip` on the `default` target, else
+    `ip@target`."""
+    return ip if target == DEFAULT_TARGET else f"{ip}@{target}"
+
+
+def split_address_key(key: str) -> tuple[str, str]:
+    """The address and the target of an address job's key (`address_key`)."""
+    ip, _, target = key.partition("@")
+    return ip, target or DEFAULT_TARGET
+
+
 def _place_id(row: Row, field: str) -> int | None:
     """The id of a row's `router` or `zona` (an object `{"id", "nombre"}`, or a bare id)."""
     place = row.get(field)

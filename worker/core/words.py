@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from worker.core.targets import DEFAULT_TARGET, split_address_key
+
 # The last line of a traceback: the exception's class, with its module unless it is built in,
 # then its message after ": " (nothing when it had none).
 _RAISED = re.compile(r"(?P<module>(?:[A-Za-z_]\w*\.)*)(?P<name>[A-Za-z_]\w*)(?::\s(?P<text>.*))?")
@@ -49,8 +51,8 @@ def job_facts(
     if name == "sync_clients" and args:
         return {"kind": "batch", "count": clients if clients is not None else len(args[0])}
     if name == "sync_address" and args:
-        ip, _, target = str(args[0]).partition("@")
-        return {"kind": "address", "ip": ip, "target": target or None}
+        ip, target = split_address_key(str(args[0]))
+        return {"kind": "address", "ip": ip, "target": None if target == DEFAULT_TARGET else target}
     if name == "reconcile":
         return {
             "kind": "reconcile",

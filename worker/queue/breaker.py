@@ -17,6 +17,7 @@ from typing import Any
 from redis import Redis
 
 from worker import defaults
+from worker.core import phrases
 from worker.core.errors import TransientError
 from worker.queue import store
 from worker.queue.runs import iso
@@ -32,8 +33,9 @@ def check(redis: Redis, keys: store.TargetKeys, name: str) -> None:
     if until is not None and float(until) > time.time():
         error = redis.hget(keys.breaker, "last_error") or b""
         raise TargetDown(
-            f"target {name} kept failing ({error.decode(errors='replace')}); "
-            f"tried again after {iso(float(until))}"
+            phrases.TARGET_DOWN.format(
+                name=name, error=error.decode(errors="replace"), at=iso(float(until))
+            )
         )
 
 

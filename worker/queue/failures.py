@@ -28,6 +28,7 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
 
 from worker import defaults
+from worker.core.targets import split_address_key
 from worker.core.words import job_facts, say_job
 from worker.queue import history, queueing, store
 from worker.queue.runtime import runtime
@@ -42,17 +43,25 @@ OWED_PREFIX = store.PREFIX + "failures:owing:"
 # Failed jobs read from Redis per round trip.
 CHUNK = 500
 
-# Pays debts (KEYS, each the set of failed jobs owing it; ARGV[i + 1] the debt): each such
-# job's set of debts (ARGV[1] .. id) loses it; returns the jobs left owing nothing.
+# Pays debts (KEYS[2..], each the set of failed jobs owing one; ARGV[i + 2] the debt of
+# KEYS[i]): a job listed in the failed registry (KEYS[1]) pays it out of its set of debts
+# (ARGV[1] .. id); one still running (RQ status started, in its hash ARGV[2] .. id: RQ lists a
+# failure only after the job's code has ended and freed its client lock) keeps owing it, for a
+# later job to pay; any other (retried by RQ, taken off the list, or the paying job itself,
+# ARGV[3]) is listed nowhere and owes it no more. Returns the listed jobs left owing nothing.
 _PAY = """
 local done = {}
-for i = 1, #KEYS do
+for i = 2, #KEYS do
+  local debt = ARGV[i + 2]
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
-    local owes = ARGV[1] .. id
-    redis.call('SREM', owes, ARGV[i + 1])
-    if redis.call('SCARD', owes) == 0 then table.insert(done, id) end
+    local listed = redis.call('ZSCORE', KEYS[1], id)
+    if listed or id == ARGV[3] or redis.call('HGET', ARGV[2] .. id, 'status') ~= 'started' then
+      local owes = ARGV[1] .. id
+      redis.call('SREM', KEYS[i], id)
+      redis.call('SREM', owes, debt)
+      if listed and redis.call('SCARD', owes) == 0 then table.insert(done, id) end
+    end
   end
-  redis.call('DEL', KEYS[i])
 end
 return done
 """
@@ -131,13 +140,16 @@ def noted(redis: Redis, job: Job) -> None:
 
 def went_through(job: Job, debts: Sequence[str]) -> list[str]:
     """`job` has just done `debts`: the failures left owing nothing are resolved (`clear`);
-    returns their ids."""
+    returns their ids. A failed job not yet in the failed registry keeps its debts: it failed
+    as this job ran, and a later job that does them resolves it once it is listed."""
     if not debts:
         return []
+    queue = _queue_of(job)
     paid = job.connection.register_script(_PAY)(
-        [OWED_PREFIX + debt for debt in debts], [OWES_PREFIX, *debts]
+        [queue.failed_job_registry.key, *[OWED_PREFIX + debt for debt in debts]],
+        [OWES_PREFIX, job.redis_job_namespace_prefix, job.id, *debts],
     )
-    return clear(_queue_of(job), [job_id.decode() for job_id in paid], "resolved", job.id)
+    return clear(queue, [job_id.decode() for job_id in paid], "resolved", job.id)
 
 
 def resolve_all(job: Job, before: float) -> list[str]:
@@ -321,7 +333,7 @@ def _again(queue: Queue, job: Job, service: ServiceSettings) -> str:
         keys = [int(key) for key in ids]
         return queueing.request_syncs(queue, keys, "requeue", service)[0].job_id
     if job.func_name == queueing.SYNC_ADDRESS.path and job.args:
-        ip, target = store.split_address_key(str(job.args[0]))
+        ip, target = split_address_key(str(job.args[0]))
         return queueing.enqueue_address_sync(queue, ip, target).job_id
     if job.func_name == queueing.RECONCILE.path:
         options = job.kwargs

@@ -26,6 +26,7 @@ from worker.core.desired import Row
 from worker.core.errors import SyncError, Unavailable
 from worker.core.model import Footprint
 from worker.core.report import Report, merged
+from worker.core.targets import split_address_key
 from worker.queue import breaker, history, queueing, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import plan_source
@@ -60,7 +61,7 @@ def targets_owed(job: Job, names: Sequence[str]) -> list[str]:
         return list(names)
     only = None
     if func_name == queueing.SYNC_ADDRESS.path and args:
-        only = store.split_address_key(str(args[0]))[1]
+        only = split_address_key(str(args[0]))[1]
     elif func_name == queueing.RECONCILE.path:
         only = kwargs.get("target")
     return [name for name in names if only is None or name == only]

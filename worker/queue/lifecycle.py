@@ -21,6 +21,7 @@ from redis.client import Pipeline
 from rq import Retry, get_current_job
 from rq.job import Job
 
+from worker.core import phrases
 from worker.core.errors import SyncError, TransientError
 from worker.core.report import Report
 from worker.core.targets import DEFAULT_TARGET
@@ -71,7 +72,7 @@ def rq_job(func: Callable[Concatenate[Job, P], JobResult]) -> Callable[P, JobRes
         try:
             with _client_locked(job, client) as locked:
                 if not locked:
-                    result = retry(job, f"client {client} stayed locked by another job")
+                    result = retry(job, phrases.STAYED_LOCKED.format(client=client))
                     outcome = "retried"
                     _ended(job, client, result)
                     return result
@@ -212,7 +213,7 @@ def retry(job: Job, error: str) -> Retry:
     job.save_meta()
     intervals = list(runtime().service.retry_intervals)
     if (job.number_of_retries or 0) >= len(intervals):
-        raise RetriesSpent(f"still failing after {len(intervals)} retries: {error}")
+        raise RetriesSpent(phrases.RETRIES_SPENT.format(count=len(intervals), error=error))
     log.warning("job %s will be retried: %s", job.id, error)
     return Retry(max=len(intervals), interval=intervals)
 
@@ -251,17 +252,23 @@ def finish(
     job.meta["report"] = data
     job.save_meta()
     if unreached:
-        why = [f"target {name}: {error}" for name, error in unreached.items()]
+        why = [
+            phrases.ON_TARGET.format(name=name, error=error) for name, error in unreached.items()
+        ]
         why += [f"{f.operation.describe()}: {f.error}" for f in report.failures[:1]]
         transient = any(isinstance(error, TransientError) for error in unreached.values())
         if transient or report.retryable:
-            return retry(job, "; ".join(why))
-        raise OperationsFailed("; ".join(why))
+            return retry(job, phrases.JOINED.join(why))
+        raise OperationsFailed(phrases.JOINED.join(why))
     if not report.failures:
-        raise DeletionsHeldBack(f"deletion guard: {report.guard}")
+        raise DeletionsHeldBack(phrases.GUARD_TRIPPED.format(reason=report.guard))
     first = report.failures[0]
-    reason = f"{len(report.failures)} of {len(report.planned)} operations failed, first: "
-    reason += f"{first.operation.describe()}: {first.error}"
+    reason = phrases.OPERATIONS_FAILED.format(
+        failed=len(report.failures),
+        planned=len(report.planned),
+        first=first.operation.describe(),
+        error=first.error,
+    )
     if report.retryable:
         return retry(job, reason)
     raise OperationsFailed(reason)

@@ -15,6 +15,7 @@ from rq import Queue
 from rq.job import Job
 
 from worker import defaults
+from worker.core import phrases
 from worker.core.changes import changed_clients, fingerprints, rows_by_id
 from worker.core.desired import Row, client_id, is_own_group
 from worker.core.errors import ConfigError, SyncError
@@ -23,7 +24,7 @@ from worker.core.model import Action
 from worker.core.ownership import remembered
 from worker.core.plans import Plan
 from worker.core.report import Report, merged
-from worker.core.targets import DEFAULT_TARGET, unplaced
+from worker.core.targets import DEFAULT_TARGET, address_key, unplaced
 from worker.queue import breaker, client_index, failures, fanout, history, queueing, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source, plans_renamed
@@ -49,7 +50,7 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
     rt = runtime()
     lock = store.singleton_lock(redis, "reconcile", defaults.RECONCILE_LOCK_SECONDS)
     if not store.take(lock, job.id):
-        return {"skipped": "another reconcile is running"}
+        return {"skipped": phrases.RECONCILE_RUNNING}
     started = time.time()
     shapers = fanout.targets_left(job, rt) if target is None else rt.chosen([target])
     if not shapers:
@@ -107,7 +108,12 @@ def _keep(
     if stopped is not None:
         error: str | None = str(stopped)
     else:
-        error = "; ".join(f"target {name}: {exc}" for name, exc in errors.items()) or None
+        error = (
+            phrases.JOINED.join(
+                phrases.ON_TARGET.format(name=name, error=exc) for name, exc in errors.items()
+            )
+            or None
+        )
     entry = runs.reconcile_entry(
         job.id,
         started,
@@ -191,7 +197,9 @@ def _unplaced(rt: Runtime, rows: Sequence[Row]) -> list[str]:
         return []
     shown = ", ".join(map(str, found[: defaults.RUN_LIST_ITEMS]))
     more = len(found) - defaults.RUN_LIST_ITEMS
-    return [f"{len(found)} clients belong to no target: {shown}{f' and {more} more' * (more > 0)}"]
+    if more > 0:
+        shown = phrases.AND_MORE.format(shown=shown, more=more)
+    return [phrases.NO_TARGET.format(count=len(found), shown=shown)]
 
 
 def _remember(redis: Redis, outcome: engine.FullSync, keys: store.TargetKeys) -> None:
@@ -256,10 +264,10 @@ def poll(job: Job) -> JobResult:
     rt = runtime()
     age = store.snapshot_age(redis)
     if age is not None and age < rt.service.poll_interval / 2:
-        return {"skipped": f"a pass completed {age:.0f} s ago"}
+        return {"skipped": phrases.PASS_RECENT.format(age=age)}
     lock = store.singleton_lock(redis, "poll", defaults.POLL_LOCK_SECONDS)
     if not store.take(lock, job.id):
-        return {"skipped": "another poll is running"}
+        return {"skipped": phrases.POLL_RUNNING}
     try:
         started, read_at = time.monotonic(), store.now(redis)
         try:
@@ -407,12 +415,12 @@ def _compare(
     gone, held = list(found.gone), None
     limit = allowed_deletions(rt.settings.guard, max(len(selected), 1))
     if found.removals and (guarded or found.removals > limit):
-        held = f"{found.removals} BQN entries no client of the pass claims were left as they are"
+        held = phrases.ENTRIES_LEFT.format(count=found.removals)
         log.warning("poll: %s%s", held, _of(shaper.name))
         TALLY.count("deletion_guard_trips", where="poll")
         addresses, gone = [], []
     policies = engine.correct_policies(shaper.bqn, found.policies) if found.policies else None
-    address_keys = [store.address_key(ip, shaper.name) for ip in addresses]
+    address_keys = [address_key(ip, shaper.name) for ip in addresses]
     failing = store.failed(redis, [store.pending_address_key(key) for key in address_keys])
     by_address = [
         queueing.enqueue_address_sync(queue, ip, shaper.name)

@@ -34,7 +34,7 @@ from rq.job import Job, JobStatus
 
 from worker import defaults
 from worker.core.desired import Row
-from worker.core.targets import DEFAULT_TARGET
+from worker.core.targets import DEFAULT_TARGET, address_key
 from worker.core.words import error_in_words
 from worker.queue import history, metrics, store
 from worker.settings import ServiceSettings
@@ -188,7 +188,7 @@ def make_queue(redis: Redis, name: str) -> Queue:
 
 def enqueue_address_sync(queue: Queue, ip: str, target: str = DEFAULT_TARGET) -> Queued:
     """Queue a sync of one address of a target's BQN unless one is already waiting."""
-    claim = _claim(queue, SYNC_ADDRESS, [store.address_key(ip, target)])
+    claim = _claim(queue, SYNC_ADDRESS, [address_key(ip, target)])
     if claim.keys:
         with queue.connection.pipeline(transaction=False) as pipe:
             _enqueue(queue, SYNC_ADDRESS, claim, pipe, None)

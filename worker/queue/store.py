@@ -102,18 +102,6 @@ def pending_key(id_servicio: int) -> str:
     return f"{PREFIX}pending:{id_servicio}"
 
 
-def address_key(ip: str, target: str = DEFAULT_TARGET) -> str:
-    """How an address job names the address it settles: `ip` on the `default` target, else
-    `ip@target`."""
-    return ip if target == DEFAULT_TARGET else f"{ip}@{target}"
-
-
-def split_address_key(key: str) -> tuple[str, str]:
-    """The address and the target of an address job's key (`address_key`)."""
-    ip, _, target = key.partition("@")
-    return ip, target or DEFAULT_TARGET
-
-
 def pending_address_key(ip: str) -> str:
     """Key holding the id of the sync job waiting in the queue for a BQN address."""
     return f"{PREFIX}pending:address:{ip}"

@@ -22,6 +22,7 @@ from itertools import groupby
 from worker import defaults
 from worker.clients.bqn import BqnClient
 from worker.clients.parallel import run_all
+from worker.core import phrases
 from worker.core.diff import Changes
 from worker.core.errors import ApiError, TransientError
 from worker.core.model import Action, Kind, Operation, covers
@@ -88,7 +89,7 @@ def apply_changes(
             if kind is not Kind.POLICY and policy in failed_policies:
                 report.record_failure(
                     op,
-                    f"not sent: policy {policy} could not be put in place",
+                    phrases.POLICY_NOT_PLACED.format(policy=policy),
                     transient=failed_policies[policy],
                 )
                 applied.tick()
@@ -126,12 +127,14 @@ def attempt(
     """Send one operation unless the BQN is taken to be down (or, for a deletion, `check`
     holds it back); never raises but for `ConfigError` (credentials), which stops the run."""
     if breaker.tripped():
-        return Outcome(op, "not attempted: the BQN kept failing", transient=True)
+        return Outcome(op, phrases.NOT_ATTEMPTED, transient=True)
     checked = check(op) if check is not None and op.action is Action.DELETE else nullcontext(True)
     with checked as allowed:
         if not allowed:
             log.info("kept: %s (a client claims it now)", op.describe())
-            return Outcome(op, note=f"kept {op.kind} {op.key}: a client claims it now", kept=True)
+            return Outcome(
+                op, note=phrases.KEPT_CLAIMED.format(kind=op.kind, key=op.key), kept=True
+            )
         try:
             send(bqn, op)
             note = _check_taken(bqn, op) if op.kind is Kind.POLICY else None
@@ -150,10 +153,7 @@ def _check_taken(bqn: BqnClient, op: Operation) -> str | None:
     writes. Its subscribers still use it, with the rates set on the BQN; the report says so."""
     held = bqn.get_policy(op.key)
     if held is None or not covers(held.fields, op.fields):
-        return (
-            f"policy {op.key}: the BQN kept its own settings (a static policy configured on "
-            "the BQN?); WispHub's speeds were not applied to it"
-        )
+        return phrases.STATIC_POLICY.format(key=op.key)
     return None
 
 

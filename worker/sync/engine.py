@@ -12,6 +12,7 @@ from worker.clients.bqn import BqnClient
 from worker.clients.connection import Connection
 from worker.clients.parallel import run_all
 from worker.clients.wisphub import WispHubClient
+from worker.core import phrases
 from worker.core.desired import (
     GROUP_PREFIX,
     Desired,
@@ -212,7 +213,7 @@ def full_sync(
     report.guard = tripped
     report.plans_without_speeds = plans_without_speeds(plans)
     report.notes += name_collisions(plans)
-    report.notes += [f"client {key} still claims an entry the pass gave nobody" for key in alive]
+    report.notes += [phrases.STILL_CLAIMS.format(key=key) for key in alive]
     return FullSync(report, desired, list(plans), subscribers, groups, alive)
 
 
@@ -352,7 +353,7 @@ def correct_policies(bqn: BqnClient, operations: Sequence[Operation]) -> Report:
 def plans_without_speeds(plans: Sequence[Plan]) -> list[dict[str, str]]:
     """The plans left for the operator, with why, for reports."""
     return [
-        {"plan": p.nombre, "policy": p.policy_name, "reason": p.problem or "no speeds"}
+        {"plan": p.nombre, "policy": p.policy_name, "reason": p.problem or phrases.NO_SPEEDS}
         for p in plans
         if p.speeds is None
     ]
