@@ -14,7 +14,7 @@ from service.app import create_app
 from tests.integration.conftest import API, API_TOKEN, english, notify
 from tests.integration.test_metrics import scrape, value
 from tests.rows import row
-from worker.queue import queueing
+from worker.queue import queueing, store
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +52,28 @@ def test_the_last_complete_pass_shows_its_age(web, work, wisphub_sim, queue):
     work()
     html = web.get("/", headers=API).get_data(as_text=True)
     assert re.search(r"Last complete pass [0-9] s ago\.", section(html, "poll", "chart"))
+
+
+def test_a_poll_that_did_not_compare_shows_what_the_last_comparison_found(
+    web, work, wisphub_sim, queue, redis, monkeypatch
+):
+    """With POLL_BQN_EVERY above 1, the page showed only the last poll's summary: a drift the
+    poll before found vanished from it at the next poll. Fails if the comparison's drift and
+    time are not kept apart from the summary of the polls that do not compare."""
+    monkeypatch.setenv("POLL_BQN_EVERY", "2")
+    wisphub_sim.load(3)  # clients no sync has put on the BQN: the comparison finds them
+    polls = []
+    for _ in range(2):
+        redis.set(store.SNAPSHOT_TAKEN, 0)  # the last pass is old: the poll is not skipped
+        queue.enqueue(queueing.POLL_CHANGES.path)
+        work()
+        polls.append(web.get("/", headers=API).get_data(as_text=True))
+    compared, not_compared = (section(html, "drift", "chart") for html in polls)
+    assert "Drift: the BQN differed from WispHub" in compared
+    assert "the last that did" not in compared
+    assert "This poll did not compare the BQN with WispHub" in not_compared
+    assert "Drift: the BQN differed from WispHub" in not_compared
+    assert re.search(r"the last that did, [0-9-]+ [0-9:]+ \S+ \([0-9]+ s ago\)", not_compared)
 
 
 def test_the_oldest_queued_job_s_age_is_counted_in_any_time_zone(web, monkeypatch):

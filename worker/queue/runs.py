@@ -21,6 +21,7 @@ from worker.queue.store import PREFIX
 
 RECONCILES = PREFIX + "runs:reconciles"
 LAST_POLL = PREFIX + "runs:last-poll"
+LAST_COMPARISON = PREFIX + "runs:last-comparison"
 # The report of a reconcile that read no client (its WispHub pass failed): every count 0.
 NOTHING_READ = Report(dry_run=False, clients=0, unchanged=0)
 # What an entry kept by an earlier release may lack (a failed run's clients and counts, the
@@ -108,16 +109,26 @@ def reconciles(redis: Redis, limit: int) -> list[dict[str, Any]]:
 
 
 def save_poll(redis: Redis, summary: dict[str, Any]) -> None:
-    """Keep the last poll's summary, stamped with the time it ended."""
+    """Keep the last poll's summary, stamped with the time it ended; and, apart, what the
+    last poll that compared the BQN with WispHub found (its `drift`): with POLL_BQN_EVERY
+    above 1, most polls do not, and their summary alone would hide the drift found before."""
     now = time.time()
-    data = {**summary, "ended_at": iso(now), "ended": now}
-    redis.set(LAST_POLL, json.dumps(data, ensure_ascii=False))
+    stamp = {"ended_at": iso(now), "ended": now}
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.set(LAST_POLL, json.dumps({**summary, **stamp}, ensure_ascii=False))
+        if summary.get("drift") is not None:
+            compared = {"drift": summary["drift"], **stamp}
+            pipe.set(LAST_COMPARISON, json.dumps(compared, ensure_ascii=False))
+        pipe.execute()
 
 
 def last_poll(redis: Redis) -> dict[str, Any] | None:
-    """The last poll's summary, if any poll has run."""
-    raw = redis.get(LAST_POLL)
-    return None if raw is None else json.loads(raw)
+    """The last poll's summary, if any poll has run, with `compared`: the drift the last poll
+    that compared the BQN found, and when it ended (None before any did)."""
+    raw, compared = redis.mget(LAST_POLL, LAST_COMPARISON)
+    if raw is None:
+        return None
+    return {**json.loads(raw), "compared": None if compared is None else json.loads(compared)}
 
 
 def iso(moment: float) -> str:
