@@ -52,6 +52,8 @@ POLICY_CACHE_SECONDS = 5 * MINUTE
 # --- Mapping WispHub clients to BQN subscribers -----------------------------------------------
 SUBSCRIBER_ID_FIELD = "nombre"
 BLOCK_POLICY = "Wisphub_block"
+# The rate policy suspended clients get with SUSPENDED_ACTION=throttle.
+THROTTLE_POLICY = "Wisphub_throttle"
 IPV6_PREFIX = 64
 MULTI_IP_MODE = "group"
 # With MULTI_IP_MODE=subscribers, a block is expanded into at most this many subscribers.

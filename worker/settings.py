@@ -18,7 +18,16 @@ from worker import defaults
 from worker.clients.connection import Connection
 from worker.core import phrases
 from worker.core.errors import ConfigError
-from worker.core.rules import MULTI_IP_MODES, SUBSCRIBER_ID_FIELDS, GuardLimits, MappingRules
+from worker.core.rules import (
+    BLOCK,
+    MULTI_IP_MODES,
+    SUBSCRIBER_ID_FIELDS,
+    SUSPENDED_ACTIONS,
+    THROTTLE,
+    GuardLimits,
+    MappingRules,
+)
+from worker.core.speeds import SpeedError, parse_speed
 from worker.core.targets import DEFAULT_TARGET
 from worker.targets import Target, default_target, read_targets
 
@@ -61,6 +70,9 @@ class Settings:
             block_policy=read.text("BLOCK_POLICY", defaults.BLOCK_POLICY),
             ipv6_prefix=read.integer("IPV6_PREFIX", defaults.IPV6_PREFIX, 1, 128),
             multi_ip_mode=read.choice("MULTI_IP_MODE", defaults.MULTI_IP_MODE, MULTI_IP_MODES),
+            suspended_action=read.choice("SUSPENDED_ACTION", BLOCK, SUSPENDED_ACTIONS),
+            throttle_policy=read.text("THROTTLE_POLICY", defaults.THROTTLE_POLICY),
+            suspended_rate=_suspended_rate(read),
         )
         return cls(
             wisphub=wisphub,
@@ -450,6 +462,23 @@ class _Reader:
         if value is not None and value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         return value
+
+
+def _suspended_rate(read: _Reader) -> tuple[int, int]:
+    """SUSPENDED_RATE (`256k/128k`: download/upload, as WispHub writes plan speeds) in kbps;
+    required with SUSPENDED_ACTION=throttle, unused with block."""
+    if read.optional("SUSPENDED_ACTION") != THROTTLE:
+        return (0, 0)
+    raw = read.required("SUSPENDED_RATE", "SUSPENDED_ACTION=throttle needs it, such as 256k/128k")
+    down, slash, up = raw.partition("/")
+    try:
+        if not slash:
+            raise SpeedError("no /")
+        return (parse_speed(down.strip()), parse_speed(up.strip()))
+    except SpeedError:
+        raise ConfigError(
+            f"SUSPENDED_RATE must be download/upload speeds such as 256k/128k, not {raw!r}"
+        ) from None
 
 
 def _split_address(value: str, default_scheme: str) -> tuple[str, str, int | None, str]:

@@ -3,7 +3,14 @@
 import pytest
 
 from tests.rows import row
-from worker.core.desired import Entries, desired_state, last_change, map_client, policy_name
+from worker.core.desired import (
+    Entries,
+    desired_state,
+    last_change,
+    map_client,
+    policy_name,
+    suspended_policy,
+)
 from worker.core.model import Group, Skip, Subscriber
 from worker.core.rules import MappingRules
 
@@ -86,6 +93,40 @@ def test_subscriber_id_field_is_configurable(field, expected):
 def test_block_policy_name_is_configurable():
     mapped = map_client(row(1, estado="Suspendido"), MappingRules(block_policy="Corte"))
     assert mapped.subscribers[0].policy_rate == "Corte"
+
+
+THROTTLED = MappingRules(suspended_action="throttle", suspended_rate=(256, 128))
+
+
+@pytest.mark.parametrize(
+    ("rules", "policy", "fields"),
+    [
+        (MappingRules(), "Wisphub_block", {"policyId": "block", "down": 0, "up": 0}),
+        (THROTTLED, "Wisphub_throttle", {"policyId": "throttle", "down": 256, "up": 128}),
+        (
+            MappingRules(
+                suspended_action="throttle", throttle_policy="Lento", suspended_rate=(1000, 512)
+            ),
+            "Lento",
+            {"policyId": "throttle", "down": 1000, "up": 512},
+        ),
+    ],
+)
+def test_a_suspended_client_gets_the_suspension_mode_s_policy(rules, policy, fields):
+    """Fails if throttle mode still blocks, or its policy lacks the rates in kbps."""
+    mapped = map_client(row(1, estado="Suspendido"), rules)
+    assert mapped.subscribers[0].policy_rate == policy
+    active = map_client(row(2, estado="Activo", plan="Plan 10M"), rules)
+    assert active.subscribers[0].policy_rate == "Plan_10M"  # active clients are not touched
+    wanted = suspended_policy(rules)
+    assert (wanted.name, wanted.fields) == (
+        policy,
+        {
+            "policyId": fields["policyId"],
+            "rateLimitDownlink": {"rate": fields["down"]},
+            "rateLimitUplink": {"rate": fields["up"]},
+        },
+    )
 
 
 @pytest.mark.parametrize(

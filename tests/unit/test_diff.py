@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 from tests.bqn_model import apply_to_state
 from tests.ops import create, delete, group_op, policy, sub, update
 from tests.rows import row
-from worker.core.desired import block_policy, desired_state
+from worker.core.desired import desired_state, suspended_policy
 from worker.core.diff import diff_groups, diff_policies, diff_subscribers, plan_full
 from worker.core.model import Action, Group, Kind, Operation, Policy, Subscriber
 from worker.core.rules import MappingRules
 
 RULES = MappingRules()
-BLOCK = block_policy(RULES)
+BLOCK = suspended_policy(RULES)
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,13 @@ import pytest
 
 from tests.ops import policy, sub
 from tests.rows import row
-from worker.core.desired import block_policy, desired_state
+from worker.core.desired import desired_state, suspended_policy
 from worker.core.drift import Drift, find_drift
 from worker.core.model import Action, Group, Kind, Operation
 from worker.core.rules import MappingRules
 
 RULES = MappingRules()
-WANTED = [block_policy(RULES), policy("Plan_10M", "7", 10_000, 2_000)]
+WANTED = [suspended_policy(RULES), policy("Plan_10M", "7", 10_000, 2_000)]
 ROWS = [row(1, "10.0.0.1", nombre="Ana"), row(2, "10.0.0.2", "Suspendido", nombre="Beto")]
 IN_LINE = [sub("10.0.0.1", "Ana", "Plan_10M"), sub("10.0.0.2", "Beto", "Wisphub_block")]
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tests.bqn_model import apply_to_state
 from tests.ops import create, delete, group_op, sub, update
 from tests.rows import plan_id, row
-from worker.core.desired import block_policy, desired_state
+from worker.core.desired import desired_state, suspended_policy
 from worker.core.diff import diff_subscribers
 from worker.core.model import Action, Footprint, Group, Kind, Operation
 from worker.core.ownership import claims_in, footprint_after, remembered, settle
@@ -16,7 +16,7 @@ from worker.core.report import Report
 from worker.core.rules import MappingRules
 
 RULES = MappingRules()
-BLOCK = block_policy(RULES)
+BLOCK = suspended_policy(RULES)
 ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
 BETO = sub("10.0.0.7", "Beto", "Plan_10M", id_servicio=8)
 EARLY, LATE = "01/01/2026 00:00:00", "02/01/2026 00:00:00"

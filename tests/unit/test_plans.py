@@ -226,14 +226,17 @@ def test_collisions_are_reported():
 
 @given(
     st.dictionaries(
-        st.integers(1, 50), st.sampled_from(["A", "A ", " A", "A_", "A B", "A_B", "Wisphub block"])
+        st.integers(1, 50),
+        st.sampled_from(["A", "A ", " A", "A_", "A B", "A_B", "Wisphub block", "Wisphub throttle"]),
     )
 )
 def test_policy_names_are_distinct_stable_and_never_the_block_policy(catalogue):
+    """Nor the throttle policy, in either suspension mode: switching mode would otherwise
+    find a plan holding the suspended clients' policy."""
     plans = [plan(key, nombre) for key, nombre in catalogue.items()]
     names = policy_names(resolved(plans, [], RULES))
     assert len(set(names.values())) == len(names)
-    assert RULES.block_policy not in names.values()
+    assert {RULES.block_policy, RULES.throttle_policy}.isdisjoint(names.values())
     newer = plan(max(catalogue, default=0) + 1, "A")
     assert {
         key: name

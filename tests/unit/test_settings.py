@@ -182,3 +182,43 @@ def test_redis_url_is_required():
 )
 def test_the_redis_url_is_shown_without_its_secrets(url, shown):
     assert redacted(ServiceSettings.from_env({"REDIS_URL": url}))["redis_url"] == shown
+
+
+@pytest.mark.parametrize(
+    ("env", "action", "rate"),
+    [
+        ({}, "block", (0, 0)),
+        ({"SUSPENDED_RATE": "256k/128k"}, "block", (0, 0)),  # unused with block
+        ({"SUSPENDED_ACTION": "throttle", "SUSPENDED_RATE": "256k/128k"}, "throttle", (256, 128)),
+        (
+            {"SUSPENDED_ACTION": "throttle", "SUSPENDED_RATE": " 1M / 512 k"},
+            "throttle",
+            (1000, 512),
+        ),
+    ],
+)
+def test_the_suspension_mode_and_its_rate(env, action, rate):
+    rules = Settings.from_env({**BASE_ENV, **env}).rules
+    assert (rules.suspended_action, rules.suspended_rate) == (action, rate)
+    expected = "Wisphub_throttle" if action == "throttle" else "Wisphub_block"
+    assert rules.suspended_policy == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SUSPENDED_ACTION": "cut"}, "SUSPENDED_ACTION must be one of block, throttle"),
+        ({"SUSPENDED_ACTION": "throttle"}, "SUSPENDED_RATE is not set"),
+        (
+            {"SUSPENDED_ACTION": "throttle", "SUSPENDED_RATE": "256k"},
+            "SUSPENDED_RATE must be download/upload speeds such as 256k/128k, not '256k'",
+        ),
+        (
+            {"SUSPENDED_ACTION": "throttle", "SUSPENDED_RATE": "fast/slow"},
+            "SUSPENDED_RATE must be download/upload",
+        ),
+    ],
+)
+def test_a_wrong_suspension_setting_says_which(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({**BASE_ENV, **env})

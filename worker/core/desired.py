@@ -1,12 +1,13 @@
 """Desired BQN state from WispHub client rows (pure: no I/O).
 
-`Activo` and `Gratis` clients get their plan's policy, `Suspendido` ones the block policy,
-`Cancelado` ones nothing. A client with several addresses or a block gets a subscriber group
-(or one subscriber per address, or nothing, as `MULTI_IP_MODE` says). A row that cannot be
-mapped is skipped with its reason; when the row's addresses are valid but its state cannot be
-known (unknown `estado`, no plan), they are *protected*: whatever the BQN holds there is left
-alone rather than deleted. When several clients claim one
-IP, the latest `ultimo_cambio` wins (tie: the higher `id_servicio`) and every conflict is kept.
+`Activo` and `Gratis` clients get their plan's policy, `Suspendido` ones the block policy (or,
+with `SUSPENDED_ACTION=throttle`, the throttle policy), `Cancelado` ones nothing. A client with
+several addresses or a block gets a subscriber group (or one subscriber per address, or nothing,
+as `MULTI_IP_MODE` says). A row that cannot be mapped is skipped with its reason; when the row's
+addresses are valid but its state cannot be known (unknown `estado`, no plan), they are
+*protected*: whatever the BQN holds there is left alone rather than deleted. When several
+clients claim one IP, the latest `ultimo_cambio` wins (tie: the higher `id_servicio`) and every
+conflict is kept.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from worker import defaults
 from worker.core import phrases
 from worker.core.addresses import AddressError, Addresses, expand, read_addresses
 from worker.core.model import Conflict, Group, Policy, Skip, Subscriber
-from worker.core.rules import MappingRules
+from worker.core.rules import BLOCK, THROTTLE, MappingRules
 
 SHAPED = frozenset({"activo", "gratis"})
 BLOCKED = frozenset({"suspendido"})
@@ -59,11 +60,19 @@ def policy_name(plan_name: str) -> str:
     return "_" * len(name) if name in (".", "..") else name
 
 
-def block_policy(rules: MappingRules) -> Policy:
-    """The zero-rate policy suspended clients are given."""
+def suspended_policy(rules: MappingRules) -> Policy:
+    """The policy suspended clients are given: zero-rate (block), or the throttle's rates."""
+    if rules.suspended_action == THROTTLE:
+        name, policy_id, (down, up) = rules.throttle_policy, THROTTLE, rules.suspended_rate
+    else:
+        name, policy_id, (down, up) = rules.block_policy, BLOCK, (0, 0)
     return Policy(
-        rules.block_policy,
-        {"policyId": "block", "rateLimitDownlink": {"rate": 0}, "rateLimitUplink": {"rate": 0}},
+        name,
+        {
+            "policyId": policy_id,
+            "rateLimitDownlink": {"rate": down},
+            "rateLimitUplink": {"rate": up},
+        },
     )
 
 
@@ -140,7 +149,7 @@ def map_client(
     except AddressError as exc:
         return Skip(id_servicio, shown_ip, str(exc))
     if estado in BLOCKED:
-        policy = rules.block_policy
+        policy = rules.suspended_policy
     elif estado in SHAPED:
         plan = row.get("plan_internet")
         plan_nombre = plan.get("nombre") if isinstance(plan, Mapping) else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from worker.core import phrases
-from worker.core.desired import PolicyNames, Row, as_id, block_policy, policy_name
+from worker.core.desired import PolicyNames, Row, as_id, policy_name, suspended_policy
 from worker.core.model import Policy, covers
 from worker.core.rules import MappingRules
 from worker.core.speeds import SpeedError, parse_speed
@@ -193,7 +193,7 @@ def named(plans: Iterable[Plan], reserved: Iterable[str] = ()) -> list[Plan]:
 
 def resolved(plans: Iterable[Plan], rows: Iterable[Row], rules: MappingRules) -> list[Plan]:
     """The plans to sync `rows` with: named as the rows show them, with distinct policies."""
-    return named(renamed(plans, rows), [rules.block_policy])
+    return named(renamed(plans, rows), rules.reserved_policies)
 
 
 def policy_names(plans: Iterable[Plan]) -> PolicyNames:
@@ -212,8 +212,8 @@ def name_collisions(plans: Iterable[Plan]) -> list[str]:
 
 
 def wanted_policies(plans: Iterable[Plan], rules: MappingRules) -> list[Policy]:
-    """The block policy, then one policy per plan with known speeds."""
-    policies = [block_policy(rules)]
+    """The suspended clients' policy, then one policy per plan with known speeds."""
+    policies = [suspended_policy(rules)]
     policies.extend(policy for plan in plans if (policy := plan.policy()) is not None)
     return policies
 

@@ -9,6 +9,10 @@ from worker import defaults
 
 SUBSCRIBER_ID_FIELDS = ("nombre", "usuario", "id_servicio")
 MULTI_IP_MODES = ("group", "subscribers", "skip")
+# What suspended clients get: the zero-rate block policy, or a slow rate policy (so that they
+# still reach the payment page, or the BQN's captive portal or notices).
+BLOCK, THROTTLE = "block", "throttle"
+SUSPENDED_ACTIONS = (BLOCK, THROTTLE)
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,21 @@ class MappingRules:
     block_policy: str = defaults.BLOCK_POLICY
     ipv6_prefix: int = defaults.IPV6_PREFIX
     multi_ip_mode: str = defaults.MULTI_IP_MODE
+    suspended_action: str = BLOCK
+    throttle_policy: str = defaults.THROTTLE_POLICY
+    # (downlink, uplink) in kbps: the throttle policy's rates.
+    suspended_rate: tuple[int, int] = (0, 0)
+
+    @property
+    def suspended_policy(self) -> str:
+        """The policy suspended clients are given: the block policy, or the throttle one."""
+        return self.throttle_policy if self.suspended_action == THROTTLE else self.block_policy
+
+    @property
+    def reserved_policies(self) -> tuple[str, str]:
+        """The policy names no plan is given, whichever the suspension mode (switching mode
+        must not find a plan holding the other one's name)."""
+        return (self.block_policy, self.throttle_policy)
 
 
 @dataclass(frozen=True)
