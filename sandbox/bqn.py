@@ -15,6 +15,7 @@ import copy
 import ipaddress
 import json
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +185,9 @@ class BqnState:
         default_factory=lambda: {ALL_SUBSCRIBERS: _all_subscribers_group()}
     )
     static_policies: set[str] = field(default_factory=set)
+    # Older releases let an address be a member of few groups besides all-subscribers: a group
+    # write that would put one in more answers 409 (None: no limit).
+    groups_per_ip: int | None = None
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -389,13 +393,16 @@ def _group_routes(app: Flask, state: BqnState) -> None:
             "subscriberRanges": [],
         }
         group |= body
-        return _replace(state, state.groups, name, group)
+        with state.lock:
+            _check_groups_per_ip(state, name, group)
+            return _replace(state, state.groups, name, group)
 
     @app.put(f"{API}/subscriberGroups/<path:name>")
     def put_group(name: str) -> Response:
         body = _group_body(name)
         with state.lock:
             group = _existing(state.groups, name)
+            _check_groups_per_ip(state, name, {**group, **body})
             group.update(body)
             if "policyRate" in body:
                 state.reference_policy(body["policyRate"])
@@ -408,6 +415,29 @@ def _group_routes(app: Flask, state: BqnState) -> None:
             _existing(state.groups, name)
             del state.groups[name]
         return Response(status=204)
+
+
+def _check_groups_per_ip(state: BqnState, name: str, group: Record) -> None:
+    """Abort with 409 when `group`, written as `name`, would put a member in more groups
+    than `state.groups_per_ip` (all-subscribers aside)."""
+    if state.groups_per_ip is None:
+        return
+    elsewhere = Counter(
+        member
+        for key, other in state.groups.items()
+        if key not in (name, ALL_SUBSCRIBERS)
+        for member in set(other.get("subscriberMembers") or ())
+    )
+    for member in set(group.get("subscriberMembers") or ()):
+        count = 1 + elsewhere[member]
+        if count > state.groups_per_ip:
+            abort(
+                text_response(
+                    409,
+                    f"{member} would be in {count} subscriber groups; this release allows "
+                    f"{state.groups_per_ip} besides {ALL_SUBSCRIBERS}",
+                )
+            )
 
 
 def _check_basic_auth(state: BqnState) -> Response | None:

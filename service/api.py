@@ -1,5 +1,5 @@
-"""`/api/v1`: manual resync, plan preview, full reconcile, job status, the failures list and
-pausing writes, behind `API_TOKEN`."""
+"""`/api/v1`: manual resync, plan preview, temporary overrides, full reconcile, job status,
+the failures list and pausing writes, behind `API_TOKEN`."""
 
 from __future__ import annotations
 
@@ -23,14 +23,15 @@ from service.payloads import (
     pause_reason,
 )
 from worker.clients.wisphub import WispHubClient
-from worker.core.desired import Row, as_id
+from worker.core.client_overrides import OverrideError, parse_request
+from worker.core.desired import REMOVED, Row, as_id
 from worker.core.errors import ConfigError, SyncError, TransientError
 from worker.core.overrides import load_overrides
 from worker.core.plans import Plan, policy_state, resolved
 from worker.core.preview import side_by_side
 from worker.core.report import merged
 from worker.core.rules import MappingRules
-from worker.queue import history, pause, runs, store
+from worker.queue import client_overrides, history, pause, runs, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.failures import (
     dismiss_failures,
@@ -38,7 +39,7 @@ from worker.queue.failures import (
     recently_cleared,
     requeue_failures,
 )
-from worker.queue.queueing import describe, enqueue_plan_sync, enqueue_reconcile
+from worker.queue.queueing import Queued, describe, enqueue_plan_sync, enqueue_reconcile
 from worker.sync import engine
 from worker.sync.targets import (
     SelectedClients,
@@ -63,6 +64,72 @@ def sync_client(raw_id: str) -> tuple[Response, int]:
     """Queue a resync of one client (coalesced with a waiting one)."""
     [queued] = context().request_syncs([parse_id(raw_id)], "api")
     return jsonify({"job_id": queued.job_id, "coalesced": queued.coalesced}), 202
+
+
+@blueprint.post("/clients/<raw_id>/override")
+def set_override(raw_id: str) -> Response | tuple[Response, int]:
+    """Override what WispHub says for a client until a time (`worker.core.client_overrides`),
+    and queue its sync. 404 when WispHub has no such client, 409 when it has cancelled it."""
+    id_servicio = parse_id(raw_id)
+    ctx = context()
+    body = json_body()
+    wisphub = WispHubClient(ctx.sync.wisphub)
+    try:
+        with closing(wisphub):
+            catalogue = resolved(plan_catalogue(wisphub), (), ctx.sync.rules)
+            policies = {plan.policy_name for plan in catalogue} | {ctx.sync.rules.suspended_policy}
+            try:
+                override = parse_request(
+                    body,
+                    id_servicio,
+                    now=client_overrides.clock(ctx.redis),
+                    set_by="api",
+                    policies=policies,
+                    max_days=ctx.service.override_max_days,
+                )
+            except OverrideError as exc:
+                raise PayloadError(str(exc)) from None
+            row = wisphub.get_client(id_servicio)
+    except SyncError as exc:
+        return upstream_error(exc)
+    if row is None:
+        abort(404, description=f"WispHub has no client {id_servicio}")
+    if str(row.get("estado") or "").strip().lower() in REMOVED:
+        return error_response(409, "cancelled", f"WispHub has cancelled client {id_servicio}")
+    client_overrides.begin(ctx.queue, override, ctx.service)
+    [queued] = ctx.request_syncs([id_servicio], "api")
+    answer = {"job_id": queued.job_id, "coalesced": queued.coalesced}
+    return jsonify({**answer, "override": override.to_dict()}), 202
+
+
+@blueprint.delete("/clients/<raw_id>/override")
+def remove_override(raw_id: str) -> tuple[Response, int]:
+    """End a client's override now and queue its sync (404 when it has none in force)."""
+    id_servicio = parse_id(raw_id)
+    queued = end_override(id_servicio, "api")
+    if queued is None:
+        abort(404, description=f"client {id_servicio} has no override in force")
+    return jsonify({"job_id": queued.job_id, "coalesced": queued.coalesced}), 202
+
+
+def end_override(id_servicio: int, by: str) -> Queued | None:
+    """End the client's override in force (`by` api or status-page) and queue its sync, so
+    that it returns to what WispHub says; `None` when it has none."""
+    ctx = context()
+    override = client_overrides.of_client(ctx.redis, id_servicio)
+    if override is None or not client_overrides.end(
+        ctx.redis, override, "removed", ctx.service, by=by
+    ):
+        return None
+    [queued] = ctx.request_syncs([id_servicio], by)
+    return queued
+
+
+@blueprint.get("/overrides")
+def overrides() -> Response:
+    """The overrides in force, by client id."""
+    found = client_overrides.in_force(context().redis)
+    return jsonify({"overrides": [item.to_dict() for item in found.values()]})
 
 
 @blueprint.get("/clients/<raw_id>/history")
@@ -130,6 +197,7 @@ def plan_now(id_servicio: int) -> ClientPlan | None:
     with closing(wisphub), connected(ctx.sync.targets) as shapers:
         plans = plan_catalogue(wisphub)
         rows = {id_servicio: wisphub.get_client(id_servicio)}
+        rules = ctx.rules()
 
         def preview(shaper: Shaper) -> engine.ClientSync:
             keys = store.target_keys(shaper.name)
@@ -137,7 +205,7 @@ def plan_now(id_servicio: int) -> ClientPlan | None:
                 id_servicio,
                 SelectedClients(wisphub, shaper.selector, rows=rows),
                 shaper.bqn,
-                ctx.sync.rules,
+                rules,
                 lambda _rows: plans,
                 previous=store.last_applied(ctx.redis, id_servicio, keys),
                 book=RedisAddressBook(ctx.redis, "plan-preview", keys),

@@ -20,6 +20,7 @@ from flask import Flask
 from flask_babel import gettext, ngettext
 
 from worker.core import phrases
+from worker.core.client_overrides import Override
 from worker.core.words import say_job
 
 
@@ -34,6 +35,7 @@ def install(app: Flask) -> None:
         shown=shown,
         job=job,
         said=said,
+        overridden=overridden,
     )
     app.jinja_env.globals.update(counted=counted, operation=operation, entry=entry)
 
@@ -249,6 +251,20 @@ def counted(name: str, count: int) -> str:
     return phrases.get(name, f"{count} {name}")
 
 
+def overridden(item: Override | dict[str, Any]) -> str:
+    """What a temporary override gives the client (an `Override`, or the fields of its
+    history event: `kind` and `value`)."""
+    kind, value = (
+        (item.kind, item.value) if isinstance(item, Override) else (item["kind"], item["value"])
+    )
+    phrases = {
+        "policy": gettext("policy {value}"),
+        "rate": gettext("rate {value}"),
+        "estado": gettext("shaped as {value}"),
+    }
+    return phrases.get(kind, "{value}").format(value=value)
+
+
 def describe_event(event: dict[str, Any]) -> str:
     """One line saying what an event of a client's history means."""
     kind = event.get("event")
@@ -282,6 +298,21 @@ def describe_event(event: dict[str, Any]) -> str:
         if event.get("result") == "ok":
             return text + gettext(": done")
         return text + gettext(": FAILED: {error}").format_map(fields)
+    if kind == "override":
+        fields.update(what=overridden(event), until=when(event.get("until")))
+        return gettext("override: {what} until {until}, set via {set_by}: {reason}").format_map(
+            fields
+        )
+    if kind == "override_ended":
+        why = {
+            "expired": gettext("its time came"),
+            "removed": gettext("removed via {by}").format_map(fields),
+            "cancelled": gettext("WispHub cancelled the client"),
+            "replaced": gettext("another took its place"),
+        }.get(str(event.get("why")), str(event.get("why")))
+        return gettext("override ended ({what}): {why}; back to what WispHub says").format(
+            what=overridden(event), why=why
+        )
     if kind == "done":
         counts = ", ".join(
             counted(name, event[name])

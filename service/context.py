@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import current_app
 from redis import Redis
@@ -12,7 +12,8 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from service.payloads import PayloadError
 from worker import defaults
-from worker.queue import capacity
+from worker.core.rules import MappingRules
+from worker.queue import capacity, client_overrides
 from worker.queue.queueing import Queued, batches, request_syncs
 from worker.settings import ServiceSettings, Settings
 
@@ -33,6 +34,11 @@ class Context:
     sync: Settings
     redis: Redis
     queue: Queue
+
+    def rules(self) -> MappingRules:
+        """The mapping rules with the temporary overrides in force now, as the workers map
+        clients (a comparison or a preview without them would show the overrides as drift)."""
+        return replace(self.sync.rules, overrides=client_overrides.in_force(self.redis))
 
     def request_syncs(self, ids: Sequence[int], via: str) -> list[Queued]:
         """Queue (or coalesce) a sync of each client, unless the queue is full: a flood of

@@ -33,12 +33,12 @@ from flask import (
 )
 from flask_babel import gettext, ngettext
 
-from service import console, overview, search, sessions, targets, views
+from service import api, console, overview, search, sessions, targets, views
 from service.auth import offered_api_token, same
 from service.context import Context, context
 from service.payloads import PayloadError, parse_id, parse_job_id, pause_reason, search_text
 from worker import defaults
-from worker.queue import client_index, history, pause
+from worker.queue import client_index, client_overrides, history, pause
 from worker.queue.failures import (
     dismiss_failures,
     failed_before,
@@ -130,6 +130,7 @@ def page() -> Response:
             refresh=refresh,
             stopped=stopped,
             warnings=tls_warnings(ctx.sync),
+            overrides=list(client_overrides.in_force(ctx.redis).values()),
             **_common(),
         )
     )
@@ -176,7 +177,14 @@ def _client_page(raw_id: str, *, changes: bool) -> tuple[str, int]:
         return render_template("client.html", raw_id=raw_id, view=None, **_common()), 404
     view = views.client_view(id_servicio)
     status = 404 if view.missing else 200
-    return render_template("client.html", view=view, changes=changes, **_common()), status
+    override = client_overrides.of_client(context().redis, id_servicio)
+    return render_template(
+        "client.html",
+        view=view,
+        changes=changes,
+        overrides=[] if override is None else [override],
+        **_common(),
+    ), status
 
 
 def _common() -> dict[str, object]:
@@ -207,6 +215,27 @@ def sync_client() -> Response:
         gettext("sync of client %(id)s queued as job %(job)s", id=id_servicio, job=queued.job_id),
         "ok",
     )
+    return redirect(url_for("status.client", raw_id=id_servicio))
+
+
+@blueprint.post("/status/overrides/end")
+def end_override() -> Response:
+    """The "end now" button of a temporary override (the overview's list, a client's page):
+    the client returns to what WispHub says."""
+    _check_csrf()
+    id_servicio = parse_id(request.form.get("id_servicio", ""))
+    queued = api.end_override(id_servicio, "status-page")
+    if queued is None:
+        flash(gettext("client %(id)s has no override in force", id=id_servicio), "error")
+    else:
+        flash(
+            gettext(
+                "override of client %(id)s ended; its sync is queued as job %(job)s",
+                id=id_servicio,
+                job=queued.job_id,
+            ),
+            "ok",
+        )
     return redirect(url_for("status.client", raw_id=id_servicio))
 
 

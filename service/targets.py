@@ -62,7 +62,7 @@ def drift(name: str) -> Response:
         with closing(wisphub), connected([target]) as [shaper]:
             plans = plan_catalogue(wisphub)
             rows = SelectedClients(wisphub, shaper.selector).list_clients()
-            found = engine.drift(shaper.bqn, ctx.sync.rules, plans, rows)
+            found = engine.drift(shaper.bqn, ctx.rules(), plans, rows)
     except SyncError as exc:
         return upstream_error(exc)
     lists: dict[str, list[Any]] = {

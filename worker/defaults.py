@@ -54,10 +54,18 @@ SUBSCRIBER_ID_FIELD = "nombre"
 BLOCK_POLICY = "Wisphub_block"
 # The rate policy suspended clients get with SUSPENDED_ACTION=throttle.
 THROTTLE_POLICY = "Wisphub_throttle"
+# How many subscriber groups the BQN lets one address be in, besides `all-subscribers` (3 on
+# older releases, up to 7 on newer ones): location groups beyond it are left out.
+GROUPS_PER_IP = 3
 IPV6_PREFIX = 64
 MULTI_IP_MODE = "group"
 # With MULTI_IP_MODE=subscribers, a block is expanded into at most this many subscribers.
 MAX_SUBSCRIBERS_PER_CLIENT = 256
+# Temporary overrides (`POST /api/v1/clients/<id>/override`): how far ahead `until` may be, the
+# prefix of a rate override's own policy, and the longest `reason` kept.
+OVERRIDE_MAX_DAYS = 31
+OVERRIDE_POLICY_PREFIX = "Wisphub_override_"
+OVERRIDE_REASON_CHARS = 200
 
 # --- Deletion guard (MAX_DELETE_FRACTION, DELETE_GUARD_FLOOR) ----------------------------------
 MAX_DELETE_FRACTION = 0.10
@@ -142,7 +150,10 @@ EXPEDITE_MARGIN_SECONDS = 5
 # A client's lock and its addresses' locks outlive the job that holds them.
 CLIENT_LOCK_SECONDS = CLIENT_JOB_TIMEOUT + MINUTE
 ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
-RECONCILE_LOCK_SECONDS = RECONCILE_JOB_TIMEOUT + 10 * MINUTE
+# A lock held by a running job lasts this long, renewed every third of it while the job runs
+# (`worker.queue.liveness`): the lock of a job whose worker died lets go within it.
+LIVE_LOCK_SECONDS = MINUTE
+RECONCILE_LOCK_SECONDS = LIVE_LOCK_SECONDS
 
 # A target whose BQN failed this many runs in a row (every job's, across workers) is skipped
 # for BREAKER_OPEN_SECONDS, its work retried later (`worker.queue.breaker`).
@@ -150,6 +161,9 @@ BREAKER_FAILURES = 3
 BREAKER_OPEN_SECONDS = 30
 # A poll that outlived its lock is one RQ has stopped: a poll may start again.
 POLL_LOCK_SECONDS = POLL_JOB_TIMEOUT
+# How long a pass waits for another to finish writing the location groups before leaving them
+# to the next pass.
+LOCATIONS_WAIT_SECONDS = 30
 # Tries of a reconcile's bookkeeping when jobs record what they applied meanwhile.
 REMEMBER_ATTEMPTS = 5
 # A plan no catalogue lists is looked for again at most this often.

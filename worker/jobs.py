@@ -9,13 +9,14 @@ stay here under these names; what they do is in `worker.queue` and `worker.sync`
 from __future__ import annotations
 
 from redis.client import Pipeline
+from rq import Queue
 from rq.job import Job
 
 from worker.core import phrases
 from worker.core.changes import fingerprint
 from worker.core.report import merged
 from worker.core.targets import split_address_key
-from worker.queue import batch, fanout, history, passes, store
+from worker.queue import batch, client_overrides, fanout, history, passes, queueing, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source
 from worker.queue.lifecycle import JobResult, finish, rq_job
@@ -28,14 +29,13 @@ from worker.sync.targets import SelectedClients
 def sync_client(job: Job, id_servicio: int) -> JobResult:
     """Re-read one client from WispHub and bring the addresses it has or had in line, on
     every target (the client's lock is held: `rq_job`)."""
-    rt = runtime()
     done = fanout.sync_clients(job, [id_servicio])
     outcome = done.sync
     if id_servicio in outcome.unread:
         raise outcome.unread[id_servicio]
     row, previous = outcome.rows.get(id_servicio), done.previous.get(id_servicio)
     went_through = outcome.report.ok and not done.errors
-    seen = {id_servicio: None if row is None else fingerprint(row, rt.settings.rules)}
+    seen = {id_servicio: None if row is None else fingerprint(row, done.rules)}
     events = [history.read_from_wisphub(job.id, row)]
     events += [event for _, event in history.report_events(outcome.report, job.id)]
     known = row is not None or previous is not None or bool(outcome.report.planned)
@@ -81,7 +81,7 @@ def sync_address(job: Job, address: str) -> JobResult:
         [ip],
         SelectedClients(rt.wisphub, shaper.selector),
         shaper.bqn,
-        rt.settings.rules,
+        rt.rules(redis),
         plan_source(redis, rt),
         book=RedisAddressBook(redis, job.id, keys_of(shaper)),
         policies=shaper.policies,
@@ -111,7 +111,7 @@ def sync_plans(job: Job) -> JobResult:
         job.connection,
         rt.service,
         fanout.targets_left(job, rt),
-        lambda shaper: engine.sync_policies(shaper.bqn, rt.settings.rules, plans),
+        lambda shaper: engine.sync_policies(shaper.bqn, rt.rules(job.connection), plans),
     )
     report = merged(reports, clients=0)
     if report.ok and report.planned and not errors:  # its clients may go through now
@@ -124,3 +124,15 @@ def poll_changes(job: Job) -> JobResult:
     """Read the whole client list, queue a sync for every client that changed, and compare
     the pass with the BQN (`worker.queue.passes.poll`)."""
     return passes.poll(job)
+
+
+@rq_job
+def expire_overrides(job: Job) -> JobResult:
+    """End the temporary overrides whose time has come and queue their clients' syncs, so
+    that each returns to what WispHub says within seconds (queued at each override's `until`:
+    `worker.queue.client_overrides`)."""
+    rt = runtime()
+    ended = client_overrides.end_expired(job.connection, rt.service)
+    queue = Queue(job.origin, connection=job.connection)
+    queued = queueing.request_syncs(queue, ended, "override", rt.service)
+    return {"ended": ended, "jobs": sorted({item.job_id for item in queued})}

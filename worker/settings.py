@@ -18,6 +18,7 @@ from worker import defaults
 from worker.clients.connection import Connection
 from worker.core import phrases
 from worker.core.errors import ConfigError
+from worker.core.locations import FIELDS as LOCATION_FIELDS
 from worker.core.rules import (
     BLOCK,
     MULTI_IP_MODES,
@@ -73,6 +74,8 @@ class Settings:
             suspended_action=read.choice("SUSPENDED_ACTION", BLOCK, SUSPENDED_ACTIONS),
             throttle_policy=read.text("THROTTLE_POLICY", defaults.THROTTLE_POLICY),
             suspended_rate=_suspended_rate(read),
+            location_groups=_location_groups(read),
+            groups_per_ip=read.integer("BQN_GROUPS_PER_IP", defaults.GROUPS_PER_IP, 1, 32),
         )
         return cls(
             wisphub=wisphub,
@@ -208,6 +211,8 @@ class ServiceSettings:
     # A target's breaker opens after this many failed runs in a row, for so many seconds.
     breaker_failures: int = defaults.BREAKER_FAILURES
     breaker_open_seconds: int = defaults.BREAKER_OPEN_SECONDS
+    # How far ahead a temporary override's `until` may be, in days.
+    override_max_days: int = defaults.OVERRIDE_MAX_DAYS
     history: HistoryLimits = field(default_factory=HistoryLimits)
 
     @classmethod
@@ -248,6 +253,7 @@ class ServiceSettings:
             breaker_open_seconds=read.integer(
                 "BREAKER_OPEN_SECONDS", cls.breaker_open_seconds, 0, 3600
             ),
+            override_max_days=read.integer("OVERRIDE_MAX_DAYS", cls.override_max_days, 1, 366),
             history=HistoryLimits(
                 per_client=read.integer("HISTORY_PER_CLIENT", HistoryLimits.per_client, 1, 1000),
                 days=read.integer("HISTORY_DAYS", HistoryLimits.days, 1, 3650),
@@ -479,6 +485,19 @@ def _suspended_rate(read: _Reader) -> tuple[int, int]:
         raise ConfigError(
             f"SUSPENDED_RATE must be download/upload speeds such as 256k/128k, not {raw!r}"
         ) from None
+
+
+def _location_groups(read: _Reader) -> tuple[str, ...]:
+    """LOCATION_GROUPS: which of zona, router, sectorial make location groups, in order."""
+    raw = read.optional("LOCATION_GROUPS") or ""
+    fields = tuple(field.strip().lower() for field in raw.split(",") if field.strip())
+    unknown = [field for field in fields if field not in LOCATION_FIELDS]
+    if unknown or len(set(fields)) != len(fields):
+        raise ConfigError(
+            f"LOCATION_GROUPS must list some of {', '.join(LOCATION_FIELDS)} once each, "
+            f"separated by commas, not {raw!r}"
+        )
+    return fields
 
 
 def _split_address(value: str, default_scheme: str) -> tuple[str, str, int | None, str]:

@@ -319,7 +319,7 @@ def test_every_mutating_route_refuses_a_request_without_credentials(app, web, qu
         for rule in app.url_map.iter_rules()
         for method in sorted(rule.methods & MUTATING)
     ]
-    assert len(routes) == 15, routes  # the API's eight, the status page's seven (sign-in too)
+    assert len(routes) == 18, routes  # the API's ten, the status page's eight (sign-in too)
     for path, method in routes:
         response = web.open(path, method=method, json={"id_servicio": 7}, headers=headers)
         assert response.status_code == 401, (method, path, response.status_code)

@@ -133,7 +133,9 @@ def test_jobs_whose_workers_are_killed_run_again_within_a_minute(
     killed = {kill_worker_of(redis, job_id) for job_id in (reconcile_id, client_id)}
     bqn_sim.state.faults.clear()
     assert len(killed) == 2
-    assert redis.get(lock) == reconcile_id.encode()  # left behind by the dead run
+    assert redis.get(lock) == reconcile_id.encode()  # left behind by the dead run...
+    # ...for a minute at most: no longer kept alive, it cannot block other reconciles for hours
+    assert 0 < redis.pttl(lock) <= defaults.LIVE_LOCK_SECONDS * 1000
 
     took = eventually(
         lambda: all(status(redis, job_id) == "finished" for job_id in (reconcile_id, client_id)),

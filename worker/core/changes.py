@@ -13,10 +13,15 @@ from worker.core.rules import MappingRules
 
 def fingerprint(row: Row, rules: MappingRules) -> str:
     """A short digest of the fields a sync depends on: ip, the subscriber-id field, estado and
-    plan. Other fields (balance, phone, ...) change nothing on the BQN and are left out."""
+    plan, and the client's override in force, if any (so that the poller syncs a client whose
+    override began or ended). Other fields (balance, phone, ...) change nothing on the BQN and
+    are left out."""
     plan = row.get("plan_internet")
     plan_fields = [plan.get("id"), plan.get("nombre")] if isinstance(plan, Mapping) else [plan]
     material = [row.get("ip"), row.get(rules.subscriber_id_field), row.get("estado"), *plan_fields]
+    override = rules.overrides.get(client_id(row)) if rules.overrides else None
+    if override is not None:
+        material += [override.kind, override.value]
     encoded = json.dumps(material, ensure_ascii=False, default=str).encode()
     return hashlib.blake2b(encoded, digest_size=10).hexdigest()
 

@@ -21,6 +21,7 @@ from typing import Any
 from worker import defaults
 from worker.core import phrases
 from worker.core.addresses import AddressError, Addresses, expand, read_addresses
+from worker.core.client_overrides import ESTADO
 from worker.core.model import Conflict, Group, Policy, Skip, Subscriber
 from worker.core.rules import BLOCK, THROTTLE, MappingRules
 
@@ -78,8 +79,9 @@ def suspended_policy(rules: MappingRules) -> Policy:
 
 # The fields of a WispHub row the sync reads; a list pass keeps only these (rows carry ~54).
 ROW_FIELDS = ("id_servicio", "ip", "estado", "plan_internet", "ultimo_cambio", "nombre", "usuario")
-# The places a target may select clients by (`worker.core.targets`): only their id is kept.
-PLACE_FIELDS = ("router", "zona")
+# The places a target may select clients by (`worker.core.targets`) and location groups are
+# named after (`worker.core.locations`): their id and name are kept.
+PLACE_FIELDS = ("router", "zona", "sectorial")
 
 
 def slim(row: Row) -> Row:
@@ -88,7 +90,11 @@ def slim(row: Row) -> Row:
     for name in PLACE_FIELDS:
         place = row.get(name)
         if place is not None:
-            kept[name] = {"id": place.get("id")} if isinstance(place, Mapping) else place
+            kept[name] = (
+                {"id": place.get("id"), "nombre": place.get("nombre")}
+                if isinstance(place, Mapping)
+                else place
+            )
     return kept
 
 
@@ -148,7 +154,12 @@ def map_client(
         addresses = read_addresses(raw_ip, rules.ipv6_prefix)
     except AddressError as exc:
         return Skip(id_servicio, shown_ip, str(exc))
-    if estado in BLOCKED:
+    override = rules.overrides.get(id_servicio)  # wins over WispHub, but for a cancellation
+    if override is not None and override.kind == ESTADO:
+        estado = override.value.lower()
+    if override is not None and override.policy is not None:
+        policy = override.policy
+    elif estado in BLOCKED:
         policy = rules.suspended_policy
     elif estado in SHAPED:
         plan = row.get("plan_internet")

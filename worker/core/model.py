@@ -48,9 +48,10 @@ class Subscriber:
 
 @dataclass(frozen=True)
 class Group:
-    """A BQN subscriber group: several addresses or blocks shaped as one, by one policy.
+    """A BQN subscriber group: several addresses or blocks shaped as one, by one policy; or,
+    without a policy, a location group (`worker.core.locations`), which only gathers them.
 
-    The sync names its groups `wisphub-<id_servicio>`; any other group is not its own.
+    The sync names its clients' groups `wisphub-<id_servicio>`.
     """
 
     name: str
@@ -60,19 +61,22 @@ class Group:
     id_servicio: int | None = None
 
     def managed_fields(self) -> dict[str, Any]:
-        """The BQN fields the sync owns, as sent on the wire."""
-        return {
+        """The BQN fields the sync owns, as sent on the wire: no policy for a location group
+        (one set on the BQN by hand is kept)."""
+        fields: dict[str, Any] = {
             "subscriberMembers": list(self.members),
             "subscriberRanges": list(self.ranges),
-            "policyRate": self.policy_rate,
         }
+        if self.policy_rate:
+            fields["policyRate"] = self.policy_rate
+        return fields
 
     def same_as(self, other: Group) -> bool:
         """Equal in the managed fields (member order does not matter)."""
         return (
             sorted(self.members) == sorted(other.members)
             and sorted(self.ranges) == sorted(other.ranges)
-            and self.policy_rate == other.policy_rate
+            and (not self.policy_rate or self.policy_rate == other.policy_rate)
         )
 
 

@@ -113,6 +113,11 @@ STATIC_POLICY = phrase(
     "policy {key}: the BQN kept its own settings (a static policy configured on the BQN?); "
     "WispHub's speeds were not applied to it"
 )
+LOCATIONS_LEFT_OUT = phrase(
+    "{count} clients were left out of their {field} location group: an address may be in "
+    "{most} groups at most (BQN_GROUPS_PER_IP)"
+)
+NOT_OUR_GROUP = phrase("location group {name} exists and the sync did not create it: left alone")
 NO_TARGET = phrase("{count} clients belong to no target: {shown}")
 AND_MORE = phrase("{shown} and {more} more")
 STILL_CLAIMS = phrase("client {key} still claims an entry the pass gave nobody")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from worker.core import phrases
+from worker.core.client_overrides import rate_policies
 from worker.core.desired import PolicyNames, Row, as_id, policy_name, suspended_policy
 from worker.core.model import Policy, covers
 from worker.core.rules import MappingRules
@@ -212,9 +213,11 @@ def name_collisions(plans: Iterable[Plan]) -> list[str]:
 
 
 def wanted_policies(plans: Iterable[Plan], rules: MappingRules) -> list[Policy]:
-    """The suspended clients' policy, then one policy per plan with known speeds."""
+    """The suspended clients' policy, one policy per plan with known speeds, then the policy
+    of each `rate` override in force (`worker.core.client_overrides`)."""
     policies = [suspended_policy(rules)]
     policies.extend(policy for plan in plans if (policy := plan.policy()) is not None)
+    policies.extend(rate_policies(rules.overrides.values()))
     return policies
 
 

@@ -3,9 +3,11 @@ many deletions the guard lets through. `worker.settings` fills them from the env
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from worker import defaults
+from worker.core.client_overrides import Override
 
 SUBSCRIBER_ID_FIELDS = ("nombre", "usuario", "id_servicio")
 MULTI_IP_MODES = ("group", "subscribers", "skip")
@@ -27,6 +29,13 @@ class MappingRules:
     throttle_policy: str = defaults.THROTTLE_POLICY
     # (downlink, uplink) in kbps: the throttle policy's rates.
     suspended_rate: tuple[int, int] = (0, 0)
+    # The temporary overrides in force, by client (`worker.core.client_overrides`): read from
+    # Redis for each job and pass, never from the environment.
+    overrides: Mapping[int, Override] = field(default_factory=dict, hash=False)
+    # The places whose location groups clients join (`worker.core.locations.FIELDS`), in order,
+    # and how many groups the BQN lets one address be in (besides `all-subscribers`).
+    location_groups: tuple[str, ...] = ()
+    groups_per_ip: int = defaults.GROUPS_PER_IP
 
     @property
     def suspended_policy(self) -> str:

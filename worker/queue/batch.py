@@ -36,6 +36,7 @@ from worker.core.changes import fingerprint
 from worker.core.desired import Row
 from worker.core.errors import TransientError
 from worker.core.model import Footprint, Kind, Operation
+from worker.core.rules import MappingRules
 from worker.queue import failures, fanout, history, queueing, store
 from worker.queue.lifecycle import JobResult, OperationsFailed, finish, retry
 from worker.queue.runtime import runtime
@@ -130,7 +131,7 @@ def _finish(
 
     def record(pipe: Pipeline) -> None:
         store.note_read(pipe, read)
-        _record_settled(pipe, outcome, settled)
+        _record_settled(pipe, outcome, settled, done.rules)
 
     events = _client_events(job.id, outcome, known, owners)
     events += [(key, history.retrying(job.id, LOCKED_ELSEWHERE)) for key in locked_elsewhere]
@@ -231,10 +232,11 @@ def _client_events(
     return events
 
 
-def _record_settled(pipe: Pipeline, outcome: engine.ClientsSync, settled: list[int]) -> None:
+def _record_settled(
+    pipe: Pipeline, outcome: engine.ClientsSync, settled: list[int], rules: MappingRules
+) -> None:
     """For the clients settled: update the poller's snapshot (`store.record_fingerprints`),
     and clear the mark of an earlier failure, in `pipe`."""
-    rules = runtime().settings.rules
     values = {
         key: None if (row := outcome.rows.get(key)) is None else fingerprint(row, rules)
         for key in settled

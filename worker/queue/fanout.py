@@ -26,8 +26,9 @@ from worker.core.desired import Row
 from worker.core.errors import SyncError, Unavailable
 from worker.core.model import Footprint
 from worker.core.report import Report, merged
+from worker.core.rules import MappingRules
 from worker.core.targets import split_address_key
-from worker.queue import breaker, history, queueing, store
+from worker.queue import breaker, client_overrides, history, queueing, store
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import plan_source
 from worker.queue.lifecycle import JobResult, finish
@@ -141,13 +142,14 @@ def on_targets(
 class ClientsOnTargets:
     """Some clients synced on several targets: one sync as a single target's would be (the
     reports merged, each operation naming its target; the rows as WispHub answered; each
-    client's addresses on any target), the targets that raised, and what was last applied on
-    each target before."""
+    client's addresses on any target), the targets that raised, what was last applied on
+    each target before, and the rules they were mapped by (the overrides in force)."""
 
     sync: engine.ClientsSync
     errors: dict[str, SyncError]
     reports: dict[str, Report]
     previous: dict[int, Footprint | None]
+    rules: MappingRules
 
 
 def sync_clients(
@@ -163,6 +165,7 @@ def sync_clients(
     raised (as a single BQN's would be)."""
     redis = job.connection
     rt = runtime()
+    rules = rt.rules(redis)
     shapers = list(rt.shapers)
     given: dict[int, Row | None] = dict(rows or {})
     unread: dict[int, SyncError] = {}
@@ -180,7 +183,7 @@ def sync_clients(
             wanted,
             views[shaper.name],
             shaper.bqn,
-            rt.settings.rules,
+            rules,
             plan_source(redis, rt),
             previous=before[shaper.name],
             book=book,
@@ -192,13 +195,14 @@ def sync_clients(
     as_read = {**given, **{k: v for view in views.values() for k, v in view.fetched.items()}}
     for found in synced.values():
         unread.update(found.unread)
+    client_overrides.end_cancelled(redis, as_read.values(), rules.overrides, rt.service)
     sync = engine.ClientsSync(
         report=merged(reports, clients=len(wanted)),
         rows={key: as_read.get(key) for found in synced.values() for key in found.rows},
         current=_anywhere([found.current for found in synced.values()]),
         unread=unread,
     )
-    return ClientsOnTargets(sync, errors, reports, _anywhere(list(before.values())))
+    return ClientsOnTargets(sync, errors, reports, _anywhere(list(before.values())), rules)
 
 
 def _anywhere(footprints: Sequence[Mapping[int, Footprint | None]]) -> dict[int, Footprint | None]:

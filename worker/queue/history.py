@@ -21,6 +21,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from worker import defaults
+from worker.core.client_overrides import Override
 from worker.core.desired import Row
 from worker.core.model import Operation
 from worker.core.report import Report
@@ -124,6 +125,26 @@ def resolved(job_id: str, by: str) -> Event:
 def dismissed(job_id: str, via: str) -> Event:
     """A person took the failed job off the failures list without running it again."""
     return event("dismissed", job_id=job_id, via=via)
+
+
+def override_set(override: Override) -> Event:
+    """A temporary override began (`worker.core.client_overrides`): what the client gets
+    instead of what WispHub says, until when, why and who set it (`api`, `status-page`)."""
+    shown = override.to_dict()
+    return event(
+        "override",
+        kind=override.kind,
+        value=override.value,
+        until=shown["until"],
+        reason=override.reason,
+        set_by=override.set_by,
+    )
+
+
+def override_ended(override: Override, why: str, by: str | None = None) -> Event:
+    """The client's override ended: `expired`, `removed` (`by` api or status-page) or
+    `cancelled` (WispHub cancelled the client); the client returns to what WispHub says."""
+    return event("override_ended", kind=override.kind, value=override.value, why=why, by=by)
 
 
 def _op(op: Operation) -> dict[str, Any]:

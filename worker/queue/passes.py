@@ -25,7 +25,19 @@ from worker.core.ownership import remembered
 from worker.core.plans import Plan
 from worker.core.report import Report, merged
 from worker.core.targets import DEFAULT_TARGET, address_key, unplaced
-from worker.queue import breaker, client_index, failures, fanout, history, queueing, runs, store
+from worker.queue import (
+    breaker,
+    client_index,
+    client_overrides,
+    failures,
+    fanout,
+    history,
+    liveness,
+    locations,
+    queueing,
+    runs,
+    store,
+)
 from worker.queue.address_book import RedisAddressBook
 from worker.queue.catalogue import current_plans, plan_source, plans_renamed
 from worker.queue.lifecycle import JobResult
@@ -57,7 +69,8 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
         lock.release()
         raise ConfigError(f"no target named {target!r}")
     try:
-        passed = _full_sync(redis, rt, job.id, shapers, dry_run=dry_run, force=force)
+        with liveness.kept_alive(lock, store.RECONCILING):
+            passed = _full_sync(redis, rt, job.id, shapers, dry_run=dry_run, force=force)
     except SyncError as exc:  # WispHub's pass failed: no client was read
         if not dry_run:
             errors = {shaper.name: exc for shaper in shapers}
@@ -151,11 +164,11 @@ def _full_sync(
         plans = current_plans(redis, rt, refresh=True)
         read_at = store.now(redis)
         rows = rt.wisphub.list_clients(keep=client_index.keep(rt.settings.wisphub))
+        rules = rt.rules(redis)  # with the overrides in force
         if not dry_run:
             client_index.save(redis, rows, read_at)
-        mapped = mapped_per_selector(
-            rows, [shaper.selector for shaper in shapers], rt.settings.rules, plans
-        )
+            client_overrides.end_cancelled(redis, rows, rules.overrides, rt.service)
+        mapped = mapped_per_selector(rows, [shaper.selector for shaper in shapers], rules, plans)
 
         def work(shaper: Shaper) -> engine.FullSync:
             keys = keys_of(shaper)
@@ -163,14 +176,17 @@ def _full_sync(
                 mapped[shaper.selector],
                 SelectedClients(rt.wisphub, shaper.selector),
                 shaper.bqn,
-                rules=rt.settings.rules,
+                rules=rules,
                 guard=rt.settings.guard,
                 last_pass=store.pass_size(redis, keys),
                 force=force,
                 dry_run=dry_run,
                 book=RedisAddressBook(redis, job_id, keys),
             )
-            store.save_pass_size(redis, outcome.report.clients, keys)
+            # only a pass that went through is the guard's next reference: a dry run, or one
+            # the guard stopped (WispHub leaving rows out), would let the next run delete them
+            if not dry_run and not outcome.report.guard:
+                store.save_pass_size(redis, outcome.report.clients, keys)
             if not dry_run:  # while jobs still note what they touch: those are synced again
                 _remember(redis, outcome, keys)
             return outcome
@@ -180,11 +196,15 @@ def _full_sync(
             synced, errors = fanout.on_targets(redis, rt.service, shapers, work)
         except SyncError as exc:  # on every target
             synced, errors, stopped = {}, {shaper.name: exc for shaper in shapers}, exc
+        # a pass the deletion guard stopped is not one to regroup the clients by
+        regroup = [s for s in shapers if s.name in synced and not synced[s.name].report.guard]
+        located = locations.keep_placed(redis, rt, regroup, rows, compare=True, dry_run=dry_run)
     finally:
         touched = [] if dry_run else store.end_reconcile(redis)
     reports = {name: outcome.report for name, outcome in synced.items()}
     report = merged(reports, clients=len(rows))
     report.notes += _unplaced(rt, rows)
+    report.notes += locations.notes(located)
     alive = {key for outcome in synced.values() for key in outcome.alive}
     return Passed(report, reports, errors, sorted({*touched, *alive}), stopped)
 
@@ -276,7 +296,10 @@ def poll(job: Job) -> JobResult:
             log.warning("poll: WispHub pass failed, snapshot kept: %s", exc)
             runs.save_poll(redis, {"ok": False, "error": str(exc)})
             return {"ok": False, "error": str(exc)}
-        seen = fingerprints(rows, rt.settings.rules)
+        client_overrides.end_expired(redis, rt.service)  # if their own job has not yet
+        rules = rt.rules(redis)
+        client_overrides.end_cancelled(redis, rows, rules.overrides, rt.service)
+        seen = fingerprints(rows, rules)
         before = store.snapshot(redis)
         guard = rt.settings.guard
         current, held = (seen, None) if before is None else hold_vanished(before, seen, guard)
@@ -291,12 +314,15 @@ def poll(job: Job) -> JobResult:
         changed = [] if before is None else changed_clients(before, current)
         carried = queueing.Carried(read_at, rows_by_id(rows))  # for the syncs it asks for
         queue = Queue(job.origin, connection=redis)
-        healing, drifted, queued = None, set(), []
-        # a pass that lost clients is not compared with the BQN; a first or empty one is, but
-        # removes nothing it finds there
-        if held is None and store.next_poll_reads_bqn(redis, rt.service.poll_bqn_every):
+        healing, drifted, queued, located = None, set(), [], None
+        # a pass that lost clients is not compared with the BQN, nor regroups the clients; a
+        # first or empty one is compared, but removes nothing it finds there
+        compares = held is None and store.next_poll_reads_bqn(redis, rt.service.poll_bqn_every)
+        if compares:
             guarded = before is None or not rows
             healing, drifted, queued = _heal(redis, rt, queue, rows, carried, guarded=guarded)
+        if held is None and rows:
+            located = locations.keep_placed(redis, rt, rt.shapers, rows, compare=compares)
         queued += queueing.request_syncs(
             queue,
             [key for key in changed if key not in drifted],
@@ -322,6 +348,7 @@ def poll(job: Job) -> JobResult:
         "changed": len(changed),
         "held_back": held,
         "drift": healing,
+        "locations": located,
         "seconds": round(time.monotonic() - started, 3),
     }
     runs.save_poll(redis, summary)
@@ -407,7 +434,7 @@ def _compare(
     keys = keys_of(shaper)
     breaker.check(redis, keys, shaper.name)  # a BQN that keeps failing holds no poll back
     selected = [row for row in rows if shaper.selector.matches(row)]
-    found = engine.drift(shaper.bqn, rt.settings.rules, catalogue, selected)
+    found = engine.drift(shaper.bqn, rt.rules(redis), catalogue, selected)
     claimed = store.claimants(redis, found.addresses, keys)
     unclaimed = [ip for ip in found.addresses if ip not in claimed]
     seen_before = store.swap_unclaimed(redis, unclaimed, keys)

@@ -76,9 +76,21 @@ SYNC_PLANS = JobKind(
 POLL_CHANGES = JobKind(
     "worker.jobs.poll_changes", defaults.POLL_JOB_TIMEOUT, defaults.POLL_RESULT_TTL
 )
+# Ends the temporary overrides due (`worker.queue.client_overrides`), queued at their `until`.
+EXPIRE_OVERRIDES = JobKind(
+    "worker.jobs.expire_overrides", defaults.CLIENT_JOB_TIMEOUT, defaults.CLIENT_RESULT_TTL
+)
 KINDS = {
     kind.path: kind
-    for kind in (SYNC_CLIENT, SYNC_CLIENTS, SYNC_ADDRESS, RECONCILE, SYNC_PLANS, POLL_CHANGES)
+    for kind in (
+        SYNC_CLIENT,
+        SYNC_CLIENTS,
+        SYNC_ADDRESS,
+        RECONCILE,
+        SYNC_PLANS,
+        POLL_CHANGES,
+        EXPIRE_OVERRIDES,
+    )
 }
 # RQ's own retries, spent when a worker dies mid-job (or on an unexpected error): the job runs
 # again after these delays. Transient API failures use the jobs' longer RETRY_INTERVALS instead.

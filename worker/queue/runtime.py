@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
+
+from redis import Redis
 
 from worker.clients.bqn import BqnClient
 from worker.clients.wisphub import WispHubClient
-from worker.queue import store
+from worker.core.rules import MappingRules
+from worker.queue import client_overrides, store
 from worker.queue.metrics import observe_request
 from worker.settings import ServiceSettings, Settings
 from worker.sync.policy_cache import PolicyCache
@@ -32,6 +35,11 @@ class Runtime:
         """Whether the service keeps one BQN taking every client (as before targets): its jobs
         read WispHub under their address locks, as they always did."""
         return len(self.shapers) == 1 and self.shapers[0].selector.everyone
+
+    def rules(self, redis: Redis) -> MappingRules:
+        """The mapping rules with the temporary overrides in force now (read from Redis each
+        time: one that expired is ignored at once)."""
+        return replace(self.settings.rules, overrides=client_overrides.in_force(redis))
 
     def chosen(self, names: Sequence[str] | None) -> list[Shaper]:
         """The targets named (those that still exist), or every one for `None`."""

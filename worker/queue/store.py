@@ -68,6 +68,17 @@ class TargetKeys:
         return self.prefix + "poll:unclaimed"
 
     @property
+    def locations(self) -> str:
+        """Location group -> the digest of the members last written there: the location
+        groups the sync created (`worker.queue.locations`)."""
+        return self.prefix + "locations"
+
+    @property
+    def locations_pass(self) -> str:
+        """The digest of the pass the location groups were last worked out from."""
+        return self.prefix + "locations:pass"
+
+    @property
     def pass_size(self) -> str:
         """How many clients of the last complete pass the target takes (the guard's base)."""
         return self.prefix + "pass:clients"
@@ -208,8 +219,10 @@ def release_locks(redis: Redis, keys: Sequence[str], holder: str) -> None:
 
 
 def singleton_lock(redis: Redis, name: str, seconds: int) -> Lock:
-    """A non-blocking lock for work that must not run twice at once (poll, reconcile, cron)."""
-    return redis.lock(f"{PREFIX}lock:{name}", timeout=seconds, blocking=False)
+    """A non-blocking lock for work that must not run twice at once (poll, reconcile, cron);
+    its token is shared by the threads of its job, so one can keep it alive
+    (`worker.queue.liveness`)."""
+    return redis.lock(f"{PREFIX}lock:{name}", timeout=seconds, blocking=False, thread_local=False)
 
 
 def take(lock: Lock, holder: str) -> bool:

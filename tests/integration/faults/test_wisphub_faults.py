@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from tests.integration.conftest import managed_state
+from tests.integration.conftest import API, managed_state
 from tests.integration.faults.conftest import assert_converged, churn, failed_jobs
+from tests.rows import row
 from worker.queue import store
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -91,3 +92,42 @@ def poll(queue, settle, redis) -> dict:
     job = queue.enqueue("worker.jobs.poll_changes")
     settle()
     return Job.fetch(job.id, connection=redis).return_value()
+
+
+def test_rows_left_out_for_a_while_are_never_deleted_by_a_later_reconcile(
+    ledger, queue, settle, wisphub_sim, bqn_sim, redis
+):
+    """Issue 20, item 1: WispHub leaves out its last 36 rows (of 300) for a while, 18 of them
+    live: few enough deletions to pass the guard's count, but a pass far shorter than the last
+    complete one. Every reconcile meanwhile must trip the guard: fails if a tripped (or dry)
+    pass becomes the guard's reference, so that the next reconcile deletes the 18."""
+    for key in range(1, 301):
+        estado = "Cancelado" if key > 264 and key % 2 else "Activo"
+        wisphub_sim.state.upsert_client(row(key, f"10.77.{key // 250}.{key % 250}", estado))
+    ledger.reconcile()
+    settle()
+    poll(queue, settle, redis)  # the poller's first pass: its snapshot
+    before = managed_state(bqn_sim)
+    assert len(before) == 282
+    deletions = bqn_sim.state.stats.count("DELETE")
+
+    wisphub_sim.state.faults.update(hide_rows=0.12)  # the last 36 rows
+    assert poll(queue, settle, redis)["held_back"], "the poller holds the missing clients"
+    dry = ledger.web.post("/api/v1/reconcile", json={"dry_run": True}, headers=API)
+    assert dry.status_code == 202
+    tripped = [ledger.reconcile(), ledger.reconcile()]
+    settle()
+    assert bqn_sim.state.stats.count("DELETE") == deletions, "nothing was deleted"
+    assert managed_state(bqn_sim) == before
+    assert [ledger.view(job_id)["status"] for job_id in tripped] == ["failed", "failed"]
+    failures = failed_jobs(queue)  # the dry run's too: it says what the guard held back
+    assert len(failures) == 3
+    assert all(failure["error"].startswith("deletion guard") for failure in failures)
+    ledger.job_ids.difference_update(tripped)  # held back on purpose, and listed as failures
+
+    wisphub_sim.state.faults.update(hide_rows=0)  # the rows are back, unchanged
+    assert poll(queue, settle, redis)["held_back"] is None
+    ledger.reconcile()
+    settle()
+    assert managed_state(bqn_sim) == before
+    assert_converged(wisphub_sim, bqn_sim)

@@ -1,0 +1,40 @@
+"""Locks kept alive while their job runs (issue 20, item 3), on a real Redis: renewed past
+their TTL while the holder lives, gone within the TTL once it stops renewing them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from worker.queue import liveness, store
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_lock_lives_while_kept_alive_and_lets_go_soon_after(redis):
+    """Fails if the lock or the key beside it expire while their holder still runs, or if
+    they outlive it by more than their TTL (a dead reconcile held its lock for three hours)."""
+    lock = store.singleton_lock(redis, "liveness-test", 1)
+    marker = f"{store.PREFIX}liveness-test:marker"
+    assert store.take(lock, "job-1")
+    redis.set(marker, 1, ex=1)
+    with liveness.kept_alive(lock, marker, every=0.2):
+        time.sleep(1.6)  # past the TTL: renewed meanwhile
+        assert redis.get(lock.name) == b"job-1"
+        assert redis.exists(marker)
+    # the holder stops without letting go, as a killed worker would
+    assert 0 < redis.pttl(lock.name) <= 1000
+    time.sleep(1.2)
+    assert redis.get(lock.name) is None
+    assert not redis.exists(marker)
+
+
+def test_a_lock_taken_over_is_no_longer_renewed(redis, caplog):
+    lock = store.singleton_lock(redis, "liveness-lost", 1)
+    assert store.take(lock, "job-1")
+    with liveness.kept_alive(lock, every=0.1):
+        redis.set(lock.name, b"job-2", px=5000)  # expired and taken by another meanwhile
+        time.sleep(0.4)
+    assert redis.get(lock.name) == b"job-2"  # the other's lock is left as it is
+    assert "was lost: it is no longer renewed" in caplog.text
