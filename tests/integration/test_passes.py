@@ -93,3 +93,49 @@ def test_an_entry_nobody_was_ever_seen_claiming_goes_when_two_comparisons_agree(
     }
     poll(queue, redis, work)
     assert managed_state(bqn_sim) == {"10.62.0.1": ("Uno", "Online_basico")}
+
+
+def test_a_change_made_after_the_first_reconcile_read_wisphub_is_seen_by_the_first_poll(
+    web, work, queue, redis, wisphub_sim, bqn_sim, monkeypatch
+):
+    """Issue 20, item 2: on a fresh Redis the first poll took its pass as a baseline, so a
+    client cancelled (unannounced) after the start-up reconcile read WispHub kept its entry
+    until a later comparison with the BQN (POLL_BQN_EVERY polls later). Fails if the
+    reconcile's pass is not the first poll's baseline."""
+    monkeypatch.setenv("POLL_BQN_EVERY", "1000")
+    redis.incr(store.POLLS)  # this poll is not one that compares with the BQN
+    for key in (1, 2):
+        wisphub_sim.state.upsert_client(row(key, f"10.44.0.{key}"))
+    assert reconcile(web, work)["status"] == "finished"
+    wisphub_sim.state.upsert_client(row(2, "10.44.0.2", estado="Cancelado"))
+    polled = poll(queue, redis, work)
+    assert polled["first_pass"] is False
+    assert polled["changed"] == [2]
+    work()
+    assert set(managed_state(bqn_sim)) == {"10.44.0.1"}
+
+
+def test_after_a_forced_mass_removal_the_poller_holds_nothing_back(
+    web, work, queue, redis, wisphub_sim, bqn_sim
+):
+    """Issue 20, item 9: WispHub really lost most clients and a forced reconcile removed them;
+    the poller still held the vanished clients poll after poll (a guard trip each), and so
+    never applied a later real removal. Fails if the forced pass is not the poller's
+    baseline."""
+    for key in range(1, 41):
+        wisphub_sim.state.upsert_client(row(key, f"10.45.0.{key}"))
+    reconcile(web, work)
+    poll(queue, redis, work)
+    with wisphub_sim.state.lock:
+        for key in range(11, 41):
+            del wisphub_sim.state.clients[key]
+    assert poll(queue, redis, work)["held_back"]  # most clients vanished: held
+    job_id = web.post("/api/v1/reconcile", json={"force": True}, headers=API).json["job_id"]
+    work()
+    assert web.get(f"/api/v1/jobs/{job_id}", headers=API).json["status"] == "finished"
+    assert len(managed_state(bqn_sim)) == 10
+    wisphub_sim.state.upsert_client(row(10, "10.45.0.10", estado="Cancelado"))  # a real one
+    polled = poll(queue, redis, work)
+    assert polled["held_back"] is None
+    work()
+    assert set(managed_state(bqn_sim)) == {f"10.45.0.{key}" for key in range(1, 10)}

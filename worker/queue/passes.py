@@ -93,7 +93,13 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
         raise passed.stopped
     if report.guard:
         TALLY.count("deletion_guard_trips", where="reconcile")
-    if not dry_run and report.ok and not errors and len(shapers) == len(rt.shapers):
+    whole = not dry_run and not errors and len(shapers) == len(rt.shapers)
+    if whole and not report.guard:
+        # the poller's next pass is compared with what this one applied everywhere: a change
+        # made while it read WispHub is seen (a first poll would take it as its baseline), and
+        # a forced mass removal is not held back poll after poll
+        store.save_snapshot(redis, passed.fingerprints)
+    if whole and report.ok:
         store.clear_all_failed(redis)  # every target went through: nothing is failing
         failures.resolve_all(job, started)
     queue = Queue(job.origin, connection=redis)
@@ -143,13 +149,15 @@ def _keep(
 class Passed:
     """A full sync on some targets: the report of all (each operation naming its target), each
     target's report, the targets that raised, the clients to sync again (those jobs touched
-    meanwhile, and those the pass missed), and the error raised when every target failed
-    (kept with the pass's size before it is raised)."""
+    meanwhile, and those the pass missed), the fingerprints of the pass's clients (the
+    poller's), and the error raised when every target failed (kept with the pass's size before
+    it is raised)."""
 
     report: Report
     reports: dict[str, Report]
     errors: dict[str, SyncError]
     touched: list[int]
+    fingerprints: dict[int, str]
     stopped: SyncError | None = None
 
 
@@ -206,7 +214,8 @@ def _full_sync(
     report.notes += _unplaced(rt, rows)
     report.notes += locations.notes(located)
     alive = {key for outcome in synced.values() for key in outcome.alive}
-    return Passed(report, reports, errors, sorted({*touched, *alive}), stopped)
+    prints = fingerprints(rows, rules)
+    return Passed(report, reports, errors, sorted({*touched, *alive}), prints, stopped)
 
 
 def _unplaced(rt: Runtime, rows: Sequence[Row]) -> list[str]:
