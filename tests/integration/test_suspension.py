@@ -91,3 +91,24 @@ def test_switching_mode_converges_by_the_poller_then_back_by_a_reconcile(
     assert policies_held(bqn_sim) == {ACTIVE[1]: PLAN_POLICY, SUSPENDED[1]: "Wisphub_block"}
     assert rates(bqn_sim, "Wisphub_block") == (0, 0)
     assert "Wisphub_throttle" in bqn_sim.policies()  # unused now, never deleted
+
+
+def test_a_block_policy_deleted_by_hand_is_put_back_before_a_client_is_blocked(
+    web, work, wisphub_sim, bqn_sim
+):
+    """Issue 20, item 5: the workers' policy cache still had `Wisphub_block` after it was
+    deleted on the BQN, so the next suspended client was written onto a name the BQN then
+    showed as an "undefined" placeholder: unlimited. Fails if the suspended clients' policy is
+    taken from the cache."""
+    clients(wisphub_sim)
+    notify(web, ACTIVE[0], SUSPENDED[0])
+    work()  # the block policy is written, and kept in the worker's cache
+    with bqn_sim.state.lock:
+        del bqn_sim.state.policies["Wisphub_block"]
+    wisphub_sim.state.upsert_client(
+        row(ACTIVE[0], ACTIVE[1], estado="Suspendido", nombre=f"C{ACTIVE[0]}", plan="Online_basico")
+    )
+    notify(web, ACTIVE[0])
+    work()
+    assert policies_held(bqn_sim)[ACTIVE[1]] == "Wisphub_block"
+    assert rates(bqn_sim, "Wisphub_block") == (0, 0)

@@ -10,13 +10,17 @@ from tests.ops import create, delete, group_op, sub, update
 from tests.rows import plan_id, row
 from worker.core.desired import desired_state, suspended_policy
 from worker.core.diff import diff_subscribers
-from worker.core.model import Action, Footprint, Group, Kind, Operation
+from worker.core.model import Action, Footprint, Group, Kind, Operation, Policy
 from worker.core.ownership import claims_in, footprint_after, remembered, settle
 from worker.core.report import Report
 from worker.core.rules import MappingRules
 
 RULES = MappingRules()
 BLOCK = suspended_policy(RULES)
+NEW = Policy(
+    "Plan_10M",
+    {"policyId": "7", "rateLimitDownlink": {"rate": 10_000}, "rateLimitUplink": {"rate": 2_000}},
+)
 ANA = sub("10.0.0.7", "Ana", "Plan_10M", id_servicio=7)
 BETO = sub("10.0.0.7", "Beto", "Plan_10M", id_servicio=8)
 EARLY, LATE = "01/01/2026 00:00:00", "02/01/2026 00:00:00"
@@ -156,6 +160,32 @@ def test_settle(rows, addresses, held, operations, claims):
     settled = settle(rows, addresses, held, RULES, wanted_policies=[BLOCK])
     assert list(settled.changes.operations) == operations
     assert settled.claims == claims
+
+
+@pytest.mark.parametrize(
+    ("held", "written"),
+    [
+        ([], [Action.CREATE]),  # missing: put in place before the subscriber
+        ([Policy("Plan_10M", {})], [Action.UPDATE]),  # an "undefined" placeholder: completed
+        ([Policy("Plan_10M", {**NEW.fields, "rateLimitDownlink": {"rate": 5_000}})], []),
+        ([NEW], []),
+    ],
+    ids=["missing", "placeholder", "other-speeds", "same"],
+)
+def test_a_client_job_puts_a_policy_in_place_but_never_changes_its_speeds(held, written):
+    """Issue 20, item 4: a job that began before a plan refresh holds the old catalogue; it
+    rewrote the old speeds over the refresh's. Fails if a client job corrects a policy the BQN
+    holds with rates (the plan refresh, the poller and the reconcile do)."""
+    settled = settle(
+        [row(7, "10.0.0.7", plan="Plan 10M")],
+        ["10.0.0.7"],
+        [],
+        RULES,
+        wanted_policies=[NEW],
+        actual_policies=held,
+    )
+    policies = [op for op in settled.changes.operations if op.kind is Kind.POLICY]
+    assert [op.action for op in policies] == written
 
 
 def test_policies_come_from_the_plan_names_by_id():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from worker.core.desired import Desired, PolicyNames, Row, desired_state
 from worker.core.diff import Changes, diff_groups, diff_policies, diff_subscribers
-from worker.core.model import Footprint, Group, Policy, Subscriber
+from worker.core.model import Action, Footprint, Group, Operation, Policy, Subscriber
 from worker.core.report import Report
 from worker.core.rules import MappingRules
 
@@ -85,7 +85,10 @@ def settle(
     )
     used = {sub.policy_rate for sub in wanted.values()}
     used |= {group.policy_rate for group in wanted_groups.values()}
-    policy_ops = diff_policies([p for p in wanted_policies if p.name in used], actual_policies)
+    policy_ops = missing_policies(
+        diff_policies([p for p in wanted_policies if p.name in used], actual_policies),
+        actual_policies,
+    )
     changes = Changes(
         operations=(*policy_ops, *subscriber_ops, *group_ops),
         unchanged=unchanged + unchanged_groups,
@@ -100,6 +103,22 @@ def settle(
         tuple(sorted(addresses)),
         tuple(sorted(groups)),
     )
+
+
+def missing_policies(
+    operations: Iterable[Operation], actual_policies: Iterable[Policy]
+) -> list[Operation]:
+    """Of the policy writes a client job would make, those that put a missing policy in place:
+    a create, or the completion of an "undefined" placeholder. Correcting the speeds of a
+    policy the BQN holds belongs to the plan refresh, the poller and the reconcile, which read
+    the plan catalogue as it is now: a job that began before a refresh holds the old one, and
+    would write the old speeds back (issue 20, item 4)."""
+    held = {policy.name: policy for policy in actual_policies}
+    return [
+        op
+        for op in operations
+        if op.action is Action.CREATE or (op.key in held and held[op.key].undefined)
+    ]
 
 
 def footprint_after(

@@ -568,7 +568,13 @@ def _settle(
     plans = resolved(catalogue(rows), rows, rules)
     names = policy_names(plans)
     used = _policies_of(rows, rules, names)
-    cached = {name: policy for name in used if policies and (policy := policies.get(name))}
+    # the suspended clients' policy is always read: deleted by hand, it would come back as an
+    # "undefined" placeholder, unlimited, when a subscriber names it (issue 20, item 5)
+    cached = {
+        name: policy
+        for name in used - {rules.suspended_policy}
+        if policies and (policy := policies.get(name))
+    }
     held.read(bqn, policies=used - cached.keys())
     settlement = settle(
         rows,
