@@ -139,3 +139,31 @@ def test_after_a_forced_mass_removal_the_poller_holds_nothing_back(
     assert polled["held_back"] is None
     work()
     assert set(managed_state(bqn_sim)) == {f"10.45.0.{key}" for key in range(1, 10)}
+
+
+def test_a_bulk_cancellation_is_held_by_the_poller_as_by_the_reconcile(
+    web, work, queue, redis, wisphub_sim, bqn_sim
+):
+    """Issue 20, item 12: 35 % of the clients cancelled at once went through the poller (a
+    sync each) while the nightly reconcile refused the same deletions. Fails if the poller
+    queues their removal, or if the two paths disagree."""
+    for key in range(1, 41):
+        wisphub_sim.state.upsert_client(row(key, f"10.46.0.{key}"))
+    reconcile(web, work)
+    poll(queue, redis, work)
+    before = managed_state(bqn_sim)
+    for key in range(1, 15):
+        wisphub_sim.state.upsert_client(row(key, f"10.46.0.{key}", estado="Cancelado"))
+    polled = poll(queue, redis, work)
+    assert polled["held_back"].startswith("14 clients were cancelled at once")
+    assert polled["jobs"] == []
+    work()
+    assert managed_state(bqn_sim) == before
+    assert reconcile(web, work)["status"] == "failed"  # the reconcile holds them back too
+    assert managed_state(bqn_sim) == before
+
+    forced = web.post("/api/v1/reconcile", json={"force": True}, headers=API).json["job_id"]
+    work()
+    assert web.get(f"/api/v1/jobs/{forced}", headers=API).json["status"] == "finished"
+    assert set(managed_state(bqn_sim)) == {f"10.46.0.{key}" for key in range(15, 41)}
+    assert poll(queue, redis, work)["held_back"] is None

@@ -2,10 +2,12 @@
 
 import pytest
 
+from tests.rows import row
+from worker.core.changes import fingerprints
 from worker.core.diff import Changes
-from worker.core.guard import guard_deletions, hold_vanished
+from worker.core.guard import guard_deletions, hold_cancelled, hold_vanished
 from worker.core.model import Action, Kind, Operation
-from worker.core.rules import GuardLimits
+from worker.core.rules import GuardLimits, MappingRules
 
 LIMITS = GuardLimits(max_fraction=0.10, floor=3)
 UPDATE = Operation(Action.UPDATE, Kind.SUBSCRIBER, "10.0.0.1", {"policyRate": "P"})
@@ -81,3 +83,25 @@ def test_the_poller_holds_back_a_pass_that_lost_too_many(before, after, held, re
     else:
         assert tripped is None
         assert kept == current
+
+
+@pytest.mark.parametrize(
+    ("cancelled", "held"),
+    [(0, False), (10, False), (11, True), (30, True)],
+)
+def test_the_poller_holds_a_bulk_cancellation_past_the_guard(cancelled, held):
+    """Up to the guard's floor (10 of 40) go through; more are held, their old fingerprints
+    kept, and clients changed otherwise are not held with them."""
+    rules = MappingRules()
+    rows = {key: row(key, f"10.0.0.{key}") for key in range(1, 41)}
+    before = fingerprints(rows.values(), rules)
+    rows.update(
+        {key: row(key, f"10.0.0.{key}", estado="Cancelado") for key in range(1, cancelled + 1)}
+    )
+    rows[40] = row(40, "10.0.0.40", estado="Suspendido")
+    current = fingerprints(rows.values(), rules)
+    kept, reason = hold_cancelled(before, current, rows, rules, GuardLimits())
+    assert (reason is not None) == held
+    expected = {**current, **{k: before[k] for k in range(1, cancelled + 1)}} if held else current
+    assert kept == expected
+    assert kept[40] == current[40]  # a suspension is not a removal

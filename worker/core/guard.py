@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from worker.core import phrases
+from worker.core.desired import Row, map_client
 from worker.core.diff import Changes
 from worker.core.model import Action
-from worker.core.rules import GuardLimits
+from worker.core.rules import GuardLimits, MappingRules
 
 
 def guard_deletions(
@@ -57,6 +58,30 @@ def hold_vanished(
     said = phrases.VANISHED if current else phrases.ALL_VANISHED
     reason = said.format(count=len(current), before=len(before), missing=len(vanished))
     return kept, reason
+
+
+def hold_cancelled(
+    before: Mapping[int, str],
+    current: Mapping[int, str],
+    rows: Mapping[int, Row],
+    rules: MappingRules,
+    limits: GuardLimits,
+) -> tuple[dict[int, str], str | None]:
+    """The poller's side of the guard for clients still listed but cancelled: when more of
+    them changed to a state that removes their entries than may be deleted at once, their
+    change is held (their fingerprints kept as they were, so no sync is queued that would
+    remove them), as a reconcile holds the same deletions back: one rule for every path.
+    Returns the snapshot to keep and the reason, if held."""
+    removed = [
+        key
+        for key, now in current.items()
+        if before.get(key, now) != now and key in rows and map_client(rows[key], rules) is None
+    ]
+    allowed = allowed_deletions(limits, len(before))
+    if len(removed) <= allowed:
+        return dict(current), None
+    kept = {**current, **{key: before[key] for key in removed}}
+    return kept, phrases.CANCELLED_HELD.format(count=len(removed), allowed=allowed)
 
 
 def _reason(

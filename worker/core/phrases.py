@@ -102,6 +102,11 @@ ALL_VANISHED = phrase(
     "WispHub returned no clients where the last pass had {before}: the {missing} missing "
     "clients are left as they were until a reconcile confirms it"
 )
+CANCELLED_HELD = phrase(
+    "{count} clients were cancelled at once, more than may be removed at once (at most "
+    "{allowed}): their entries are left as they were until a reconcile confirms it "
+    '(--force or "force": true to go ahead)'
+)
 ENTRIES_LEFT = phrase("{count} BQN entries no client of the pass claims were left as they are")
 
 # Applying, jobs and passes (worker.sync, worker.queue) ---------------------------------------

@@ -19,7 +19,7 @@ from worker.core import phrases
 from worker.core.changes import changed_clients, fingerprints, rows_by_id
 from worker.core.desired import Row, client_id, is_own_group
 from worker.core.errors import ConfigError, SyncError
-from worker.core.guard import allowed_deletions, hold_vanished
+from worker.core.guard import allowed_deletions, hold_cancelled, hold_vanished
 from worker.core.model import Action
 from worker.core.ownership import remembered
 from worker.core.plans import Plan
@@ -312,16 +312,20 @@ def poll(job: Job) -> JobResult:
         before = store.snapshot(redis)
         guard = rt.settings.guard
         current, held = (seen, None) if before is None else hold_vanished(before, seen, guard)
-        if held:
-            log.warning("poll: %s", held)
-            TALLY.count("deletion_guard_trips", where="poll")
-        else:
+        cancelled, by_id = None, rows_by_id(rows)
+        if before is not None and held is None:
+            current, cancelled = hold_cancelled(before, current, by_id, rules, guard)
+        for reason in (held, cancelled):
+            if reason:
+                log.warning("poll: %s", reason)
+                TALLY.count("deletion_guard_trips", where="poll")
+        if held is None:
             for shaper in rt.shapers:
                 selected = sum(shaper.selector.matches(row) for row in rows)
                 store.save_pass_size(redis, selected, keys_of(shaper))
             client_index.save(redis, rows, read_at)
         changed = [] if before is None else changed_clients(before, current)
-        carried = queueing.Carried(read_at, rows_by_id(rows))  # for the syncs it asks for
+        carried = queueing.Carried(read_at, by_id)  # for the syncs it asks for
         queue = Queue(job.origin, connection=redis)
         healing, drifted, queued, located = None, set(), [], None
         # a pass that lost clients is not compared with the BQN, nor regroups the clients; a
@@ -355,7 +359,7 @@ def poll(job: Job) -> JobResult:
         "clients": len(seen),
         "first_pass": before is None,
         "changed": len(changed),
-        "held_back": held,
+        "held_back": held or cancelled,
         "drift": healing,
         "locations": located,
         "seconds": round(time.monotonic() - started, 3),
