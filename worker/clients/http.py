@@ -20,11 +20,13 @@ from urllib3.util.retry import Retry
 from worker import defaults
 from worker.clients.connection import RequestHook
 from worker.core import phrases
-from worker.core.errors import ApiError, ConfigError, Unavailable
+from worker.core.errors import ApiError, ConfigError, Conflict, Unavailable
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A write refused for another entry in its way: the job retries it later (`Conflict`).
+CONFLICT = 409
 
 
 def retry_policy(retries: int, backoff: float) -> Retry:
@@ -90,7 +92,8 @@ def send(
 
     `verify` is passed on every request, the one place requests takes it from. 401/403 raise
     `ConfigError` with `auth_hint`; 5xx and 429 (after retries) and network failures raise
-    `Unavailable` (transient); other 4xx raise `ApiError`. The log line carries the method, path,
+    `Unavailable` (transient); 409 raises `Conflict` (transient too: another entry in the
+    way); other 4xx raise `ApiError`. The log line carries the method, path,
     status and time only: never headers, bodies or secrets. Each request's outcome and time go
     to `observe` under `operation`.
     """
@@ -125,6 +128,12 @@ def send(
     if code in TRANSIENT_STATUSES:
         answered = phrases.ANSWERED.format(service=service, code=code, detail=excerpt(response))
         raise Unavailable(service, answered)
+    if code == CONFLICT:
+        raise Conflict(
+            phrases.ANSWERED_TO.format(
+                service=service, code=code, method=method, body=excerpt(response)
+            )
+        )
     if code >= 400 and code != 404:
         raise ApiError(
             phrases.ANSWERED_TO.format(

@@ -30,5 +30,11 @@ class Unavailable(TransientError):
         self.service = service
 
 
+class Conflict(TransientError):
+    """The BQN refused a write for another entry in its way (409), as when a client moves and
+    its old entry goes in the same step: tried again later, once that is done. Not a sign the
+    BQN is down (no breaker counts it)."""
+
+
 class IncompletePass(TransientError):
     """A WispHub list pass did not finish; its rows must not be used to compute deletions."""

@@ -24,7 +24,7 @@ from worker.clients.bqn import BqnClient
 from worker.clients.parallel import run_all
 from worker.core import phrases
 from worker.core.diff import Changes
-from worker.core.errors import ApiError, TransientError
+from worker.core.errors import ApiError, TransientError, Unavailable
 from worker.core.model import Action, Kind, Operation, covers
 from worker.core.progress import Progress, Ticker, silent
 from worker.core.report import Report
@@ -140,7 +140,7 @@ def attempt(
             note = _check_taken(bqn, op) if op.kind is Kind.POLICY else None
         except (TransientError, ApiError) as exc:
             transient = isinstance(exc, TransientError)
-            breaker.record(transient_failure=transient)
+            breaker.record(transient_failure=isinstance(exc, Unavailable))
             log.warning("failed: %s: %s", op.describe(), exc)
             return Outcome(op, str(exc), transient=transient)
     breaker.record(transient_failure=False)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.conftest import managed_state
 from tests.integration.faults.conftest import assert_converged, churn, failed_jobs
+from tests.rows import row
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -71,3 +73,24 @@ def test_bqn_slower_than_the_timeout(baseline, ledger, work, settle, wisphub_sim
     settle()
     ledger.assert_all_applied()
     assert_converged(wisphub_sim, bqn_sim)
+
+
+def test_a_moved_client_whose_new_entry_meets_a_conflict_gets_it_on_a_retry(
+    ledger, settle, wisphub_sim, bqn_sim, queue
+):
+    """Issue 20, item 8: the BQN refused (409) the create of a moved client's new address in
+    the step that deleted its old one: the job failed for good and the client was left with no
+    entry. Fails if a 409 is not retried."""
+    wisphub_sim.state.upsert_client(row(151, "10.15.0.1", nombre="C151"))
+    ledger.notify([151])
+    settle()
+    wisphub_sim.state.upsert_client(row(151, "10.15.0.2", nombre="C151"))
+    bqn_sim.state.faults.update(fail_next=1, fail_status=409, writes_only=True)
+    [job_id] = ledger.notify([151])
+    settle()
+    assert bqn_sim.state.faults.fail_next == 0, "the fault was exercised"
+    assert ledger.view(job_id)["attempts"] == 2
+    assert "BQN answered 409" in ledger.view(job_id)["earlier_error"]["error"]
+    assert managed_state(bqn_sim) == {"10.15.0.2": ("C151", "Plan_10M")}
+    ledger.assert_all_applied()
+    assert failed_jobs(queue) == []
