@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.core import phrases
+from worker.core.model import Action, Kind, Operation
 
 TEMPLATES = phrases.templates()
 
@@ -57,6 +58,9 @@ SPANISH = {
     phrases.BQN_REFUSED: "el BQN rechazó el usuario",
     phrases.MALFORMED_IP: "IP mal formada {token}",
     phrases.TOO_MANY_DELETIONS: "más del {fraction} de {managed} (como mucho {allowed})",
+    phrases.OPERATIONS_FAILED: "fallaron {failed} de {planned}; la primera: {first}: {error}",
+    phrases.UPDATE_SUBSCRIBER: "actualizar suscriptor {key}",
+    phrases.ANSWERED_TO: "{service} respondió {code} a {method}: {body}",
 }
 
 
@@ -90,6 +94,17 @@ def spanish(template: str) -> str:
             "target a: BQN unreachable: refused; something else",
             "destino a: BQN no responde: refused; something else",
         ),
+        # what a job's failure says of its first failed write, every part of it
+        (
+            phrases.OPERATIONS_FAILED.format(
+                failed=1,
+                planned=3,
+                first=Operation(Action.UPDATE, Kind.SUBSCRIBER, "10.3.0.4").named(),
+                error="BQN answered 400 to PUT: 400 Bad Request",
+            ),
+            "fallaron 1 de 3; la primera: actualizar suscriptor 10.3.0.4: "
+            "BQN respondió 400 a PUT: 400 Bad Request",
+        ),
         ("ValueError: bad thing", "ValueError: bad thing"),
         ("", ""),
     ],
@@ -115,3 +130,12 @@ def test_said_in_the_same_words_a_sentence_is_unchanged(template: str, data: st.
             )
     made = template.format(**values)
     assert phrases.say(made, lambda same: same) == made
+
+
+def test_every_operation_has_its_sentence():
+    """Fails if an operation the sync writes has no sentence (`Operation.named` raises)."""
+    for action in Action:
+        for kind in Kind:
+            if (action, kind) != (Action.DELETE, Kind.POLICY):  # never deleted
+                named = Operation(action, kind, "k").named()
+                assert phrases.recognise(named)[1] == {"key": "k"}

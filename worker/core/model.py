@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from worker.core import phrases
+
 
 class Action(StrEnum):
     """What an operation does to a BQN entry."""
@@ -163,6 +165,11 @@ class Operation:
             text += f" on {self.target}"
         return text
 
+    def named(self) -> str:
+        """What the operation does to which entry, in one of `worker.core.phrases`' sentences
+        (which a page says in its language): `update subscriber 10.0.0.1`."""
+        return _NAMED[self.action, self.kind].format(key=self.key)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
@@ -208,3 +215,16 @@ class Conflict:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"ip": self.ip, "winner": self.winner, "losers": list(self.losers)}
+
+
+# Each operation's sentence (`Operation.named`): the sync never deletes a policy.
+_NAMED = {
+    (Action.CREATE, Kind.SUBSCRIBER): phrases.CREATE_SUBSCRIBER,
+    (Action.UPDATE, Kind.SUBSCRIBER): phrases.UPDATE_SUBSCRIBER,
+    (Action.DELETE, Kind.SUBSCRIBER): phrases.DELETE_SUBSCRIBER,
+    (Action.CREATE, Kind.POLICY): phrases.CREATE_POLICY,
+    (Action.UPDATE, Kind.POLICY): phrases.UPDATE_POLICY,
+    (Action.CREATE, Kind.GROUP): phrases.CREATE_GROUP,
+    (Action.UPDATE, Kind.GROUP): phrases.UPDATE_GROUP,
+    (Action.DELETE, Kind.GROUP): phrases.DELETE_GROUP,
+}

@@ -111,6 +111,15 @@ ENTRIES_LEFT = phrase("{count} BQN entries no client of the pass claims were lef
 
 # Applying, jobs and passes (worker.sync, worker.queue) ---------------------------------------
 
+CREATE_SUBSCRIBER = phrase("create subscriber {key}")
+UPDATE_SUBSCRIBER = phrase("update subscriber {key}")
+DELETE_SUBSCRIBER = phrase("delete subscriber {key}")
+CREATE_POLICY = phrase("create policy {key}")
+UPDATE_POLICY = phrase("update policy {key}")
+CREATE_GROUP = phrase("create group {key}")
+UPDATE_GROUP = phrase("update group {key}")
+DELETE_GROUP = phrase("delete group {key}")
+OPERATION_FAILED = phrase("{operation} failed: {error}")
 POLICY_NOT_PLACED = phrase("not sent: policy {policy} could not be put in place")
 NOT_ATTEMPTED = phrase("not attempted: the BQN kept failing")
 KEPT_CLAIMED = phrase("kept {kind} {key}: a client claims it now")

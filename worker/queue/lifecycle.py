@@ -255,7 +255,10 @@ def finish(
         why = [
             phrases.ON_TARGET.format(name=name, error=error) for name, error in unreached.items()
         ]
-        why += [f"{f.operation.describe()}: {f.error}" for f in report.failures[:1]]
+        why += [
+            phrases.OPERATION_FAILED.format(operation=f.operation.named(), error=f.error)
+            for f in report.failures[:1]
+        ]
         transient = any(isinstance(error, TransientError) for error in unreached.values())
         if transient or report.retryable:
             return retry(job, phrases.JOINED.join(why))
@@ -266,7 +269,7 @@ def finish(
     reason = phrases.OPERATIONS_FAILED.format(
         failed=len(report.failures),
         planned=len(report.planned),
-        first=first.operation.describe(),
+        first=first.operation.named(),
         error=first.error,
     )
     if report.retryable:
