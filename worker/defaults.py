@@ -153,6 +153,9 @@ ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
 # A lock held by a running job lasts this long, renewed every third of it while the job runs
 # (`worker.queue.liveness`): the lock of a job whose worker died lets go within it.
 LIVE_LOCK_SECONDS = MINUTE
+# A reconcile reads again which clients jobs applied meanwhile (their writes are left to them)
+# at most this often.
+TOUCHED_READ_SECONDS = 1.0
 RECONCILE_LOCK_SECONDS = LIVE_LOCK_SECONDS
 
 # A target whose BQN failed this many runs in a row (every job's, across workers) is skipped

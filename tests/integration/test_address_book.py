@@ -8,9 +8,11 @@ import time
 
 import pytest
 
+from worker.core.diff import Changes
 from worker.core.model import Action, Kind, Operation
 from worker.queue import store
 from worker.queue.address_book import AddressesBusy, RedisAddressBook, hold_addresses
+from worker.sync.apply import apply_changes
 from worker.sync.engine import deletion_check
 
 pytestmark = pytest.mark.integration
@@ -72,3 +74,21 @@ def test_a_reconcile_deletes_only_while_nobody_new_claims_the_address(redis):
         assert not allowed
     with hold_addresses(redis, [A], "job-9"), check(delete_a) as allowed:
         assert not allowed, "an address another job holds for good is left for the next pass"
+
+
+def test_a_deletion_held_back_is_neither_sent_nor_a_failure(redis, bqn_sim, bqn_client):
+    """Applied through the BQN client: fails if the held deletion reaches the BQN, or is
+    counted as a failed write (a reconcile then failed with no error to show)."""
+    for ip in (A, B):
+        bqn_sim.add_rest_subscriber(ip, f"c-{ip}", "Online_basico")
+    book = RedisAddressBook(redis, "reconcile-1", wait=0.2)
+    with redis.pipeline() as pipe:
+        store.save_claims(pipe, [A, B], {A: (5,), B: (7,)})  # a job recorded 7 at B meanwhile
+        pipe.execute()
+    deletes = tuple(Operation(Action.DELETE, Kind.SUBSCRIBER, ip) for ip in (A, B))
+    report = apply_changes(
+        Changes(deletes), bqn_client, check_deletion=deletion_check(book, {A: (5,)})
+    )
+    assert (report.failures, [op.key for op in report.planned]) == ([], [A])
+    held = bqn_sim.subscribers()
+    assert (A in held, B in held) == (False, True)

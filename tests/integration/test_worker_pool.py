@@ -13,11 +13,11 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.job import Job
 
-from tests.integration.conftest import BqnSim, WispHubSim, differences, managed_state
+from tests.integration.conftest import BqnSim, WispHubSim, differences, managed_state, notify
 from tests.integration.processes import Processes, eventually
 from tests.rows import row
 from worker import defaults
-from worker.queue import queueing, store
+from worker.queue import history, queueing, store
 from worker.queue.scheduler import build
 from worker.settings import ServiceSettings
 
@@ -161,3 +161,31 @@ def test_the_scheduler_queues_the_nightly_reconcile_with_rqs_retries(service_env
     assert queued.func_name == queueing.RECONCILE.path
     assert queued.retries_left == len(defaults.RESTART_DELAYS)
     assert queued.retry_intervals == list(defaults.RESTART_DELAYS)
+
+
+@pytest.mark.slow
+def test_a_reconcile_leaves_a_client_a_job_applied_meanwhile_alone(
+    pool, web, redis, queue, wisphub_sim, bqn_sim: BqnSim
+):
+    """Issue 20, item 10: a client suspended (and notified) while a reconcile applied a pass
+    read before it was put back on its plan by the reconcile's stale write, until the
+    reconcile ended. Fails if the reconcile writes a client a job applied meanwhile."""
+    for number in range(1, 81):
+        wisphub_sim.state.upsert_client(
+            row(number, f"10.9.1.{number}", "Activo", "Online_basico", f"Cliente {number}")
+        )
+    bqn_sim.state.faults.update(latency_ms=300, writes_only=True)
+    reconcile_id = queueing.enqueue_reconcile(queue, dry_run=False)
+    # the pass is read before the first write: the last client is still active in it
+    eventually(lambda: bqn_sim.state.stats.count("POST") > 0, "the reconcile to write")
+    wisphub_sim.state.upsert_client(
+        row(80, "10.9.1.80", "Suspendido", "Online_basico", "Cliente 80")
+    )
+    [job_id] = notify(web, 80)
+    eventually(lambda: status(redis, job_id) == "finished", "the client's job")
+    eventually(lambda: status(redis, reconcile_id) == "finished", "the reconcile")
+    report = job(redis, reconcile_id).return_value()
+    assert any(note.startswith("1 writes left to the client jobs") for note in report["notes"])
+    reconciled = [e for e in history.read(redis, 80) if e["job_id"] == reconcile_id]
+    assert reconciled == []  # the reconcile wrote nothing for it: the job's state stood
+    assert managed_state(bqn_sim)["10.9.1.80"] == ("Cliente 80", "Wisphub_block")

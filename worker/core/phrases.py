@@ -134,6 +134,10 @@ LOCATIONS_LEFT_OUT = phrase(
 NOT_OUR_GROUP = phrase("location group {name} exists and the sync did not create it: left alone")
 NO_TARGET = phrase("{count} clients belong to no target: {shown}")
 AND_MORE = phrase("{shown} and {more} more")
+LEFT_TO_JOBS = phrase(
+    "{count} writes left to the client jobs that applied their clients while the reconcile "
+    "ran (their state is newer; they are synced again when it ends)"
+)
 STILL_CLAIMS = phrase("client {key} still claims an entry the pass gave nobody")
 ON_TARGET = phrase("target {name}: {error}")
 TARGET_GONE = phrase("target {target!r} is not configured any more")

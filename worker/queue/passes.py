@@ -177,6 +177,8 @@ def _full_sync(
             client_index.save(redis, rows, read_at)
             client_overrides.end_cancelled(redis, rows, rules.overrides, rt.service)
         mapped = mapped_per_selector(rows, [shaper.selector for shaper in shapers], rules, plans)
+        # a dry run writes nothing: no job's state is newer than what it would write
+        touched = None if dry_run else store.Touched(redis)
 
         def work(shaper: Shaper) -> engine.FullSync:
             keys = keys_of(shaper)
@@ -190,6 +192,7 @@ def _full_sync(
                 force=force,
                 dry_run=dry_run,
                 book=RedisAddressBook(redis, job_id, keys),
+                taken=touched,
             )
             # only a pass that went through is the guard's next reference: a dry run, or one
             # the guard stopped (WispHub leaving rows out), would let the next run delete them

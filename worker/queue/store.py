@@ -17,6 +17,8 @@ versions before targets, so a single-BQN service upgrades with nothing to move.
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -509,6 +511,24 @@ def touch(
         {key: None if raw is None else _decode(raw) for key, raw in zip(ids, raws, strict=True)}
         for raws in found
     ]
+
+
+class Touched:
+    """Whether a job touched a client since the running reconcile began (`TOUCHED`): asked for
+    each of the reconcile's writes, from the set read again at most every `every` seconds."""
+
+    def __init__(self, redis: Redis, every: float = defaults.TOUCHED_READ_SECONDS) -> None:
+        self.redis, self.every = redis, every
+        self._lock = threading.Lock()
+        self._read_at = -math.inf
+        self._ids: frozenset[int] = frozenset()
+
+    def __call__(self, id_servicio: int) -> bool:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.every:
+                self._ids = frozenset(int(key) for key in self.redis.smembers(TOUCHED))
+                self._read_at = time.monotonic()
+            return id_servicio in self._ids
 
 
 _NOTE_TOUCHED = """

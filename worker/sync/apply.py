@@ -43,7 +43,9 @@ class Outcome:
     error: str | None = None
     transient: bool = False
     note: str | None = None
-    kept: bool = False  # a deletion the check held back: not sent, not counted
+    # not sent, not counted: a deletion the check held back (its note says so), or an
+    # operation left to the job that applied its client meanwhile
+    kept: bool = False
 
 
 @dataclass
@@ -70,10 +72,13 @@ def apply_changes(
     dry_run: bool = False,
     progress: Progress = silent,
     check_deletion: DeletionCheck | None = None,
+    taken: Callable[[int], bool] | None = None,
 ) -> Report:
     """Apply `changes` (or, with `dry_run`, only count them) and return the report;
     `progress` hears of each operation done. Each deletion is sent inside `check_deletion`,
-    when given, and only if it allows it."""
+    when given, and only if it allows it. An operation for a client `taken` says a job has
+    applied since `changes` were worked out is left out (its state is newer than theirs), and
+    counted in a note."""
     report = Report.of(changes, dry_run=dry_run)
     if dry_run:
         for op in changes.operations:
@@ -82,6 +87,7 @@ def apply_changes(
     breaker = Breaker(defaults.BQN_GIVE_UP_AFTER)
     applied = Ticker(progress, "operations applied", len(changes.operations))
     failed_policies: dict[str, bool] = {}  # name -> whether the failure was transient
+    left = 0  # operations left to the jobs that took their clients
     for kind, ops in phases(changes.operations):
         ready = []
         for op in ops:
@@ -97,21 +103,28 @@ def apply_changes(
                 ready.append(op)
 
         def work(op: Operation) -> Outcome:
-            outcome = attempt(bqn, op, breaker, check_deletion)
+            if taken is not None and op.id_servicio is not None and taken(op.id_servicio):
+                outcome = Outcome(op, kept=True)
+            else:
+                outcome = attempt(bqn, op, breaker, check_deletion)
             applied.tick()
             return outcome
 
         for outcome in run_all(work, ready, bqn.concurrency):
+            left += outcome.kept and outcome.note is None
             if outcome.note:
                 report.notes.append(outcome.note)
             if outcome.kept:
                 report.drop(outcome.op)
-            elif outcome.error is None:
+                continue
+            if outcome.error is None:
                 report.record_success(outcome.op)
                 continue
             report.record_failure(outcome.op, outcome.error, transient=outcome.transient)
             if kind is Kind.POLICY:
                 failed_policies[outcome.op.key] = outcome.transient
+    if left:
+        report.notes.append(phrases.LEFT_TO_JOBS.format(count=left))
     return report
 
 

@@ -179,6 +179,7 @@ def full_sync(
     dry_run: bool = False,
     progress: Progress = silent,
     book: AddressBook | None = None,
+    taken: Callable[[int], bool] | None = None,
 ) -> FullSync:
     """Bring the whole BQN in line with a complete WispHub pass, `mapped`.
 
@@ -189,7 +190,8 @@ def full_sync(
     claiming an entry the guard lets go is read once more from `wisphub`, and the entry stays
     if one still claims it (a row the paging skipped, a client that moved there since the
     pass); each deletion is then sent holding its address, and held back if a job gave the
-    address to a client meanwhile. `progress` hears how the operations advance.
+    address to a client meanwhile. The writes for a client `taken` says a job applied since
+    the pass was read are left to it. `progress` hears how the operations advance.
     """
     rows, plans, desired = mapped.rows, mapped.plans, mapped.desired
     subscribers, groups = bqn.list_subscribers(), bqn.list_groups()
@@ -209,7 +211,9 @@ def full_sync(
         changes, alive, confirmed = confirm_deletions(changes, wisphub, rules, book.claimants)
         check = deletion_check(book, confirmed)
     log.info("full sync: %d operations for %d clients", len(changes.operations), len(rows))
-    report = apply_changes(changes, bqn, dry_run=dry_run, progress=progress, check_deletion=check)
+    report = apply_changes(
+        changes, bqn, dry_run=dry_run, progress=progress, check_deletion=check, taken=taken
+    )
     report.guard = tripped
     report.plans_without_speeds = plans_without_speeds(plans)
     report.notes += name_collisions(plans)
