@@ -25,7 +25,7 @@ PREVIOUS_RELEASE = {
 }
 # Paths this release adds: a worker of the previous release cannot run them (upgrading.md says
 # to upgrade the workers first; RQ's restarts run such a job again meanwhile).
-NEW_IN_THIS_RELEASE = {"worker.jobs.sync_clients"}
+NEW_IN_THIS_RELEASE = {"worker.jobs.sync_clients", "worker.jobs.expire_overrides"}
 # How the previous release queued a client job: its path, the client, RQ's restarts.
 PREVIOUS_RESTARTS = Retry(max=3, interval=[5, 60, 300])
 
