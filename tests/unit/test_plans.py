@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.rows import row
+from worker.core.client_overrides import is_rate_policy
 from worker.core.errors import ConfigError
 from worker.core.model import Policy
 from worker.core.overrides import parse_csv, parse_yaml
@@ -20,6 +21,9 @@ from worker.core.plans import (
 )
 from worker.core.rules import MappingRules
 
+# Names that make one policy name once normalised, and the names no plan may take.
+NAMES = ["A", "A ", " A", "A_", "A B", "A_B", "Wisphub block", "Wisphub throttle"]
+NAMES += ["Wisphub override 7", "Wisphub_override_12"]
 SUMMARY = {"id": 439219, "nombre": "Plan 10 Megas", "tipo": "Simple Queue"}
 
 
@@ -227,7 +231,7 @@ def test_collisions_are_reported():
 @given(
     st.dictionaries(
         st.integers(1, 50),
-        st.sampled_from(["A", "A ", " A", "A_", "A B", "A_B", "Wisphub block", "Wisphub throttle"]),
+        st.sampled_from(NAMES),
     )
 )
 def test_policy_names_are_distinct_stable_and_never_the_block_policy(catalogue):
@@ -237,6 +241,7 @@ def test_policy_names_are_distinct_stable_and_never_the_block_policy(catalogue):
     names = policy_names(resolved(plans, [], RULES))
     assert len(set(names.values())) == len(names)
     assert {RULES.block_policy, RULES.throttle_policy}.isdisjoint(names.values())
+    assert not any(is_rate_policy(name) for name in names.values())  # a client's override's
     newer = plan(max(catalogue, default=0) + 1, "A")
     assert {
         key: name

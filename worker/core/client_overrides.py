@@ -93,6 +93,13 @@ class Override:
         )
 
 
+def is_rate_policy(name: str) -> bool:
+    """True for the name of a rate override's own policy (`rate_policy_name`): no plan is
+    given one, or a client's override would rewrite that plan's speeds."""
+    prefix = defaults.OVERRIDE_POLICY_PREFIX
+    return name.startswith(prefix) and name[len(prefix) :].isdecimal()
+
+
 def rate_policy_name(id_servicio: int) -> str:
     """The policy a client's `rate` override makes."""
     return f"{defaults.OVERRIDE_POLICY_PREFIX}{id_servicio}"

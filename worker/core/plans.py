@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from worker.core import phrases
-from worker.core.client_overrides import rate_policies
+from worker.core.client_overrides import is_rate_policy, rate_policies
 from worker.core.desired import PolicyNames, Row, as_id, policy_name, suspended_policy
 from worker.core.model import Policy, covers
 from worker.core.rules import MappingRules
@@ -180,12 +180,13 @@ def renamed(plans: Iterable[Plan], rows: Iterable[Row]) -> list[Plan]:
 
 def named(plans: Iterable[Plan], reserved: Iterable[str] = ()) -> list[Plan]:
     """`plans` with distinct policy names: in plan id order, each takes the name its `nombre`
-    makes, or, when an earlier plan (or a `reserved` name) has it, that name with `-<id>`."""
+    makes, or, when an earlier plan (or a `reserved` name, or a rate override's policy name)
+    has it, that name with `-<id>`."""
     taken = set(reserved)
     result = []
     for plan in sorted(plans, key=lambda p: p.id):
         name = policy_name(plan.nombre)
-        while name in taken:
+        while name in taken or is_rate_policy(name):
             name = f"{name}-{plan.id}"
         taken.add(name)
         result.append(replace(plan, assigned_policy=name))
