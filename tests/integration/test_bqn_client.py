@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import ssl
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -120,6 +122,41 @@ def test_a_refused_connection_is_transient(settings):
     )
     with pytest.raises(TransientError, match="BQN unreachable"):
         client.list_subscribers()
+
+
+# A TLS record: a fatal alert (2), decode_error (50).
+DECODE_ERROR = bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])
+
+
+def test_a_handshake_cut_short_is_transient_not_a_setting_to_fix(settings):
+    """A BQN restarting closes connections in the middle of the TLS handshake: that is an
+    outage (retried later), not a refused certificate (a job failed for good for it). Fails if
+    every TLS error is taken for a configuration error."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        stop = threading.Event()
+
+        def cut() -> None:
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    connection, _ = server.accept()
+                except TimeoutError:
+                    continue
+                connection.recv(4096)  # the ClientHello, answered with a fatal TLS alert,
+                connection.sendall(DECODE_ERROR)  # as a BQN's TLS stack did, restarting
+                connection.close()
+
+        thread = threading.Thread(target=cut, daemon=True)
+        thread.start()
+        try:
+            url = f"https://127.0.0.1:{port}/api/v1"
+            client = BqnClient(dataclasses.replace(settings.targets[0].bqn, url=url, retries=0))
+            with pytest.raises(TransientError, match="BQN unreachable"):
+                client.list_subscribers()
+        finally:
+            stop.set()
+            thread.join(2)
 
 
 def test_a_ca_bundle_turns_verification_on(settings, tls, tmp_path):

@@ -191,7 +191,7 @@ def test_the_poller_finds_changes_nobody_announced(queue, work, wisphub_sim, bqn
         return Job.fetch(job.id, connection=redis).return_value()
 
     first = poll()
-    assert first["first_pass"] is True
+    assert first["first_pass"] is False  # the reconcile's pass is its baseline
     assert first["changed"] == []
 
     wisphub_sim.state.update_client(11, plan_internet=451072)  # plan change

@@ -36,6 +36,11 @@ def placed(rows, fields=("zona", "router"), per_ip=3, rules=RULES):
         ([{"id": 9, "nombre": "A B"}, {"id": 4, "nombre": "A_B"}], {4: "Z-A_B", 9: "Z-A_B-9"}),
         ([{"id": 4, "nombre": "A B"}, {"id": 9, "nombre": "A\tB"}], {4: "Z-A_B", 9: "Z-A_B-9"}),
         ([{"nombre": "Sin id"}], {"Sin id": "Z-Sin_id"}),
+        # a suffixed name another place already has: suffixed again, never shared
+        (
+            [{"id": 1, "nombre": "A-3"}, {"id": 2, "nombre": "A"}, {"id": 3, "nombre": "A"}],
+            {1: "Z-A-3", 2: "Z-A", 3: "Z-A-3-3"},
+        ),
     ],
 )
 def test_each_place_makes_one_group_name(places, names):
@@ -45,7 +50,7 @@ def test_each_place_makes_one_group_name(places, names):
 
 @given(
     st.lists(
-        st.tuples(st.integers(1, 30), st.sampled_from(["A B", "A_B", "A  B", "A/B", "C"])),
+        st.tuples(st.integers(1, 30), st.sampled_from(["A B", "A_B", "A  B", "A/B", "A_B-3", "C"])),
         max_size=20,
     )
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -103,9 +104,11 @@ def send(
         response = session.request(method, url, timeout=timeout, verify=verify, **kwargs)
         status = str(response.status_code)
     except requests.exceptions.SSLError as exc:
-        raise ConfigError(
-            phrases.TLS_FAILED.format(service=service, reason=failure_reason(exc))
-        ) from exc
+        reason = failure_reason(exc)
+        if not _refused_certificate(exc):  # a handshake cut short (a restart): try later
+            unreachable = phrases.UNREACHABLE.format(service=service, reason=reason)
+            raise Unavailable(service, unreachable) from exc
+        raise ConfigError(phrases.TLS_FAILED.format(service=service, reason=reason)) from exc
     except requests.exceptions.InvalidURL as exc:
         raise ConfigError(phrases.INVALID_URL.format(service=service, reason=exc)) from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
@@ -173,6 +176,26 @@ def excerpt(response: requests.Response, limit: int = 120) -> str:
         return f"HTML page{f' {title.group(1).strip()!r}' if title else ''}"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _refused_certificate(exc: BaseException) -> bool:
+    """Whether a TLS failure is the server's certificate refused (not trusted, another host's):
+    a setting to fix, not an outage. A handshake a restarting server cut short is neither."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        found = pending.pop()
+        if id(found) in seen:
+            continue
+        seen.add(id(found))
+        if isinstance(found, ssl.SSLCertVerificationError | ssl.CertificateError):
+            return True
+        pending += [arg for arg in found.args if isinstance(arg, BaseException)]
+        pending += [e for e in (found.__cause__, found.__context__) if e is not None]
+        reason = getattr(found, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -53,7 +53,8 @@ def _place(field: str, place: object) -> tuple[PlaceKey, str] | None:
 
 def place_names(rows: Iterable[Row], fields: Sequence[str]) -> dict[PlaceKey, str]:
     """The group name of every place the rows name, distinct: the lowest id keeps a name two
-    places make, the others get `-<id>` (or `-<n>`, for a place known by its name alone)."""
+    places make, the others get `-<id>` (a place known by its name alone, a digest of it)
+    and more of it until the name is free."""
     made: dict[PlaceKey, str] = {}
     for row in rows:
         for field in fields:
@@ -62,15 +63,19 @@ def place_names(rows: Iterable[Row], fields: Sequence[str]) -> dict[PlaceKey, st
     taken: set[str] = set()
     names: dict[PlaceKey, str] = {}
     ordered = sorted(made.items(), key=lambda item: (isinstance(item[0][1], str), item[0]))
-    for count, (key, alone) in enumerate(ordered):
-        name = (
-            alone
-            if alone not in taken
-            else f"{alone}-{key[1] if isinstance(key[1], int) else count}"
-        )
+    for key, alone in ordered:
+        suffix = key[1] if isinstance(key[1], int) else _digest(key[1])
+        name = alone
+        while name in taken:
+            name = f"{name}-{suffix}"
         taken.add(name)
         names[key] = name
     return names
+
+
+def _digest(text: str) -> str:
+    """A short, stable tag for a place known by its name alone."""
+    return hashlib.blake2b(text.encode(), digest_size=3).hexdigest()
 
 
 @dataclass(frozen=True)

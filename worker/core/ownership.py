@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
+from worker.core.client_overrides import is_rate_policy
 from worker.core.desired import Desired, PolicyNames, Row, desired_state
 from worker.core.diff import Changes, diff_groups, diff_policies, diff_subscribers
 from worker.core.model import Action, Footprint, Group, Operation, Policy, Subscriber
@@ -110,14 +111,17 @@ def missing_policies(
 ) -> list[Operation]:
     """Of the policy writes a client job would make, those that put a missing policy in place:
     a create, or the completion of an "undefined" placeholder. Correcting the speeds of a
-    policy the BQN holds belongs to the plan refresh, the poller and the reconcile, which read
-    the plan catalogue as it is now: a job that began before a refresh holds the old one, and
-    would write the old speeds back (issue 20, item 4)."""
+    plan's policy the BQN holds belongs to the plan refresh, the poller and the reconcile, which
+    read the plan catalogue as it is now: a job that began before a refresh holds the old one,
+    and would write the old speeds back (issue 20, item 4). A rate override's own policy is
+    its client's alone, its rate read with the override: the job writes it as it is."""
     held = {policy.name: policy for policy in actual_policies}
     return [
         op
         for op in operations
-        if op.action is Action.CREATE or (op.key in held and held[op.key].undefined)
+        if op.action is Action.CREATE
+        or is_rate_policy(op.key)
+        or (op.key in held and held[op.key].undefined)
     ]
 
 

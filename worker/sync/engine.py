@@ -13,6 +13,7 @@ from worker.clients.connection import Connection
 from worker.clients.parallel import run_all
 from worker.clients.wisphub import WispHubClient
 from worker.core import phrases
+from worker.core.client_overrides import is_rate_policy
 from worker.core.desired import (
     GROUP_PREFIX,
     Desired,
@@ -573,11 +574,12 @@ def _settle(
     names = policy_names(plans)
     used = _policies_of(rows, rules, names)
     # the suspended clients' policy is always read: deleted by hand, it would come back as an
-    # "undefined" placeholder, unlimited, when a subscriber names it (issue 20, item 5)
+    # "undefined" placeholder, unlimited, when a subscriber names it (issue 20, item 5); a rate
+    # override's, its client's alone, too: a new rate must not be hidden by the old one
     cached = {
         name: policy
         for name in used - {rules.suspended_policy}
-        if policies and (policy := policies.get(name))
+        if policies and not is_rate_policy(name) and (policy := policies.get(name))
     }
     held.read(bqn, policies=used - cached.keys())
     settlement = settle(
