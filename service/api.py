@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from service.auth import require_api_token
 from service.bodies import json_body
-from service.context import context
+from service.context import Context, context
 from service.errors import error_response
 from service.payloads import (
     PayloadError,
@@ -76,8 +76,10 @@ def set_override(raw_id: str) -> Response | tuple[Response, int]:
     wisphub = WispHubClient(ctx.sync.wisphub)
     try:
         with closing(wisphub):
-            catalogue = resolved(plan_catalogue(wisphub), (), ctx.sync.rules)
-            policies = {plan.policy_name for plan in catalogue} | {ctx.sync.rules.suspended_policy}
+            # the body is checked first (a bad one is a 400 even with WispHub down); the plan
+            # catalogue, the one the service keeps, only for an override naming a policy
+            wanted = isinstance(body, dict) and "policy" in body
+            policies = _known_policies(ctx, wisphub) if wanted else frozenset()
             try:
                 override = parse_request(
                     body,
@@ -100,6 +102,16 @@ def set_override(raw_id: str) -> Response | tuple[Response, int]:
     [queued] = ctx.request_syncs([id_servicio], "api")
     answer = {"job_id": queued.job_id, "coalesced": queued.coalesced}
     return jsonify({**answer, "override": override.to_dict()}), 202
+
+
+def _known_policies(ctx: Context, wisphub: WispHubClient) -> frozenset[str]:
+    """The policies an override may name: the plans' (of the catalogue the service keeps, or,
+    before it has one, WispHub's) and the suspended clients'."""
+    plans = store.saved_plans(ctx.redis)
+    if plans is None:
+        plans = plan_catalogue(wisphub)
+    catalogue = resolved(plans, (), ctx.sync.rules)
+    return frozenset(plan.policy_name for plan in catalogue) | {ctx.sync.rules.suspended_policy}
 
 
 @blueprint.delete("/clients/<raw_id>/override")

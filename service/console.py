@@ -269,7 +269,8 @@ def describe_event(event: dict[str, Any]) -> str:
     """One line saying what an event of a client's history means."""
     kind = event.get("event")
     fields = defaultdict(str, event)
-    fields.update({name: said(event[name]) for name in ("reason", "error") if event.get(name)})
+    if kind != "override":  # an override's reason is what a person typed: shown as typed
+        fields.update({name: said(event[name]) for name in ("reason", "error") if event.get(name)})
     lines = {
         "started": gettext("a worker started the job (attempt {attempt})"),
         "skipped": gettext("skipped: {reason}"),

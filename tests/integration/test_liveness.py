@@ -38,3 +38,14 @@ def test_a_lock_taken_over_is_no_longer_renewed(redis, caplog):
         time.sleep(0.4)
     assert redis.get(lock.name) == b"job-2"  # the other's lock is left as it is
     assert "was lost: it is no longer renewed" in caplog.text
+
+
+def test_letting_go_of_a_lock_lost_meanwhile_is_not_an_error(redis, caplog):
+    """A reconcile whose lock expired while Redis stalled has still done its work: fails if
+    letting go raises (RQ would run the whole reconcile again)."""
+    lock = store.singleton_lock(redis, "liveness-release", 1)
+    assert store.take(lock, "job-1")
+    redis.set(lock.name, b"job-2")  # expired and taken by another meanwhile
+    liveness.release(lock)
+    assert redis.get(lock.name) == b"job-2"
+    assert "was lost before its holder let go of it" in caplog.text

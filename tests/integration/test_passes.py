@@ -3,16 +3,22 @@ and a client missing from a pass is confirmed with a single read before its entr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from rq.job import Job
 
 from tests.integration.conftest import API, expected_subscribers, managed_state
 from tests.rows import row
-from worker.queue import store
+from worker.queue import client_overrides, store
 
 pytestmark = pytest.mark.integration
 
 PAGE = 10
+
+
+def later(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 @pytest.fixture
@@ -151,6 +157,9 @@ def test_a_bulk_cancellation_is_held_by_the_poller_as_by_the_reconcile(
         wisphub_sim.state.upsert_client(row(key, f"10.46.0.{key}"))
     reconcile(web, work)
     poll(queue, redis, work)
+    promise = {"estado": "Activo", "until": later(3600), "reason": "promesa de pago"}
+    assert web.post("/api/v1/clients/1/override", json=promise, headers=API).status_code == 202
+    work()
     before = managed_state(bqn_sim)
     for key in range(1, 15):
         wisphub_sim.state.upsert_client(row(key, f"10.46.0.{key}", estado="Cancelado"))
@@ -161,9 +170,30 @@ def test_a_bulk_cancellation_is_held_by_the_poller_as_by_the_reconcile(
     assert managed_state(bqn_sim) == before
     assert reconcile(web, work)["status"] == "failed"  # the reconcile holds them back too
     assert managed_state(bqn_sim) == before
+    # nor does a held cancellation end the client's override (WispHub may be wrong)
+    assert [o.id_servicio for o in client_overrides.every(redis)] == [1]
 
     forced = web.post("/api/v1/reconcile", json={"force": True}, headers=API).json["job_id"]
     work()
     assert web.get(f"/api/v1/jobs/{forced}", headers=API).json["status"] == "finished"
     assert set(managed_state(bqn_sim)) == {f"10.46.0.{key}" for key in range(15, 41)}
+    assert client_overrides.every(redis) == []  # a cancellation that went through ends it
     assert poll(queue, redis, work)["held_back"] is None
+
+
+def test_a_client_whose_reconcile_write_failed_is_synced_by_the_next_poll(
+    web, work, queue, redis, wisphub_sim, bqn_sim, monkeypatch
+):
+    """The reconcile's pass becomes the poller's baseline: fails if a client whose write the
+    BQN refused is in it as if applied (the next poll would see no change in it)."""
+    monkeypatch.setenv("POLL_BQN_EVERY", "1000")
+    redis.incr(store.POLLS)  # no poll here compares with the BQN: only its baseline counts
+    wisphub_sim.state.upsert_client(row(1, "10.47.0.1"))
+    reconcile(web, work)
+    wisphub_sim.state.upsert_client(row(2, "10.47.0.2"))
+    bqn_sim.state.faults.update(fail_next=1, fail_status=400, writes_only=True)
+    assert reconcile(web, work)["status"] == "failed"
+    assert set(managed_state(bqn_sim)) == {"10.47.0.1"}
+    assert poll(queue, redis, work)["changed"] == [2]
+    work()
+    assert set(managed_state(bqn_sim)) == {"10.47.0.1", "10.47.0.2"}

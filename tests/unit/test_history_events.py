@@ -3,7 +3,10 @@
 import json
 
 import pytest
+from flask import Flask
+from flask_babel import Babel, force_locale
 
+from service import i18n
 from service.console import describe_event
 from tests.rows import row
 from worker import defaults
@@ -141,3 +144,27 @@ def test_the_tally_keeps_cumulative_buckets():
 def test_request_names_keep_ids_out_of_labels(method, path, name):
     collections = ("/subscribers", "/policies/rate", "/api/clientes/", "/api/plan-internet/")
     assert operation(method, path, collections) == name
+
+
+@pytest.fixture
+def spanish():
+    """The page's Spanish, as the service's catalog has it."""
+    app = Flask(__name__)
+    Babel(app, default_translation_directories=str(i18n.TRANSLATIONS))
+    with app.app_context(), force_locale("es"):
+        yield
+
+
+def test_an_override_s_reason_is_shown_as_typed(spanish):
+    """Fails if the free text an operator typed is taken for a worker sentence and translated
+    ("empty IP" would read "IP vacía", a "; " would split it); a skip's reason is translated."""
+    assert describe_event(history.event("skipped", reason="empty IP")) == "omitido: IP vacía"
+    event = {
+        "event": "override",
+        "kind": "estado",
+        "value": "Activo",
+        "until": "2026-12-08T00:00:00+00:00",
+        "set_by": "api",
+        "reason": "empty IP; no speeds",
+    }
+    assert "empty IP; no speeds" in describe_event(event)

@@ -21,12 +21,12 @@ from urllib3.util.retry import Retry
 from worker import defaults
 from worker.clients.connection import RequestHook
 from worker.core import phrases
-from worker.core.errors import ApiError, ConfigError, Conflict, Unavailable
+from worker.core.errors import ApiError, ConfigError, Unavailable, WriteConflict
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-# A write refused for another entry in its way: the job retries it later (`Conflict`).
+# A write refused for another entry in its way: the job retries it later (`WriteConflict`).
 CONFLICT = 409
 
 
@@ -93,7 +93,7 @@ def send(
 
     `verify` is passed on every request, the one place requests takes it from. 401/403 raise
     `ConfigError` with `auth_hint`; 5xx and 429 (after retries) and network failures raise
-    `Unavailable` (transient); 409 raises `Conflict` (transient too: another entry in the
+    `Unavailable` (transient); 409 raises `WriteConflict` (transient too: another entry in the
     way); other 4xx raise `ApiError`. The log line carries the method, path,
     status and time only: never headers, bodies or secrets. Each request's outcome and time go
     to `observe` under `operation`.
@@ -132,7 +132,7 @@ def send(
         answered = phrases.ANSWERED.format(service=service, code=code, detail=excerpt(response))
         raise Unavailable(service, answered)
     if code == CONFLICT:
-        raise Conflict(
+        raise WriteConflict(
             phrases.ANSWERED_TO.format(
                 service=service, code=code, method=method, body=excerpt(response)
             )

@@ -30,7 +30,7 @@ class Unavailable(TransientError):
         self.service = service
 
 
-class Conflict(TransientError):
+class WriteConflict(TransientError):
     """The BQN refused a write for another entry in its way (409), as when a client moves and
     its old entry goes in the same step: tried again later, once that is done. Not a sign the
     BQN is down (no breaker counts it)."""

@@ -47,3 +47,13 @@ def kept_alive(lock: Lock, *keys: str, every: float | None = None) -> Iterator[N
     finally:
         stop.set()
         thread.join(timeout=defaults.LIVE_LOCK_SECONDS)
+
+
+def release(lock: Lock) -> None:
+    """Let go of `lock`; one lost meanwhile (it expired while Redis or this process stalled,
+    and may be another's now) is only logged: the work it guarded is done, and failing it
+    for that would run it all again."""
+    try:
+        lock.release()
+    except LockError:
+        log.warning("lock %s was lost before its holder let go of it", lock.name)

@@ -21,7 +21,7 @@ from worker.core import phrases
 from worker.core.desired import Row
 from worker.core.errors import SyncError
 from worker.core.locations import pass_digest
-from worker.queue import store
+from worker.queue import liveness, store
 from worker.queue.runtime import Runtime, keys_of
 from worker.sync.locations import LocationSync, sync_locations
 from worker.sync.targets import Shaper, each_target
@@ -45,19 +45,23 @@ def keep_placed(
         return None
     lock = redis.lock(
         f"{store.PREFIX}lock:locations",
-        timeout=defaults.POLL_LOCK_SECONDS,
+        timeout=defaults.LIVE_LOCK_SECONDS,
         blocking_timeout=defaults.LOCATIONS_WAIT_SECONDS,
+        thread_local=False,
     )
     if not lock.acquire():
         log.info("location groups: another pass is writing them; the next pass will")
         return None
     try:
-        done, errors = each_target(
-            shapers,
-            lambda shaper: _on_target(redis, rt, shaper, rows, compare=compare, dry_run=dry_run),
-        )
+        with liveness.kept_alive(lock):  # a slow BQN may take minutes over many groups
+            done, errors = each_target(
+                shapers,
+                lambda shaper: _on_target(
+                    redis, rt, shaper, rows, compare=compare, dry_run=dry_run
+                ),
+            )
     finally:
-        lock.release()
+        liveness.release(lock)
     return summary(done, errors, rt.settings.rules.groups_per_ip)
 
 

@@ -77,7 +77,7 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
             _keep(job, rt, started, report=None, reports={}, errors=errors, stopped=exc)
         raise
     finally:
-        lock.release()
+        liveness.release(lock)
     report, errors = passed.report, passed.errors
     if not dry_run:
         _keep(
@@ -97,8 +97,12 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
     if whole and not report.guard:
         # the poller's next pass is compared with what this one applied everywhere: a change
         # made while it read WispHub is seen (a first poll would take it as its baseline), and
-        # a forced mass removal is not held back poll after poll
-        store.save_snapshot(redis, passed.fingerprints)
+        # a forced mass removal is not held back poll after poll; a client whose write failed
+        # is left out, so that the next poll takes it as changed and syncs it again
+        failed = {f.operation.id_servicio for f in report.failures}
+        store.save_snapshot(
+            redis, {key: print_ for key, print_ in passed.fingerprints.items() if key not in failed}
+        )
     if whole and report.ok:
         store.clear_all_failed(redis)  # every target went through: nothing is failing
         failures.resolve_all(job, started)
@@ -175,7 +179,6 @@ def _full_sync(
         rules = rt.rules(redis)  # with the overrides in force
         if not dry_run:
             client_index.save(redis, rows, read_at)
-            client_overrides.end_cancelled(redis, rows, rules.overrides, rt.service)
         mapped = mapped_per_selector(rows, [shaper.selector for shaper in shapers], rules, plans)
         # a dry run writes nothing: no job's state is newer than what it would write
         touched = None if dry_run else store.Touched(redis)
@@ -207,8 +210,11 @@ def _full_sync(
             synced, errors = fanout.on_targets(redis, rt.service, shapers, work)
         except SyncError as exc:  # on every target
             synced, errors, stopped = {}, {shaper.name: exc for shaper in shapers}, exc
-        # a pass the deletion guard stopped is not one to regroup the clients by
+        # a pass the deletion guard stopped is not one to regroup the clients by, nor to end
+        # the overrides of clients it shows cancelled (WispHub may be wrong: the guard says so)
         regroup = [s for s in shapers if s.name in synced and not synced[s.name].report.guard]
+        if not dry_run and regroup and len(regroup) == len(shapers):
+            client_overrides.end_cancelled(redis, rows, rules.overrides, rt.service)
         located = locations.keep_placed(redis, rt, regroup, rows, compare=True, dry_run=dry_run)
     finally:
         touched = [] if dry_run else store.end_reconcile(redis)
@@ -310,7 +316,6 @@ def poll(job: Job) -> JobResult:
             return {"ok": False, "error": str(exc)}
         client_overrides.end_expired(redis, rt.service)  # if their own job has not yet
         rules = rt.rules(redis)
-        client_overrides.end_cancelled(redis, rows, rules.overrides, rt.service)
         seen = fingerprints(rows, rules)
         before = store.snapshot(redis)
         guard = rt.settings.guard
@@ -322,6 +327,8 @@ def poll(job: Job) -> JobResult:
             if reason:
                 log.warning("poll: %s", reason)
                 TALLY.count("deletion_guard_trips", where="poll")
+        if held is None and cancelled is None:  # a cancellation the guard holds ends nothing
+            client_overrides.end_cancelled(redis, rows, rules.overrides, rt.service)
         if held is None:
             for shaper in rt.shapers:
                 selected = sum(shaper.selector.matches(row) for row in rows)
@@ -337,7 +344,7 @@ def poll(job: Job) -> JobResult:
         if compares:
             guarded = before is None or not rows
             healing, drifted, queued = _heal(redis, rt, queue, rows, carried, guarded=guarded)
-        if held is None and rows:
+        if held is None and cancelled is None and rows:  # nor regroups held clients
             located = locations.keep_placed(redis, rt, rt.shapers, rows, compare=compares)
         queued += queueing.request_syncs(
             queue,
@@ -348,7 +355,7 @@ def poll(job: Job) -> JobResult:
         )
         store.save_snapshot(redis, current)
     finally:
-        lock.release()
+        liveness.release(lock)
     # at INFO only when the poll found something: one every POLL_INTERVAL would drown the log
     log.log(
         logging.INFO if changed or queued else logging.DEBUG,
