@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lock test test-fast ci-tools test-faults lint demo bench clean browser promtool translations
+.PHONY: lock test test-fast ci-tools test-faults lint demo demo-ha bench clean browser promtool translations
 
 # The runtime packages at requirements.lock's versions (without its hashes, which pip would
 # demand of every package then): the tests run what production runs.
@@ -108,6 +108,10 @@ lock:
 # DEMO_BQNS=2 (`make demo DEMO_BQNS=2`): two BQN simulators kept in step as an HA pair.
 demo: $(STAMP) $(CATALOGS)
 	$(BIN)/python -m sandbox.demo
+
+# The demo on a replicated Redis watched by Sentinel (docs/high-availability.md, "Trying it").
+demo-ha: $(STAMP) $(CATALOGS)
+	$(BIN)/python -m sandbox.demo_ha
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

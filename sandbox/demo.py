@@ -89,7 +89,7 @@ def environment() -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         "PORT": PORT,
-        "REDIS_URL": os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{REDIS_PORT}/0",
+        **_redis_settings(),
         "WISPHUB_URL": f"https://127.0.0.1:{WISPHUB_PORT}",
         "WISPHUB_API_KEY": API_KEY,
         "WISPHUB_CA_BUNDLE": str(WISPHUB_CA),
@@ -98,6 +98,14 @@ def environment() -> dict[str, str]:
         "API_TOKEN": API_TOKEN,
         "POLL_INTERVAL": os.environ.get("POLL_INTERVAL", "10"),
     }
+
+
+def _redis_settings() -> dict[str, str]:
+    """`REDIS_URL`: the one given, else the demo's own Redis; none on Sentinel (`make demo-ha`
+    sets `REDIS_SENTINELS`, which the processes inherit)."""
+    if os.environ.get("REDIS_SENTINELS"):
+        return {}
+    return {"REDIS_URL": os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{REDIS_PORT}/0"}
 
 
 def _bqn_settings(simulated: Sequence[Bqn]) -> dict[str, str]:
@@ -166,7 +174,7 @@ def run() -> int:
     if len(simulated) > 1:
         write_targets(simulated)
     redis = None
-    if not os.environ.get("REDIS_URL"):
+    if not os.environ.get("REDIS_URL") and not os.environ.get("REDIS_SENTINELS"):
         redis = RedisServer(VAR / "redis", REDIS_PORT, persistent=True)
         print(f"Redis (append-only, files in var/redis) on {redis.url}", flush=True)
     manager = Manager()

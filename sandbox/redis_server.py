@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -55,12 +56,27 @@ def arguments(port: int, directory: Path, *, persistent: bool) -> list[str]:
 class RedisServer:
     """A redis-server child process; use as a context manager or call `stop()`."""
 
-    def __init__(self, directory: Path, port: int = 0, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        port: int = 0,
+        *,
+        persistent: bool = False,
+        options: Sequence[str] = (),
+        sentinel: Path | None = None,
+    ) -> None:
+        """`options` are more of redis-server's (`--replicaof host port`); given `sentinel`, a
+        config file, the server is a sentinel (`redis-server <file> --sentinel`) instead."""
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        command = (
+            [executable(), str(sentinel), "--sentinel", "--port", str(self.port)]
+            if sentinel is not None
+            else arguments(self.port, directory, persistent=persistent)
+        )
         self.process = subprocess.Popen(
-            arguments(self.port, directory, persistent=persistent),
+            [*command, *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

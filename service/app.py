@@ -7,11 +7,11 @@ import os
 from collections.abc import Mapping
 
 from flask import Flask, Response
-from redis import BlockingConnectionPool, Redis
 
 from service import (
     api,
     docs,
+    durability,
     errors,
     health,
     i18n,
@@ -25,6 +25,7 @@ from service import (
 from service.context import Context
 from worker import defaults
 from worker.core.errors import ConfigError
+from worker.queue import connection
 from worker.queue.queueing import make_queue
 from worker.settings import ServiceSettings, Settings, tls_warnings
 
@@ -39,15 +40,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     sync = Settings.from_env(env)
     # Bounded: each gevent worker serves up to a thousand requests at once, and a flood must
     # wait for a connection (then answer 503) rather than open thousands on Redis.
-    redis = Redis(
-        connection_pool=BlockingConnectionPool.from_url(
-            service.redis_url,
-            max_connections=defaults.WEB_REDIS_CONNECTIONS,
-            timeout=defaults.REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=defaults.REDIS_TIMEOUT_SECONDS,
-            socket_timeout=defaults.REDIS_TIMEOUT_SECONDS,
-            health_check_interval=defaults.REDIS_HEALTH_CHECK_SECONDS,
-        )
+    redis = connection.connect(
+        service,
+        blocking=True,
+        max_connections=defaults.WEB_REDIS_CONNECTIONS,
+        timeout=defaults.REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=defaults.REDIS_TIMEOUT_SECONDS,
+        socket_timeout=defaults.REDIS_TIMEOUT_SECONDS,
+        health_check_interval=defaults.REDIS_HEALTH_CHECK_SECONDS,
     )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = defaults.MAX_BODY_BYTES
@@ -61,6 +61,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(docs.blueprint)
     webhooks.install(app)
+    durability.install(app)  # after the webhooks' hook, before the limiter's (they run reversed)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(targets.blueprint)
     search.install(app)

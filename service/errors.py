@@ -1,7 +1,7 @@
 """Every error answers JSON that says what is wrong, never a stack trace.
 
-Redis being unreachable answers 503: the service never acknowledges work it did not queue. A
-browser asking for the status page gets a small page saying so instead of JSON.
+Redis being unreachable answers 503 with `Retry-After`: the service never acknowledges work it
+did not queue. A browser asking for the status page gets a small page saying so instead of JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, Unauthorized
 
 from service.payloads import PayloadError
+from worker import defaults
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ def register(app: Flask) -> None:
         log.error("Redis unavailable: %s", exc)
         if _browser_on_a_page():
             return Response(render_template("unavailable.html"), 503, mimetype="text/html")
-        return error_response(503, "unavailable", "the job queue (Redis) is unreachable; retry")
+        response = error_response(503, "unavailable", "the job queue (Redis) is unreachable; retry")
+        response.headers["Retry-After"] = str(defaults.REDIS_RETRY_AFTER_SECONDS)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -25,6 +25,9 @@ def install(app: Flask) -> None:
     before the rate limits are installed, whose own check runs as the app's next step)."""
     app.register_blueprint(blueprint)
     app.before_request(_authenticate)
+    # The app's, not the blueprint's: it runs after the hooks installed later, which may turn
+    # a 202 into a 503 (`service.durability`).
+    app.after_request(_forget_unqueued)
 
 
 def _authenticate() -> None:
@@ -40,7 +43,6 @@ def _authenticate() -> None:
         )
 
 
-@blueprint.after_request
 def _forget_unqueued(response: Response) -> Response:
     """A signed notification that queued nothing (rate-limited, queue full, bad body) may be
     sent again with the same signature."""

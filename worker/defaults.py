@@ -147,12 +147,13 @@ PENDING_TTL = DAY
 BATCH_ROWS_SECONDS = 10 * MINUTE
 # A job that should run now is moved forward only when due later than this.
 EXPEDITE_MARGIN_SECONDS = 5
-# A client's lock and its addresses' locks outlive the job that holds them.
-CLIENT_LOCK_SECONDS = CLIENT_JOB_TIMEOUT + MINUTE
-ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
-# A lock held by a running job lasts this long, renewed every third of it while the job runs
-# (`worker.queue.liveness`): the lock of a job whose worker died lets go within it.
+# A lock held by a running job lasts this long, renewed while the job runs (its heartbeat, or a
+# thread: `worker.queue.liveness`): the lock of a job whose worker died, or whose Redis failed
+# over under it, lets go within it.
 LIVE_LOCK_SECONDS = MINUTE
+# A client's lock and its addresses' locks: renewed by the job's heartbeat.
+CLIENT_LOCK_SECONDS = LIVE_LOCK_SECONDS
+ADDRESS_LOCK_SECONDS = CLIENT_LOCK_SECONDS
 # A reconcile reads again which clients jobs applied meanwhile (their writes are left to them)
 # at most this often.
 TOUCHED_READ_SECONDS = 1.0
@@ -186,8 +187,10 @@ WORKER_MAX_PROCESSES = 64
 # died is seen abandoned this long after, instead of after its whole timeout.
 JOB_HEARTBEAT_SECONDS = 5
 JOB_HEARTBEAT_TTL = 6 * JOB_HEARTBEAT_SECONDS
-# How often a worker does RQ's maintenance (requeueing abandoned jobs, cleaning registries): an
-# abandoned job runs again within JOB_HEARTBEAT_TTL + this + RESTART_DELAYS[0], about 45 s.
+# How often a worker does RQ's maintenance (requeueing abandoned jobs, cleaning registries): a
+# job abandoned by a worker that lives on (it lost Redis mid-job: a failover) runs again within
+# JOB_HEARTBEAT_TTL + RQ's own minute of grace + this + RESTART_DELAYS[0], about 105 s; one
+# whose worker died is requeued sooner, by the pool that replaces the worker.
 WORKER_MAINTENANCE_SECONDS = 10
 # An idle RQ worker waits on the queue for its TTL less 15 s and only then looks at the
 # maintenance: the TTL follows the interval (its registration lapses a minute later).
@@ -235,6 +238,20 @@ REDIS_TIMEOUT_SECONDS = 2
 WEB_REDIS_CONNECTIONS = 64
 # An idle Redis connection of the web process is checked before use after this long.
 REDIS_HEALTH_CHECK_SECONDS = 30
+# With Redis Sentinel: the port a sentinel listens on when REDIS_SENTINELS gives none.
+SENTINEL_PORT = 26379
+# A 202 waits this long (REDIS_WAIT_MS) for the queued job to reach REDIS_WAIT_REPLICAS
+# replicas, which is 1 by default with Sentinel (0: no wait, a single Redis).
+REDIS_WAIT_MS = 500
+REDIS_WAIT_REPLICAS_SENTINEL = 1
+REDIS_WAIT_MAX_REPLICAS = 16
+# The highest database number REDIS_DB takes (Redis' own `databases` is 16 by default).
+REDIS_MAX_DB = 1023
+# What a 503 tells the sender when Redis is unreachable or no replica acknowledged in time
+# (`Retry-After`): a failover takes seconds.
+REDIS_RETRY_AFTER_SECONDS = 5
+# A process that lost Redis (a failover) tries it again after this long.
+REDIS_RECONNECT_SECONDS = 1
 STATUS_SESSION_HOURS = 12
 # The status page's overview reloads itself this often (STATUS_REFRESH_SECONDS; 0: never), by
 # the `Refresh` header: the page runs no scripts.

@@ -51,11 +51,11 @@ from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.logutils import ColorizingStreamHandler, colorizer
 from rq.queue import Queue
-from rq.worker_pool import WorkerPool
+from rq.worker_pool import ForkProcess, WorkerPool
 
 from worker import defaults, logs
 from worker.core.errors import ConfigError
-from worker.queue import pause, queueing, startup
+from worker.queue import liveness, pause, queueing, startup
 from worker.queue.lifecycle import DeletionsHeldBack
 from worker.queue.runtime import runtime
 from worker.settings import Settings
@@ -96,6 +96,7 @@ class JobHeartbeat:
         while not self._stopped.wait(defaults.JOB_HEARTBEAT_SECONDS):
             try:
                 worker.maintain_heartbeats(job, execution)
+                liveness.renew(worker.connection, job.id)  # the job's locks live while it does
             except RedisError as exc:  # the next beat tries again: the TTL allows for five
                 log.warning("heartbeat of job %s failed: %s", job.id, exc)
 
@@ -199,6 +200,35 @@ class PoolWorker(LoggingWorker):
     announces = False
 
 
+class Pool(WorkerPool):
+    """RQ's worker pool whose workers use the command's own Redis client (forked with it:
+    redis-py's pools open new connections in a child). RQ's rebuilds each worker's client as
+    a plain pool from the client's connection class and arguments (`rq.worker_pool.
+    run_worker`), which would lose Sentinel's: the workers would not follow a failover."""
+
+    def get_worker_process(
+        self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
+    ) -> ForkProcess:
+        return ForkProcess(
+            target=self._run_worker,
+            args=(name, burst, logging_level),
+            name=f"Worker {name} (WorkerPool {self.name})",
+        )
+
+    def _run_worker(self, name: str, burst: bool, logging_level: str) -> None:
+        """What RQ's `run_worker` does, with the pool's client."""
+        worker = self.worker_class(
+            self.queues,
+            name=name,
+            connection=self.connection,
+            serializer=self.serializer,
+            job_class=self.job_class,
+            queue_class=self.queue_class,
+            exception_handlers=self.exception_handlers,
+        )
+        worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+
+
 def checked_settings(read: Callable[[], Settings]) -> Settings:
     """Logging configured (LOG_LEVEL, LOG_FORMAT) and the settings the jobs read, from `read`;
     a wrong setting stops the process with one line and exit status 2."""
@@ -292,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("Redis unreachable: %s", exc)
         return 1
     startup.announce("worker", redis, settings)
-    pool = WorkerPool(
+    pool = Pool(
         [queueing.make_queue(redis, service.queue_name)],
         connection=redis,
         num_workers=args.processes or service.worker_processes,

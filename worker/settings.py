@@ -174,10 +174,27 @@ class HistoryLimits:
 
 
 @dataclass(frozen=True)
+class RedisSentinel:
+    """Where Redis Sentinel is asked for the master of the queue's Redis (`REDIS_SENTINELS`),
+    used instead of `REDIS_URL`: after a failover every process finds the new master."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+    db: int = 0
+
+
+@dataclass(frozen=True)
 class ServiceSettings:
     """What the web, worker and scheduler processes need besides the engine's settings."""
 
-    redis_url: str = field(repr=False)  # may hold a password; no default: say which Redis
+    # may hold a password; no default: say which Redis (None: `redis_sentinel` says)
+    redis_url: str | None = field(repr=False)
+    redis_sentinel: RedisSentinel | None = None
+    # A 202 waits for the queued job to reach this many replicas (`service.durability`).
+    redis_wait_replicas: int = 0
+    redis_wait_ms: int = defaults.REDIS_WAIT_MS
     webhook_secret: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     allow_unauthenticated: bool = False
@@ -219,10 +236,17 @@ class ServiceSettings:
     def from_env(cls, env: Mapping[str, str]) -> ServiceSettings:
         """Read and validate the service settings; raise `ConfigError` naming a bad one."""
         read = _Reader(env)
+        redis_url, sentinel = _redis(read)
         settings = cls(
-            redis_url=read.required(
-                "REDIS_URL", "the Redis of the queue, such as redis://127.0.0.1:6379/0"
+            redis_url=redis_url,
+            redis_sentinel=sentinel,
+            redis_wait_replicas=read.integer(
+                "REDIS_WAIT_REPLICAS",
+                defaults.REDIS_WAIT_REPLICAS_SENTINEL if sentinel else 0,
+                0,
+                defaults.REDIS_WAIT_MAX_REPLICAS,
             ),
+            redis_wait_ms=read.integer("REDIS_WAIT_MS", cls.redis_wait_ms, 1, 60_000),
             webhook_secret=read.optional("WEBHOOK_SECRET"),
             api_token=read.optional("API_TOKEN"),
             allow_unauthenticated=read.flag("ALLOW_UNAUTHENTICATED", default=False),
@@ -268,6 +292,53 @@ class ServiceSettings:
                 f"RECONCILE_CRON is not a cron expression: {settings.reconcile_cron!r}"
             )
         return settings
+
+
+def _redis(read: _Reader) -> tuple[str | None, RedisSentinel | None]:
+    """`REDIS_URL`, or the Sentinel settings when `REDIS_SENTINELS` is set; never both, which
+    would leave one of them silently unused."""
+    listed = read.optional("REDIS_SENTINELS")
+    if listed is None:
+        _sentinel_only(read, "REDIS_SENTINEL_MASTER")
+        _sentinel_only(read, "REDIS_SENTINEL_PASSWORD")
+        _sentinel_only(read, "REDIS_PASSWORD", " (put it in REDIS_URL: redis://:password@host/0)")
+        _sentinel_only(read, "REDIS_DB", " (put it in REDIS_URL: redis://host:6379/1)")
+        url = read.required("REDIS_URL", "the Redis of the queue, such as redis://127.0.0.1:6379/0")
+        return url, None
+    if read.optional("REDIS_URL") is not None:
+        raise ConfigError(
+            "REDIS_URL and REDIS_SENTINELS are both set: keep one (with REDIS_SENTINELS the "
+            "sentinels name the master)"
+        )
+    return None, RedisSentinel(
+        sentinels=tuple(_sentinel_address(item) for item in listed.split(",")),
+        master=read.required(
+            "REDIS_SENTINEL_MASTER", "the name the sentinels monitor, such as wisphub"
+        ),
+        password=read.optional("REDIS_PASSWORD"),
+        sentinel_password=read.optional("REDIS_SENTINEL_PASSWORD"),
+        db=read.integer("REDIS_DB", 0, 0, defaults.REDIS_MAX_DB),
+    )
+
+
+def _sentinel_only(read: _Reader, name: str, hint: str = "") -> None:
+    """Refuse a setting of Sentinel's without REDIS_SENTINELS: it would be silently unused."""
+    if read.optional(name) is not None:
+        raise ConfigError(f"{name} is set but REDIS_SENTINELS is not{hint}")
+
+
+def _sentinel_address(item: str) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port` of one sentinel (26379 by default)."""
+    text = item.strip()
+    problem = ConfigError(f"REDIS_SENTINELS: {text!r} is not host:port (a comma-separated list)")
+    parts = urlsplit(f"redis://{text}")
+    try:
+        port = parts.port or defaults.SENTINEL_PORT
+    except ValueError:
+        raise problem from None
+    if not parts.hostname or parts.path or parts.username or parts.query or parts.fragment:
+        raise problem
+    return parts.hostname, port
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ from sandbox.processes import Processes
 WAIT_SECONDS = 60
 
 
-def eventually(check: Callable[[], bool], what: str) -> float:
-    """Wait until `check()` holds; return the seconds it took (no speed is asserted here)."""
+def eventually(check: Callable[[], bool], what: str, seconds: float = WAIT_SECONDS) -> float:
+    """Wait until `check()` holds, up to `seconds`; return the seconds it took (no speed is
+    asserted here)."""
     started = time.monotonic()
     while not check():
-        if time.monotonic() - started > WAIT_SECONDS:
+        if time.monotonic() - started > seconds:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
     return time.monotonic() - started

@@ -49,3 +49,22 @@ def test_letting_go_of_a_lock_lost_meanwhile_is_not_an_error(redis, caplog):
     liveness.release(lock)
     assert redis.get(lock.name) == b"job-2"
     assert "was lost before its holder let go of it" in caplog.text
+
+
+def test_a_job_s_locks_live_while_its_heartbeat_renews_them_and_lapse_after(redis):
+    """Issue 20, item 6 (and a failover's jobs in flight): a client lock held by a job whose
+    worker died stayed for the job's whole timeout (11 min), and each of that client's next
+    jobs waited for it. Fails if a job's locks are not renewed by its heartbeat, or outlive it
+    by more than their short TTL."""
+    assert store.take_client_locks(redis, [7, 8], "job-1", seconds=1) == [7, 8]
+    keys = [store.client_lock_key(key) for key in (7, 8)]
+    for _ in range(4):  # beats past the TTL
+        time.sleep(0.4)
+        liveness.renew(redis, "job-1", seconds=1)
+    assert [redis.get(key) for key in keys] == [b"job-1", b"job-1"]
+    store.release_locks(redis, keys[:1], "job-1")
+    redis.set(keys[1], b"job-1", px=1000)
+    time.sleep(1.2)  # the holder beats no more (it died): its last lock lapses
+    assert [redis.get(key) for key in keys] == [None, None]
+    liveness.renew(redis, "job-1", seconds=1)  # a late beat takes nothing back
+    assert redis.get(keys[1]) is None

@@ -134,8 +134,11 @@ def test_jobs_whose_workers_are_killed_run_again_within_a_minute(
     bqn_sim.state.faults.clear()
     assert len(killed) == 2
     assert redis.get(lock) == reconcile_id.encode()  # left behind by the dead run...
-    # ...for a minute at most: no longer kept alive, it cannot block other reconciles for hours
+    # ...for a minute at most: no longer kept alive, it cannot block other reconciles for hours,
+    # nor the client's lock its next jobs (issue 20, item 6)
     assert 0 < redis.pttl(lock) <= defaults.LIVE_LOCK_SECONDS * 1000
+    client_lock = store.client_lock_key(client["id_servicio"])
+    assert 0 < redis.pttl(client_lock) <= defaults.LIVE_LOCK_SECONDS * 1000
 
     took = eventually(
         lambda: all(status(redis, job_id) == "finished" for job_id in (reconcile_id, client_id)),

@@ -18,7 +18,7 @@ from rq.logutils import ColorizingStreamHandler
 
 from worker import logs, rqworker
 from worker.core.errors import ConfigError
-from worker.queue import queueing, startup
+from worker.queue import connection, queueing
 
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<rest>.*)$")
 LOGGERS = ("", "urllib3", "rq.worker", "gunicorn.error", "gunicorn.access")
@@ -347,4 +347,4 @@ def test_a_client_job_names_its_client():
     ],
 )
 def test_a_process_names_its_redis_without_the_password(url, shown):
-    assert startup.redis_address(Redis.from_url(url)) == shown  # no connection is made
+    assert connection.address(Redis.from_url(url)) == shown  # no connection is made

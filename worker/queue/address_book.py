@@ -21,7 +21,7 @@ from worker import defaults
 from worker.core.errors import TransientError
 from worker.core.model import Footprint
 from worker.core.ownership import Claims, Settlement
-from worker.queue import store
+from worker.queue import liveness, store
 
 # Every lock, or none; locks the holder has already are taken again (their expiry renewed).
 _ACQUIRE = """
@@ -84,7 +84,10 @@ class AddressLease:
         if not keys:
             return True
         script = self.redis.register_script(_ACQUIRE)
-        return bool(script(sorted(keys), [self.holder, self.seconds * 1000]))
+        if not script(sorted(keys), [self.holder, self.seconds * 1000]):
+            return False
+        liveness.note(self.holder, keys)
+        return True
 
 
 @contextmanager

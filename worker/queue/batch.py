@@ -73,7 +73,7 @@ def run(job: Job, ids: Sequence[int]) -> JobResult:
     if start.deferred_to:  # named so far, perhaps: they take no place in the history index
         events = [(key, history.superseded(job.id, by)) for key, by in start.deferred_to.items()]
         history.write(redis, events, rt.service.history, known=False)
-    seconds = int(job.timeout or defaults.BATCH_JOB_TIMEOUT) + defaults.MINUTE  # its locks
+    seconds = defaults.CLIENT_LOCK_SECONDS  # its locks, renewed by its heartbeat
     taken = store.take_client_locks(redis, start.mine, job.id, seconds)
     locked_elsewhere = sorted(set(start.mine) - set(taken))
     try:

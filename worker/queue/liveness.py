@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from redis import Redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
@@ -57,3 +58,42 @@ def release(lock: Lock) -> None:
         lock.release()
     except LockError:
         log.warning("lock %s was lost before its holder let go of it", lock.name)
+
+
+# The locks each running job (by its id) holds in this process, renewed by its heartbeat
+# (`renew`): a client's, a batch's clients', addresses'. A job whose worker died, or whose
+# Redis failed over under it, renews nothing: its locks lapse within LIVE_LOCK_SECONDS, instead
+# of blocking the clients' next jobs for the job's whole timeout.
+_held: dict[str, set[str]] = {}
+_held_guard = threading.Lock()
+
+# Renews each lock (KEYS) its holder (ARGV[1]) still holds, for ARGV[2] ms.
+_RENEW = """
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+end
+return 1
+"""
+
+
+def note(holder: str, keys: Iterable[str]) -> None:
+    """`holder` took these locks: its heartbeat renews them until it lets them go."""
+    with _held_guard:
+        _held.setdefault(holder, set()).update(keys)
+
+
+def forget(holder: str, keys: Iterable[str]) -> None:
+    """`holder` let these locks go."""
+    with _held_guard:
+        kept = _held.get(holder, set())
+        kept.difference_update(keys)
+        if not kept:
+            _held.pop(holder, None)
+
+
+def renew(redis: Redis, holder: str, seconds: int = defaults.LIVE_LOCK_SECONDS) -> None:
+    """Renew, in one round trip, the locks `holder` took in this process and still holds."""
+    with _held_guard:
+        keys = sorted(_held.get(holder, ()))
+    if keys:
+        redis.register_script(_RENEW)(keys, [holder, seconds * 1000])

@@ -11,8 +11,11 @@ one is gone.
 
     wisphub-bqn-sync-scheduler [--help] [--version]
 
-Every setting comes from the environment; `REDIS_URL` must be set. Exit status 2: a
-configuration error, with its one-line reason (the systemd unit does not restart on it).
+Every setting comes from the environment; `REDIS_URL` (or `REDIS_SENTINELS`) must be set.
+Exit status 2: a configuration error, with its one-line reason (the systemd unit does not
+restart on it).
+
+Through a Redis failover the active scheduler carries on (`LeaderCronScheduler.start`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from rq.cron import CronJob, CronScheduler
 from rq.exceptions import StopRequested
@@ -76,7 +80,9 @@ class LeaderCronScheduler(CronScheduler):
         logging.getLogger("rq.cron").addFilter(ROUTINE)  # once: then it is there
 
     def start(self) -> None:
-        """Wait to become the leader, queue the start-up reconcile, then run the cron loop."""
+        """Wait to become the leader, queue the start-up reconcile, then run the cron loop;
+        through a Redis failover (the connection lost a while), lead again once Redis is back,
+        the jobs' next turns kept."""
         while not self.leader.acquire(blocking=False):
             log.info("another scheduler is active; standing by")
             time.sleep(defaults.SCHEDULER_STANDBY_RETRY_SECONDS)
@@ -86,12 +92,34 @@ class LeaderCronScheduler(CronScheduler):
             job_id = queueing.enqueue_reconcile(queue, dry_run=False)
             log.info("queued the start-up reconcile as job %s", job_id)
         try:
-            super().start()
+            while True:
+                try:
+                    super().start()
+                    return
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    log.warning("scheduler lost Redis (%s); it goes on once Redis is back", exc)
+                    self._lead_again()
         finally:
             try:
                 self.leader.release()
             except LockError:
                 log.debug("leader lock had already expired")
+
+    def _lead_again(self) -> None:
+        """Hold the leader lock again: its token, when the new master has it (replicated
+        before the failover), else a free lock; while another scheduler took it, stand by."""
+        while True:
+            try:
+                try:
+                    self.leader.reacquire()
+                    return
+                except LockError:
+                    if self.leader.acquire(blocking=False):
+                        return
+                    log.info("another scheduler is active; standing by")
+                    time.sleep(defaults.SCHEDULER_STANDBY_RETRY_SECONDS)
+            except (RedisConnectionError, RedisTimeoutError):
+                time.sleep(defaults.REDIS_RECONNECT_SECONDS)
 
     def enqueue_jobs(self) -> list[CronJob]:
         """RQ's, but while writes are paused (`worker.queue.pause`) the poller and the plan

@@ -9,10 +9,10 @@ import os
 import sys
 
 from redis import Redis
-from redis.connection import SSLConnection
 
 from worker import logs
 from worker.core.errors import ConfigError
+from worker.queue import connection
 from worker.settings import ServiceSettings, Settings, tls_warnings
 
 EXIT_CONFIG = 2
@@ -27,7 +27,7 @@ def connect(prog: str) -> tuple[ServiceSettings, Redis]:
     try:
         logs.configure()
         settings = ServiceSettings.from_env(os.environ)
-        return settings, Redis.from_url(settings.redis_url)
+        return settings, connection.connect(settings)
     except ConfigError as exc:
         problem = str(exc)
     except ValueError as exc:  # redis-py's word on a URL it cannot read
@@ -36,22 +36,8 @@ def connect(prog: str) -> tuple[ServiceSettings, Redis]:
     raise SystemExit(EXIT_CONFIG)
 
 
-def redis_address(redis: Redis) -> str:
-    """`redis://host:port/db` (`rediss://` over TLS, `unix://path?db=n` for a socket) of the
-    server `redis` connects to, without credentials."""
-    pool = redis.connection_pool
-    kwargs = pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={db}"
-    host = str(kwargs.get("host", "localhost"))
-    host = f"[{host}]" if ":" in host else host
-    scheme = "rediss" if issubclass(pool.connection_class, SSLConnection) else "redis"
-    return f"{scheme}://{host}:{kwargs.get('port', 6379)}/{db}"
-
-
 def announce(process: str, redis: Redis, settings: Settings | None) -> None:
     """Log which Redis `process` uses and, given the API settings, each TLS warning."""
-    log.info("%s uses Redis at %s", process, redis_address(redis))
+    log.info("%s uses Redis at %s", process, connection.address(redis))
     for warning in tls_warnings(settings) if settings is not None else ():
         log.warning("%s", warning)

@@ -32,6 +32,7 @@ from worker import defaults
 from worker.core.model import Footprint
 from worker.core.plans import Plan
 from worker.core.targets import DEFAULT_TARGET
+from worker.queue import liveness
 
 PREFIX = "wisphub-bqn-sync:"
 SNAPSHOT = PREFIX + "poll:snapshot"
@@ -201,7 +202,10 @@ def take_client(redis: Redis, id_servicio: int, holder: str) -> bool:
     with `release_locks`."""
     if take_client_locks(redis, [id_servicio], holder):
         return True
-    return bool(client_lock(redis, id_servicio).acquire(token=holder.encode()))
+    if not client_lock(redis, id_servicio).acquire(token=holder.encode()):
+        return False
+    liveness.note(holder, [client_lock_key(id_servicio)])
+    return True
 
 
 def take_client_locks(
@@ -211,6 +215,7 @@ def take_client_locks(
     as `client_lock`), for `seconds`; return the clients taken."""
     keys = [client_lock_key(key) for key in ids]
     taken = redis.register_script(_TAKE_FREE)(keys, [holder, seconds * 1000])
+    liveness.note(holder, [key for key, flag in zip(keys, taken, strict=True) if flag])
     return [key for key, flag in zip(ids, taken, strict=True) if flag]
 
 
@@ -218,6 +223,7 @@ def release_locks(redis: Redis, keys: Sequence[str], holder: str) -> None:
     """Let go of those `keys` (locks) `holder` holds, in one round trip."""
     if keys:
         redis.register_script(_RELEASE)(sorted(keys), [holder])
+        liveness.forget(holder, keys)
 
 
 def singleton_lock(redis: Redis, name: str, seconds: int) -> Lock:

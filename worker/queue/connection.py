@@ -1,0 +1,83 @@
+"""The one place that builds the Redis client of every process (web, workers, scheduler): from
+`REDIS_URL`, or through Redis Sentinel (`REDIS_SENTINELS`).
+
+With Sentinel the client's pool asks the sentinels for the master whenever it opens a
+connection, and drops its idle ones when the master changed: after a failover each process
+finds the new master by itself, without a restart (redis-py's `SentinelConnectionPool`). A
+write that reaches the old master once it is a replica fails as a lost connection, so the web
+answers 503 and a worker's RQ loop retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import BlockingConnectionPool, ConnectionPool, Redis
+from redis.connection import SSLConnection
+from redis.sentinel import Sentinel, SentinelConnectionPool
+
+from worker.settings import ServiceSettings
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool that, like the web's `BlockingConnectionPool`, makes a request wait for
+    a free connection (then fail) rather than open more than `max_connections`."""
+
+
+def connect(settings: ServiceSettings, *, blocking: bool = False, **options: Any) -> Redis:
+    """A client of the queue's Redis. `options` are redis-py's (timeouts, `max_connections`);
+    `blocking`: wait for a free connection when `max_connections` are in use."""
+    sentinel = settings.redis_sentinel
+    if sentinel is None:
+        assert settings.redis_url is not None  # the settings require one of the two
+        pool_class = BlockingConnectionPool if blocking else ConnectionPool
+        return Redis(connection_pool=pool_class.from_url(settings.redis_url, **options))
+    timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+    manager = Sentinel(
+        list(sentinel.sentinels),
+        sentinel_kwargs={**timeouts, "password": sentinel.sentinel_password},
+    )
+    return manager.master_for(
+        sentinel.master,
+        redis_class=Redis,
+        connection_pool_class=BlockingSentinelPool if blocking else SentinelConnectionPool,
+        password=sentinel.password,
+        db=sentinel.db,
+        **options,
+    )
+
+
+def sentinel_managed(redis: Redis) -> bool:
+    """Whether `redis` finds its master through Sentinel."""
+    return isinstance(redis.connection_pool, SentinelConnectionPool)
+
+
+def address(redis: Redis) -> str:
+    """Where `redis` connects, without credentials: `redis://host:port/db` (`rediss://` over
+    TLS, `unix://path?db=n` for a socket); through Sentinel, `sentinel://name/db` and the
+    master's address the sentinels last gave (`-> host:port`, once it is known)."""
+    pool = redis.connection_pool
+    kwargs = pool.connection_kwargs
+    db = kwargs.get("db", 0)
+    if isinstance(pool, SentinelConnectionPool):
+        master = pool.master_address
+        known = f" -> {_host_port(*master)}" if master else ""
+        return f"sentinel://{pool.service_name}/{db}{known}"
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={db}"
+    scheme = "rediss" if issubclass(pool.connection_class, SSLConnection) else "redis"
+    host_port = _host_port(kwargs.get("host", "localhost"), kwargs.get("port", 6379))
+    return f"{scheme}://{host_port}/{db}"
+
+
+def master(redis: Redis) -> str:
+    """`host:port` of the master `redis` writes to now (asking the sentinels, with Sentinel)."""
+    pool = redis.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        return _host_port(*pool.get_master_address())
+    return address(redis)
+
+
+def _host_port(host: Any, port: Any) -> str:
+    text = str(host)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
