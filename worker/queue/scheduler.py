@@ -39,7 +39,7 @@ from rq.utils import import_attribute, now
 
 from worker import defaults, logs
 from worker.core.errors import ConfigError
-from worker.queue import pause, queueing, startup, store
+from worker.queue import liveness, pause, queueing, startup, store
 from worker.settings import ServiceSettings, Settings
 from worker.version import add_version_option
 
@@ -94,7 +94,10 @@ class LeaderCronScheduler(CronScheduler):
         try:
             while True:
                 try:
-                    super().start()
+                    # the lock lives while this scheduler does, between RQ's heartbeats (up to
+                    # a minute apart): a standby takes over within SCHEDULER_LEADER_SECONDS
+                    with liveness.kept_alive(self.leader):
+                        super().start()
                     return
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     log.warning("scheduler lost Redis (%s); it goes on once Redis is back", exc)
