@@ -17,14 +17,15 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from typing import TextIO
+from typing import Any, TextIO
 
-from worker import logs
+from worker import handover, logs
 from worker.clients.wisphub import WispHubClient
 from worker.core.errors import ConfigError, SyncError
+from worker.core.model import Operation
 from worker.core.overrides import load_overrides
 from worker.core.progress import Progress, TerminalProgress, silent
-from worker.core.report import Report, merged
+from worker.core.report import Report, merged, summary
 from worker.settings import ServiceSettings, Settings, redacted
 from worker.sync.engine import full_sync, no_such_client, read_plans, sync_client
 from worker.sync.targets import (
@@ -100,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="sync only this target of BQN_TARGETS_FILE (default: every target)",
     )
+    parser.add_argument(
+        "--wait",
+        type=_positive_int,
+        default=3600,
+        metavar="SECONDS",
+        help="where the service runs (REDIS_URL or REDIS_SENTINELS set), wait this long for "
+        "the run it is handed (default 3600)",
+    )
     parser.add_argument("user", nargs="?", metavar="BQN_USER", help="env BQN_USER")
     parser.add_argument("password", nargs="?", metavar="BQN_PASSWORD", help="env BQN_PASSWORD")
     parser.add_argument("key", nargs="?", metavar="API_KEY", help="env WISPHUB_API_KEY")
@@ -139,6 +148,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.show_config:
             show_config(settings, environ)
             return EXIT_OK
+        if service_runs(args, environ):
+            return through_service(args, settings, environ)
         try:
             report, unreached = run(
                 settings,
@@ -157,17 +168,69 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except SyncError as exc:
         print(f"wisphub-bqn-sync: sync failed, nothing more was changed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if args.json:
-        json.dump(report.to_dict(), sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print_report(report, sys.stdout)
+    show(report.to_dict(), args.json)
     for name, error in unreached.items():
         print(
             f"wisphub-bqn-sync: target {name} failed, nothing more was changed there: {error}",
             file=sys.stderr,
         )
     return EXIT_OK if report.ok and not unreached else EXIT_FAILED
+
+
+def service_runs(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
+    """Whether the run goes through the service (its Redis is named): every run that writes,
+    and a full pass's dry run (the service's plan, with its overrides); a client's dry run
+    writes nothing and is worked out here."""
+    named = env.get("REDIS_URL", "").strip() or env.get("REDIS_SENTINELS", "").strip()
+    return bool(named) and not (args.dry_run and args.client is not None)
+
+
+def through_service(args: argparse.Namespace, settings: Settings, env: Mapping[str, str]) -> int:
+    """Hand the run to the service (`worker.handover`), wait for it, and print its report;
+    returns the exit status. The command line may name only the systems the service's
+    environment names: another BQN or WispHub is synced without the service."""
+    if settings != settings_from(build_parser().parse_args([]), env):
+        raise ConfigError(
+            "the command line names a WispHub or BQN other than this environment's, whose "
+            "service (REDIS_URL or REDIS_SENTINELS) syncs them: drop those arguments to sync "
+            "through the service, or unset REDIS_URL and REDIS_SENTINELS to sync the others "
+            "without it"
+        )
+    chosen(settings, args.target)  # a wrong --target is refused before anything is queued
+    view = handover.hand_over(
+        ServiceSettings.from_env(env),
+        client=args.client,
+        dry_run=args.dry_run,
+        force=args.force,
+        target=args.target,
+        wait=args.wait,
+        say=lambda text: print(f"wisphub-bqn-sync: {text}", file=sys.stderr),
+    )
+    job, status, report = view["job_id"], view["status"], view.get("report")
+    if status not in handover.ENDED:
+        print(
+            f"wisphub-bqn-sync: job {job} is still {status} in the service after {args.wait:g} "
+            f"s; follow it with GET /api/v1/jobs/{job}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if isinstance(report, dict) and "counts" in report:
+        show(report, args.json)
+    elif isinstance(report, dict) and "skipped" in report:
+        print(f"wisphub-bqn-sync: skipped: {report['skipped']}", file=sys.stderr)
+    if status != "finished":
+        print(f"wisphub-bqn-sync: job {job} {status}: {view.get('error', '')}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if report.get("ok", True) and not report.get("unreached") else EXIT_FAILED
+
+
+def show(report: Mapping[str, Any], as_json: bool) -> None:
+    """A report on standard output: as JSON, or in lines for people."""
+    if as_json:
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(report, sys.stdout)
 
 
 def show_config(settings: Settings, env: Mapping[str, str]) -> None:
@@ -248,34 +311,38 @@ def chosen(settings: Settings, target: str | None) -> list[Target]:
     return found
 
 
-def print_report(report: Report, out: TextIO) -> None:
-    """The plan (on dry runs), every skip, conflict and failure, then the summary line."""
-    if report.dry_run:
-        for op in report.planned:
-            print(f"plan: {op.describe()}", file=out)
-    for skip in report.skips:
-        print(f"skipped: client {skip.id_servicio} ip {skip.ip!r}: {skip.reason}", file=out)
-    for conflict in report.conflicts:
-        losers = ", ".join(map(str, conflict.losers))
+def print_report(report: Mapping[str, Any], out: TextIO) -> None:
+    """The plan (on dry runs), every skip, conflict and failure, then the summary line, from
+    a report's dict form (`Report.to_dict`: of a run here, or of a job the service ran)."""
+    for op in report.get("operations", ()):
+        print(f"plan: {Operation.from_dict(op).describe()}", file=out)
+    for skip in report["skipped"]:
         print(
-            f"conflict: {conflict.ip} claimed by clients {conflict.winner} (kept) and {losers}",
+            f"skipped: client {skip['id_servicio']} ip {skip['ip']!r}: {skip['reason']}",
             file=out,
         )
-    for plan in report.plans_without_speeds:
+    for conflict in report["conflicts"]:
+        losers = ", ".join(map(str, conflict["losers"]))
+        print(
+            f"conflict: {conflict['ip']} claimed by clients {conflict['winner']} (kept) and "
+            f"{losers}",
+            file=out,
+        )
+    for plan in report["plans_without_speeds"]:
         print(
             f"plan without speeds: {plan['plan']} ({plan['reason']}); policy {plan['policy']} "
             "is left for the operator (or PLAN_SPEEDS_FILE)",
             file=out,
         )
-    if report.unused_policies:
-        print(f"unused policies (kept): {', '.join(report.unused_policies)}", file=out)
-    for note in report.notes:
+    if report["unused_policies"]:
+        print(f"unused policies (kept): {', '.join(report['unused_policies'])}", file=out)
+    for note in report["notes"]:
         print(f"note: {note}", file=out)
-    for failure in report.failures:
-        print(f"failed: {failure.operation.describe()}: {failure.error}", file=out)
-    if report.guard:
-        print(f"GUARD: {report.guard}", file=out)
-    print(report.summary(), file=out)
+    for failure in report["failures"]:
+        print(f"failed: {Operation.from_dict(failure).describe()}: {failure['error']}", file=out)
+    if report["guard"]:
+        print(f"GUARD: {report['guard']}", file=out)
+    print(summary(report), file=out)
 
 
 def configure_logging(verbosity: int, env: Mapping[str, str], stream: TextIO | None = None) -> None:

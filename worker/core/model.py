@@ -6,6 +6,7 @@ and tests apply them to an in-memory state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -179,6 +180,19 @@ class Operation:
             "fields": self.fields,
             "id_servicio": self.id_servicio,
         } | ({} if self.target is None else {"target": self.target})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Operation:
+        """The operation `to_dict` made `data` of (a failure's dict holds one, among its own
+        keys)."""
+        return cls(
+            Action(data["action"]),
+            Kind(data["kind"]),
+            data["key"],
+            dict(data["fields"]),
+            data["id_servicio"],
+            data.get("target"),
+        )
 
 
 @dataclass(frozen=True)

@@ -129,28 +129,13 @@ class Report:
             "failed": len(self.failures),
         }
 
-    def summary(self) -> str:
-        """One line for people and logs."""
-        counts = ", ".join(f"{value} {name}" for name, value in self.counts().items())
-        planned = len(self.planned)
-        text = (
-            f"{self.clients} clients read; {planned} operation{'' if planned == 1 else 's'}"
-            f"{' planned (dry run)' if self.dry_run else ''}: {counts}"
-        )
-        if self.conflicts:
-            text += f"; {len(self.conflicts)} IP conflicts"
-        if self.guard:
-            text += f"; GUARD: {self.guard}"
-        if self.policies:
-            text += f"; policies: {', '.join(self.policies)}"
-        return text
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; planned operations are listed on dry runs only."""
         data: dict[str, Any] = {
             "dry_run": self.dry_run,
             "ok": self.ok,
             "clients": self.clients,
+            "planned": len(self.planned),
             "counts": self.counts(),
             "policies": self.policies,
             "skipped": [skip.to_dict() for skip in self.skips],
@@ -207,3 +192,21 @@ def merged(reports: Mapping[str, Report], clients: int) -> Report:
 def _once(items: Iterator) -> tuple:
     """`items` in order, each once."""
     return tuple(dict.fromkeys(items))
+
+
+def summary(data: Mapping[str, Any]) -> str:
+    """One line for people and logs, from a report's dict form (`Report.to_dict`): of a sync
+    run here, or of one a service job returned."""
+    counts = ", ".join(f"{value} {name}" for name, value in data["counts"].items())
+    planned = data["planned"]
+    text = (
+        f"{data['clients']} clients read; {planned} operation{'' if planned == 1 else 's'}"
+        f"{' planned (dry run)' if data['dry_run'] else ''}: {counts}"
+    )
+    if data["conflicts"]:
+        text += f"; {len(data['conflicts'])} IP conflicts"
+    if data["guard"]:
+        text += f"; GUARD: {data['guard']}"
+    if data["policies"]:
+        text += f"; policies: {', '.join(data['policies'])}"
+    return text

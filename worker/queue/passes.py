@@ -62,7 +62,9 @@ def reconcile(job: Job, *, dry_run: bool, force: bool, target: str | None = None
     rt = runtime()
     lock = store.singleton_lock(redis, "reconcile", defaults.RECONCILE_LOCK_SECONDS)
     if not store.take(lock, job.id):
-        return {"skipped": phrases.RECONCILE_RUNNING}
+        holder = redis.get(lock.name)  # the job running, which does this one's work
+        running = None if holder is None else holder.decode()
+        return {"skipped": phrases.RECONCILE_RUNNING, "running": running}
     started = time.time()
     shapers = fanout.targets_left(job, rt) if target is None else rt.chosen([target])
     if not shapers:

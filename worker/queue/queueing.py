@@ -102,7 +102,7 @@ RESTARTS = Retry(max=len(defaults.RESTART_DELAYS), interval=list(defaults.RESTAR
 # that a failure that lasts keeps its backoff. A change the poller saw only waits for the retry.
 # Requests for clients read from WispHub or the BQN, not just named by someone.
 FROM_WISPHUB = frozenset({"poll", "reconcile", "drift"})
-EXPEDITE_ALWAYS = frozenset({"api", "status-page"})
+EXPEDITE_ALWAYS = frozenset({"api", "status-page", "cli"})
 EXPEDITE_ONCE = frozenset({"webhook", "drift"})
 # The meta field of a batch job listing the clients it could not settle (its failures).
 UNSETTLED = "unsettled"
