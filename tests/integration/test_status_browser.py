@@ -291,7 +291,11 @@ def _cleared_by(stack: Processes) -> dict:
     """The failures cleared, each with the job that cleared it, and the histories of the
     failing clients: what a failure that left the list too soon needs to be understood."""
     cleared = api(stack, "get", "/api/v1/failures")["cleared"]
-    jobs = [api(stack, "get", f"/api/v1/jobs/{entry['by']}") for entry in cleared]
+    jobs = [
+        api(stack, "get", f"/api/v1/jobs/{entry['by']}")
+        for entry in cleared
+        if entry["cleared"] == "resolved"  # by a job (dismissed: by a person)
+    ]
     histories = {key: api(stack, "get", f"/api/v1/clients/{key}/history") for key in (2, 4)}
     return {"cleared": cleared, "by": jobs, "histories": histories}
 
