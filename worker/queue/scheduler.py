@@ -26,6 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -34,7 +35,6 @@ from redis.exceptions import LockError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from rq.cron import CronJob, CronScheduler
-from rq.exceptions import StopRequested
 from rq.utils import import_attribute, now
 
 from worker import defaults, logs
@@ -83,9 +83,8 @@ class LeaderCronScheduler(CronScheduler):
         """Wait to become the leader, queue the start-up reconcile, then run the cron loop;
         through a Redis failover (the connection lost a while), lead again once Redis is back,
         the jobs' next turns kept."""
-        while not self.leader.acquire(blocking=False):
-            log.info("another scheduler is active; standing by")
-            time.sleep(defaults.SCHEDULER_STANDBY_RETRY_SECONDS)
+        if not self._take_lead():  # Redis unreachable at the start: exit 1, to be restarted
+            self._lead_again()  # a standby waits through failovers too
         log.info("scheduler %s is active", self.name)
         if self.settings.reconcile_on_start:
             queue = queueing.make_queue(self.connection, self.settings.queue_name)
@@ -94,13 +93,14 @@ class LeaderCronScheduler(CronScheduler):
         try:
             while True:
                 try:
+                    self._keep_schedule()
                     # the lock lives while this scheduler does, between RQ's heartbeats (up to
                     # a minute apart): a standby takes over within SCHEDULER_LEADER_SECONDS
                     with liveness.kept_alive(self.leader):
                         super().start()
                     return
-                except (RedisConnectionError, RedisTimeoutError) as exc:
-                    log.warning("scheduler lost Redis (%s); it goes on once Redis is back", exc)
+                except (RedisConnectionError, RedisTimeoutError, LockError) as exc:
+                    log.warning("scheduler lost Redis or its lock (%s); it leads again", exc)
                     self._lead_again()
         finally:
             try:
@@ -108,21 +108,40 @@ class LeaderCronScheduler(CronScheduler):
             except LockError:
                 log.debug("leader lock had already expired")
 
+    def _take_lead(self) -> bool:
+        """Take the leader lock if it is free, under this scheduler's name (`host:pid:…`): the
+        lock's value says which process leads."""
+        return bool(self.leader.acquire(blocking=False, token=self.name))
+
     def _lead_again(self) -> None:
         """Hold the leader lock again: its token, when the new master has it (replicated
-        before the failover), else a free lock; while another scheduler took it, stand by."""
+        before the failover), else a free lock; while another scheduler holds it, stand by."""
         while True:
             try:
                 try:
                     self.leader.reacquire()
                     return
                 except LockError:
-                    if self.leader.acquire(blocking=False):
+                    if self._take_lead():
                         return
                     log.info("another scheduler is active; standing by")
                     time.sleep(defaults.SCHEDULER_STANDBY_RETRY_SECONDS)
             except (RedisConnectionError, RedisTimeoutError):
                 time.sleep(defaults.REDIS_RECONNECT_SECONDS)
+
+    def _keep_schedule(self) -> None:
+        """Move each cron job's next turn past the last time any scheduler queued it (RQ's
+        history of the job, in Redis): a standby's turns date from its own start, so one that
+        takes the lead would queue at once the nightly reconcile its predecessor queued that
+        night already. A turn nobody queued (it came while no scheduler led) is still queued
+        at once."""
+        for job in self._cron_jobs:
+            newest = self.connection.zrange(job.job_history_key, -1, -1, withscores=True)
+            if not (job.cron and newest):
+                continue
+            queued_at = datetime.fromtimestamp(newest[0][1], UTC)
+            if job.next_enqueue_time is not None and job.next_enqueue_time <= queued_at:
+                job.set_enqueue_time(queued_at)
 
     def enqueue_jobs(self) -> list[CronJob]:
         """RQ's, but while writes are paused (`worker.queue.pause`) the poller and the plan
@@ -143,13 +162,12 @@ class LeaderCronScheduler(CronScheduler):
         return job
 
     def heartbeat(self) -> None:
-        """RQ's heartbeat, plus renewing the leader lock; stop if it was lost."""
+        """RQ's heartbeat, plus renewing the leader lock. A lost one (expired while Redis
+        failed over, or another scheduler's now) raises `LockError`: `start` then takes it
+        back if it is free, or stands by; stopping would leave no scheduler (systemd does not
+        restart one that ends well)."""
         super().heartbeat()
-        try:
-            self.leader.reacquire()
-        except LockError:
-            log.error("scheduler lost its leader lock; stopping")
-            raise StopRequested() from None
+        self.leader.reacquire()
 
 
 def build(settings: ServiceSettings, redis: Redis) -> LeaderCronScheduler:
