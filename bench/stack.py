@@ -18,6 +18,7 @@ import requests
 
 from sandbox.processes import Processes
 from sandbox.redis_server import RedisServer, free_port
+from sandbox.sentinel import RedisHA
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -199,6 +200,17 @@ def redis_server() -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+@contextmanager
+def redis_ha() -> Iterator[RedisHA]:
+    """A private Redis master, its replica and three sentinels (no persistence) for one
+    benchmark, as the failover tests start them."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-redis-ha-") as directory,
+        RedisHA(Path(directory)) as ha,
+    ):
+        yield ha
 
 
 @contextmanager

@@ -75,10 +75,10 @@ class Processes:
                 tail = child.log.read_text(errors="replace")[-2000:]
                 raise AssertionError(f"{child.name} exited: {tail}")
 
-    def kill(self, name: str) -> None:
-        """Kill one process named `name` and its children at once (SIGKILL), as the OOM killer
-        would."""
-        child = next(child for child in self.children if child.name == name)
+    def kill(self, name: str, pid: int | None = None) -> None:
+        """Kill one process named `name` (the one of id `pid`, if given) and its children at
+        once (SIGKILL), as the OOM killer would."""
+        child = next(c for c in self.children if c.name == name and pid in (None, c.process.pid))
         self.children.remove(child)
         os.killpg(child.process.pid, signal.SIGKILL)
         child.process.wait()

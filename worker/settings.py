@@ -7,8 +7,10 @@ Every setting has one environment variable; `Settings.from_env` validates them a
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -174,6 +176,17 @@ class HistoryLimits:
 
 
 @dataclass(frozen=True)
+class RedisTls:
+    """TLS to the sentinels and to the master and replicas (`REDIS_TLS`). Their certificates
+    are always checked, against the system's authorities and `ca_file`; `cert_file` and
+    `key_file` are the service's own, for a Redis with `tls-auth-clients`."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class RedisSentinel:
     """Where Redis Sentinel is asked for the master of the queue's Redis (`REDIS_SENTINELS`),
     used instead of `REDIS_URL`: after a failover every process finds the new master."""
@@ -183,6 +196,8 @@ class RedisSentinel:
     password: str | None = field(default=None, repr=False)
     sentinel_password: str | None = field(default=None, repr=False)
     db: int = 0
+    # None: plain TCP to the sentinels and to Redis.
+    tls: RedisTls | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +318,11 @@ def _redis(read: _Reader) -> tuple[str | None, RedisSentinel | None]:
         _sentinel_only(read, "REDIS_SENTINEL_PASSWORD")
         _sentinel_only(read, "REDIS_PASSWORD", " (put it in REDIS_URL: redis://:password@host/0)")
         _sentinel_only(read, "REDIS_DB", " (put it in REDIS_URL: redis://host:6379/1)")
+        rediss = " (with REDIS_URL, TLS is rediss://: docs/configuration.md)"
+        _sentinel_only(read, "REDIS_TLS", rediss)
+        _sentinel_only(read, "REDIS_TLS_CA_FILE", rediss)
+        _sentinel_only(read, "REDIS_TLS_CERT_FILE", rediss)
+        _sentinel_only(read, "REDIS_TLS_KEY_FILE", rediss)
         url = read.required("REDIS_URL", "the Redis of the queue, such as redis://127.0.0.1:6379/0")
         return url, None
     if read.optional("REDIS_URL") is not None:
@@ -318,7 +338,46 @@ def _redis(read: _Reader) -> tuple[str | None, RedisSentinel | None]:
         password=read.optional("REDIS_PASSWORD"),
         sentinel_password=read.optional("REDIS_SENTINEL_PASSWORD"),
         db=read.integer("REDIS_DB", 0, 0, defaults.REDIS_MAX_DB),
+        tls=_redis_tls(read),
     )
+
+
+def _redis_tls(read: _Reader) -> RedisTls | None:
+    """`REDIS_TLS` and its files, each loaded now: a missing or wrong one is one line at start,
+    not every connection failing later. A file without `REDIS_TLS` would be silently unused."""
+    files = {
+        "REDIS_TLS_CA_FILE": read.optional("REDIS_TLS_CA_FILE"),
+        "REDIS_TLS_CERT_FILE": read.optional("REDIS_TLS_CERT_FILE"),
+        "REDIS_TLS_KEY_FILE": read.optional("REDIS_TLS_KEY_FILE"),
+    }
+    on = read.flag("REDIS_TLS", default=False)
+    for name, path in files.items():
+        if path is not None and not on:
+            raise ConfigError(f"{name} is set but REDIS_TLS is not on")
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{name}: no such file {path!r}")
+    if not on:
+        return None
+    tls = RedisTls(*files.values())
+    if tls.key_file is not None and tls.cert_file is None:
+        raise ConfigError("REDIS_TLS_KEY_FILE is set but REDIS_TLS_CERT_FILE is not")
+    context = ssl.create_default_context()
+    try:  # ssl.SSLError is an OSError, as is a file the service may not read
+        if tls.ca_file is not None:
+            context.load_verify_locations(cafile=tls.ca_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"REDIS_TLS_CA_FILE: {tls.ca_file!r} gives no CA certificate: {exc}"
+        ) from None
+    try:
+        if tls.cert_file is not None:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except OSError as exc:
+        raise ConfigError(
+            f"REDIS_TLS_CERT_FILE: {tls.cert_file!r} and REDIS_TLS_KEY_FILE (or a key in the same "
+            f"file) give no certificate with its private key: {exc}"
+        ) from None
+    return tls
 
 
 def _sentinel_only(read: _Reader, name: str, hint: str = "") -> None:

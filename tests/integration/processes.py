@@ -8,6 +8,7 @@ from collections.abc import Callable
 from sandbox.processes import Processes
 
 WAIT_SECONDS = 60
+ONE_OF_EACH = ("web", "worker", "scheduler")
 
 
 def eventually(check: Callable[[], bool], what: str, seconds: float = WAIT_SECONDS) -> float:
@@ -21,8 +22,9 @@ def eventually(check: Callable[[], bool], what: str, seconds: float = WAIT_SECON
     return time.monotonic() - started
 
 
-def start(env: dict[str, str]) -> Processes:
-    processes = Processes(env, ["web", "worker", "scheduler"])
+def start(env: dict[str, str], names: tuple[str, ...] = ONE_OF_EACH) -> Processes:
+    """The Procfile's processes `names`, once the web one is ready."""
+    processes = Processes(env, list(names))
     try:
         eventually(processes.ready, "the web process to be ready")
     except BaseException:

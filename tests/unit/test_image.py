@@ -212,3 +212,42 @@ def test_compose_checks_each_process_by_its_own_health_or_says_why_not():
             check = service["healthcheck"]
             assert check.get("disable") is True or check["test"][0] == "CMD", name
     assert OUR_SERVICES["worker"]["healthcheck"]["test"][1:3] == ["python", "-c"]
+
+
+HA = "deploy/ha/docker-compose.yml"
+
+
+def test_the_ha_compose_file_runs_every_procfile_process_on_sentinel_only():
+    """One host of the HA pair (docs/high-availability.md): the Procfile's processes from the
+    production image, finding Redis through the sentinels it must be given, with no Redis of
+    its own and no REDIS_URL that would bypass them."""
+    services = compose(HA)["services"]
+    assert {tuple(service["command"]) for service in services.values()} == {
+        (name,) for name in procfile()
+    }
+    for name, service in services.items():
+        assert service["build"] == {"context": ".", "target": "production"}, name
+        environment = service["environment"]
+        assert "REDIS_URL" not in environment, name
+        for required in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"):
+            assert environment[required] == f"${{{required}:?set {required} in .env}}", name
+
+
+def test_the_ha_compose_file_publishes_the_web_port_on_a_chosen_address_only():
+    web = compose(HA)["services"]["web"]
+    [port] = web["ports"]
+    assert port == "${WEB_BIND:-127.0.0.1}:${PORT:-8000}:8000"
+    assert web["environment"]["PORT"] == "8000" == last("EXPOSE", "production")
+    unpublished = {
+        name for name, service in compose(HA)["services"].items() if "ports" not in service
+    }
+    assert unpublished == {"worker", "scheduler"}
+
+
+def test_the_ha_compose_file_checks_its_worker_as_the_one_host_file_does():
+    """The worker's check reaches Redis as the service does (through the sentinels) and is
+    run for real in tests/integration/test_image_checks.py."""
+    worker = compose(HA)["services"]["worker"]["healthcheck"]["test"]
+    assert worker[:3] == ["CMD", "python", "-c"]
+    compile(worker[3], "healthcheck", "exec")
+    assert compose(HA)["services"]["scheduler"]["healthcheck"] == {"disable": True}

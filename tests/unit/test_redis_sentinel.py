@@ -1,15 +1,18 @@
-"""Redis Sentinel's settings (`REDIS_SENTINELS` and the rest) and how a process names the Redis
-it uses; no server is reached."""
+"""Redis Sentinel's settings (`REDIS_SENTINELS` and the rest, `REDIS_TLS` and its files) and how
+a process names the Redis it uses; no server is reached."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from redis.connection import SSLConnection
+from redis.sentinel import SentinelManagedSSLConnection
 
+from sandbox.tls import make_tls
 from worker.core.errors import ConfigError
 from worker.queue import connection
-from worker.settings import RedisSentinel, ServiceSettings, redacted
+from worker.settings import RedisSentinel, RedisTls, ServiceSettings, redacted
 
 SENTINEL = {"REDIS_SENTINELS": "10.0.0.1:26380, 10.0.0.2 ,[fd00::3]:26379"}
 NAMED = {**SENTINEL, "REDIS_SENTINEL_MASTER": "wisphub"}
@@ -80,3 +83,75 @@ def test_the_web_process_waits_for_a_free_connection_on_sentinel_too():
     pool = redis.connection_pool
     assert isinstance(pool, connection.BlockingSentinelPool)
     assert (pool.max_connections, pool.timeout) == (4, 0.1)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+def tls_env(tls, **more):
+    files = {"CA": tls.ca, "CERT": tls.cert, "KEY": tls.key}
+    return {
+        **NAMED,
+        "REDIS_TLS": "1",
+        **{f"REDIS_TLS_{name}_FILE": str(path) for name, path in files.items()},
+        **more,
+    }
+
+
+def test_with_redis_tls_the_sentinels_and_the_master_are_reached_over_checked_tls(tls):
+    settings = ServiceSettings.from_env(tls_env(tls))
+    assert settings.redis_sentinel.tls == RedisTls(str(tls.ca), str(tls.cert), str(tls.key))
+    redis = connection.connect(settings)  # no connection is made
+    assert connection.address(redis) == "sentinel+tls://wisphub/0"
+    pool = redis.connection_pool
+    sentinels = [client.connection_pool for client in pool.sentinel_manager.sentinels]
+    for each in [pool, *sentinels]:
+        assert issubclass(each.connection_class, SSLConnection)
+        kwargs = each.connection_kwargs
+        assert (kwargs["ssl_cert_reqs"], kwargs["ssl_check_hostname"]) == ("required", True)
+        assert kwargs["ssl_ca_certs"] == str(tls.ca)
+        assert (kwargs["ssl_certfile"], kwargs["ssl_keyfile"]) == (str(tls.cert), str(tls.key))
+    assert issubclass(pool.connection_class, SentinelManagedSSLConnection)  # finds the master
+
+
+def test_without_redis_tls_nothing_speaks_tls():
+    pool = connection.connect(ServiceSettings.from_env(NAMED)).connection_pool
+    sentinels = [client.connection_pool for client in pool.sentinel_manager.sentinels]
+    assert not any(issubclass(each.connection_class, SSLConnection) for each in [pool, *sentinels])
+
+
+def test_redis_tls_checks_against_the_system_authorities_without_a_ca_file(tls):
+    env = {**NAMED, "REDIS_TLS": "yes"}
+    assert ServiceSettings.from_env(env).redis_sentinel.tls == RedisTls()
+    kwargs = connection.connect(ServiceSettings.from_env(env)).connection_pool.connection_kwargs
+    assert (kwargs["ssl_cert_reqs"], kwargs["ssl_ca_certs"]) == ("required", None)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"}, "REDIS_TLS_CA_FILE: no such file"),
+        ({"REDIS_TLS_CERT_FILE": "/nonexistent/c.pem"}, "REDIS_TLS_CERT_FILE: no such file"),
+        ({"REDIS_TLS_KEY_FILE": "/nonexistent/k.pem"}, "REDIS_TLS_KEY_FILE: no such file"),
+        ({"REDIS_TLS_CA_FILE": "KEY"}, "REDIS_TLS_CA_FILE: '.*server.key' gives no CA"),
+        ({"REDIS_TLS_KEY_FILE": "CA"}, "REDIS_TLS_CERT_FILE: '.*server.pem' and REDIS_TLS_KEY"),
+        ({"REDIS_TLS_CERT_FILE": ""}, "REDIS_TLS_KEY_FILE is set but REDIS_TLS_CERT_FILE is not"),
+        ({"REDIS_TLS": "0"}, "REDIS_TLS_CA_FILE is set but REDIS_TLS is not on"),
+        ({"REDIS_TLS": "sure"}, "REDIS_TLS must be 1/0"),
+    ],
+)
+def test_a_wrong_redis_tls_setting_stops_the_start_naming_it(tls, change, error):
+    named = {"CA": str(tls.ca), "KEY": str(tls.key)}
+    env = tls_env(tls, **{key: named.get(value, value) for key, value in change.items()})
+    with pytest.raises(ConfigError, match="^" + error):
+        ServiceSettings.from_env(env)
+
+
+def test_redis_tls_is_refused_beside_redis_url_which_says_tls_itself(tls):
+    env = {"REDIS_URL": "redis://r/0", "REDIS_TLS_CA_FILE": str(tls.ca)}
+    with pytest.raises(ConfigError, match=r"^REDIS_TLS_CA_FILE is set but REDIS_SENTINELS is not"):
+        ServiceSettings.from_env(env)
+    with pytest.raises(ConfigError, match="rediss://"):
+        ServiceSettings.from_env({"REDIS_URL": "redis://r/0", "REDIS_TLS": "1"})

@@ -5,7 +5,8 @@ With Sentinel the client's pool asks the sentinels for the master whenever it op
 connection, and drops its idle ones when the master changed: after a failover each process
 finds the new master by itself, without a restart (redis-py's `SentinelConnectionPool`). A
 write that reaches the old master once it is a replica fails as a lost connection, so the web
-answers 503 and a worker's RQ loop retries.
+answers 503 and a worker's RQ loop retries. With `REDIS_TLS` it speaks TLS both to the
+sentinels and to the master, checking their certificates, and never falls back to plain TCP.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from redis import BlockingConnectionPool, ConnectionPool, Redis
 from redis.connection import SSLConnection
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from worker.settings import ServiceSettings
+from worker.settings import RedisTls, ServiceSettings
 
 
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -33,9 +34,10 @@ def connect(settings: ServiceSettings, *, blocking: bool = False, **options: Any
         pool_class = BlockingConnectionPool if blocking else ConnectionPool
         return Redis(connection_pool=pool_class.from_url(settings.redis_url, **options))
     timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+    tls = _tls_options(sentinel.tls)
     manager = Sentinel(
         list(sentinel.sentinels),
-        sentinel_kwargs={**timeouts, "password": sentinel.sentinel_password},
+        sentinel_kwargs={**timeouts, **tls, "password": sentinel.sentinel_password},
     )
     return manager.master_for(
         sentinel.master,
@@ -43,8 +45,25 @@ def connect(settings: ServiceSettings, *, blocking: bool = False, **options: Any
         connection_pool_class=BlockingSentinelPool if blocking else SentinelConnectionPool,
         password=sentinel.password,
         db=sentinel.db,
+        **tls,
         **options,
     )
+
+
+def _tls_options(tls: RedisTls | None) -> dict[str, Any]:
+    """redis-py's arguments for TLS (`ssl=True` makes the Sentinel pool's connections
+    `SentinelManagedSSLConnection`s), with the certificate and the host name checked: said
+    here, not left to redis-py's defaults."""
+    if tls is None:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_ca_certs": tls.ca_file,
+        "ssl_certfile": tls.cert_file,
+        "ssl_keyfile": tls.key_file,
+    }
 
 
 def sentinel_managed(redis: Redis) -> bool:
@@ -54,18 +73,21 @@ def sentinel_managed(redis: Redis) -> bool:
 
 def address(redis: Redis) -> str:
     """Where `redis` connects, without credentials: `redis://host:port/db` (`rediss://` over
-    TLS, `unix://path?db=n` for a socket); through Sentinel, `sentinel://name/db` and the
-    master's address the sentinels last gave (`-> host:port`, once it is known)."""
+    TLS, `unix://path?db=n` for a socket); through Sentinel, `sentinel://name/db`
+    (`sentinel+tls://` over TLS) and the master's address the sentinels last gave
+    (`-> host:port`, once it is known)."""
     pool = redis.connection_pool
     kwargs = pool.connection_kwargs
     db = kwargs.get("db", 0)
+    tls = issubclass(pool.connection_class, SSLConnection)
     if isinstance(pool, SentinelConnectionPool):
         master = pool.master_address
         known = f" -> {_host_port(*master)}" if master else ""
-        return f"sentinel://{pool.service_name}/{db}{known}"
+        scheme = "sentinel+tls" if tls else "sentinel"
+        return f"{scheme}://{pool.service_name}/{db}{known}"
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={db}"
-    scheme = "rediss" if issubclass(pool.connection_class, SSLConnection) else "redis"
+    scheme = "rediss" if tls else "redis"
     host_port = _host_port(kwargs.get("host", "localhost"), kwargs.get("port", 6379))
     return f"{scheme}://{host_port}/{db}"
 

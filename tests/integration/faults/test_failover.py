@@ -1,6 +1,9 @@
 """Redis Sentinel: the master killed under a steady flow of notifications, with the Procfile's
 processes; the replica killed, or too slow to acknowledge. Every notification answered 202
-reaches the BQN, every one refused is sent again and reaches it too."""
+reaches the BQN, every one refused is sent again and reaches it too. Two schedulers through
+the master's death: one leads, and the poller and the reconcile are queued once. Then
+Sentinel over TLS only: the processes work and fail over on it, and a client trusting another
+CA is refused."""
 
 from __future__ import annotations
 
@@ -8,25 +11,33 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import requests
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue, Worker
 from rq.job import Job
 
+from sandbox.processes import Processes
+from sandbox.redis_server import tls_executable
 from sandbox.sentinel import RedisHA
+from sandbox.tls import TlsFiles, make_tls
 from service.app import create_app
+from tests.image import compose
 from tests.integration.conftest import API, HOOK, stamped
 from tests.integration.faults.conftest import assert_converged, churn
 from tests.integration.faults.test_process_faults import idle
 from tests.integration.processes import eventually, start
+from tests.integration.test_image_checks import check
 from worker import defaults
 from worker.queue import connection, store
-from worker.queue.queueing import make_queue
+from worker.queue.queueing import POLL_CHANGES, JobKind, make_queue
 from worker.settings import ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -44,11 +55,26 @@ IN_FLIGHT = (
     + defaults.RESTART_DELAYS[0]
     + 30
 )
+# The two schedulers' test: a poll every POLL_EVERY seconds, counted over POLL_WINDOW seconds,
+# which one active scheduler fills with at most POLL_WINDOW / POLL_EVERY + 1 polls and two
+# with about twice as many.
+POLL_EVERY = 2
+POLL_WINDOW = 8 * POLL_EVERY
+LEADER_LOCK = f"{store.PREFIX}lock:scheduler"
+# A client's history events that say a sync was asked for, and what asks for one in a poll: a
+# change it read, or a difference it found on the BQN.
+QUEUED = ("queued", "coalesced")
+POLLER = ("poll", "drift")
 
 
 @pytest.fixture
-def redis_ha(tmp_path: Path) -> Iterator[RedisHA]:
-    with RedisHA(tmp_path / "redis-ha") as ha:
+def redis_ha(request: pytest.FixtureRequest, tmp_path: Path, tls: TlsFiles) -> Iterator[RedisHA]:
+    """The master, its replica and three sentinels; parametrized `"tls"` (indirect), on TLS only
+    with the simulators' certificate."""
+    secure = getattr(request, "param", None) == "tls"
+    if secure and tls_executable() is None:
+        pytest.skip("no redis-server built with TLS (Debian's redis-server package is)")
+    with RedisHA(tmp_path / "redis-ha", tls=tls if secure else None) as ha:
         yield ha
 
 
@@ -190,6 +216,115 @@ def stuck(redis: Redis, jobs: dict[str, str]) -> list[dict]:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_after_the_failover_one_scheduler_leads_and_queues_each_job_once(
+    ha_env, redis_ha, wisphub_sim, bqn_sim
+):
+    """Issue 19: two schedulers, as on two hosts, through the master's death: one leads on
+    the new master (the other stands by), the poller finds changes, the reconcile due each
+    minute runs once; then the leader dies and the other takes over. Fails if both lead (polls
+    and reconciles queued twice), if neither does, if the standby dies in the failover or
+    never takes over, or if it queues again the reconcile its predecessor queued that minute
+    (its own turns dated from its start)."""
+    ids = [r["id_servicio"] for r in wisphub_sim.load(20)]
+    env = {
+        **ha_env,
+        "POLL_INTERVAL": str(POLL_EVERY),
+        "RECONCILE_CRON": "* * * * *",
+        "RECONCILE_ON_START": "0",  # every reconcile is a scheduled one (the poller fills the BQN)
+    }
+    processes = start(env, ("web", "worker", "scheduler", "scheduler"))
+    redis = client(env)
+    try:
+        eventually(lambda: _converged(wisphub_sim, bqn_sim), "the poller to fill the BQN")
+        assert _leader(redis, processes) is not None
+        old = redis_ha.master_port()
+        redis_ha.servers[old].kill()
+        killed = time.time()
+        new = redis_ha.wait_for_master(not_port=old)
+        eventually(lambda: _leader(redis, processes) is not None, "a scheduler to lead again")
+        assert connection.master(redis) == f"127.0.0.1:{new}"
+        leader = _leader(redis, processes)
+        since = time.time()
+        eventually(lambda: bool(_reconciles(processes, killed)), "a scheduled reconcile", 90)
+        # changed just after a reconcile, which would otherwise apply the change before a poll
+        # reads it (and leave it nothing to find); the leader then dies within the minute
+        _poller_finds(processes, ids[0], wisphub_sim, bqn_sim)
+        time.sleep(max(0.0, since + POLL_WINDOW - time.time()))
+        until = time.time()
+        polls = _queued(redis, POLL_CHANGES, since, until)
+        assert 0 < polls <= (until - since) / POLL_EVERY + 2, f"{polls} polls in {until - since} s"
+        assert _leader(redis, processes) == leader, "the lead stays where it is"
+
+        processes.kill("scheduler", leader)
+        eventually(lambda: _leader(redis, processes) not in (None, leader), "the standby", 60)
+        _poller_finds(processes, ids[1], wisphub_sim, bqn_sim)
+        eventually(lambda: idle(redis), "no job left queued or running")
+        due = Counter(at[:16] for at in _reconciles(processes, killed))  # one due time a minute
+        assert due, "a scheduled reconcile ran after the failover"
+        assert max(due.values()) == 1, f"reconciles queued per minute: {due}"
+        processes.check_alive()
+    finally:
+        processes.stop()
+
+
+def _leader(redis: Redis, processes: Processes) -> int | None:
+    """The process id of the live scheduler the leader lock names (its value is the
+    scheduler's name, `host:pid:suffix`), if any."""
+    value = redis.get(LEADER_LOCK)
+    pid = None if value is None else int(value.decode().rsplit(":", 2)[1])
+    live = {child.process.pid for child in processes.children if child.name == "scheduler"}
+    return pid if pid in live else None
+
+
+def _poller_finds(processes: Processes, id_servicio: int, wisphub_sim, bqn_sim) -> None:
+    """Change a client in WispHub, announcing it to nobody: the poller must find it (a sync
+    asked for by a poll, the client's history says) and the BQN follow."""
+
+    def polled() -> set[str]:
+        url = f"{processes.url}/api/v1/clients/{id_servicio}/history"
+        events = requests.get(url, headers=API, timeout=5).json()["events"]
+        return {e["id"] for e in events if e["event"] in QUEUED and e.get("via") in POLLER}
+
+    before = polled()
+    assert churn(wisphub_sim, [id_servicio], seed=id_servicio) == [id_servicio]
+    eventually(
+        lambda: bool(polled() - before) and _converged(wisphub_sim, bqn_sim),
+        f"the poller to find client {id_servicio}'s change",
+    )
+
+
+def _reconciles(processes: Processes, since: float) -> list[str]:
+    """When each reconcile that ran was queued (ISO, UTC), for those queued after `since`: from
+    the reconciles the API lists and each one's job."""
+    listed = requests.get(f"{processes.url}/api/v1/reconciles?limit=100", headers=API, timeout=5)
+    queued = []
+    for run in listed.json()["reconciles"]:
+        job = requests.get(f"{processes.url}/api/v1/jobs/{run['job_id']}", headers=API, timeout=5)
+        at = job.json()["enqueued_at"]
+        if datetime.fromisoformat(at).timestamp() > since:
+            queued.append(at)
+    return queued
+
+
+def _queued(redis: Redis, kind: JobKind, since: float, until: float) -> int:
+    """How many `kind` jobs were queued between `since` and `until`, whatever came of them."""
+    queue = Queue(defaults.QUEUE_NAME, connection=redis)
+    registries = (
+        queue.started_job_registry,
+        queue.finished_job_registry,
+        queue.failed_job_registry,
+        queue.scheduled_job_registry,
+    )
+    ids = queue.get_job_ids() + [job_id for r in registries for job_id in r.get_job_ids()]
+    return sum(
+        job.func_name == kind.path and since <= job.enqueued_at.timestamp() <= until
+        for job in Job.fetch_many(ids, connection=redis)
+        if job is not None
+    )
+
+
 def _converged(wisphub_sim, bqn_sim) -> bool:
     try:
         assert_converged(wisphub_sim, bqn_sim)
@@ -206,15 +341,23 @@ def test_the_replica_killed_leaves_writes_going_and_says_degraded(ha_env, redis_
     assert (ready["replication"], ready["replicas"]) == ("ok", 1)
     assert ready["redis_master"] == f"127.0.0.1:{redis_ha.master_port()}"
     assert "redis_master" not in web.get("/readyz").json, "the address is for the token only"
+    waits = _waits(redis)
+    assert web.post("/webhooks/wisphub", json={"id_servicio": 6}, headers=HOOK).status_code == 202
+    assert _waits(redis) > waits, "a 202 waits for the replica while there is one"
 
     redis_ha.replica().kill()
     eventually(lambda: web.get("/readyz").json["replication"] == "degraded", "degraded mode")
     ready = web.get("/readyz", headers=API)
     assert ready.status_code == 200, "the service stays ready on the master alone"
     assert ready.json["replicas"] == 0
-    started = time.monotonic()
+    waits = _waits(redis)
     assert web.post("/webhooks/wisphub", json={"id_servicio": 7}, headers=HOOK).status_code == 202
-    assert time.monotonic() - started < 0.4, "no wait for a replica that is not there"
+    assert _waits(redis) == waits, "no wait for a replica that is not there"
+
+
+def _waits(redis: Redis) -> int:
+    """How many WAIT commands the master has run (none yet: Redis lists none)."""
+    return redis.info("commandstats").get("cmdstat_wait", {"calls": 0})["calls"]
 
 
 def test_a_replica_that_does_not_acknowledge_makes_the_sender_retry(ha_env, redis_ha):
@@ -235,3 +378,81 @@ def test_a_replica_that_does_not_acknowledge_makes_the_sender_retry(ha_env, redi
         os.kill(replica.pid, signal.SIGCONT)
     # the same signed notification, sent again, is taken: its refusal did not spend it
     assert web.post("/webhooks/wisphub", data=body, headers=headers).status_code == 202
+
+
+def ready(processes: Processes) -> dict:
+    """What /readyz tells the API token's holder (the master among it); {} while unreachable."""
+    answer = requests.get(f"{processes.url}/readyz", headers=API, timeout=5)
+    return answer.json() if answer.status_code == 200 else {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(IN_FLIGHT + 120)
+@pytest.mark.parametrize("redis_ha", ["tls"], indirect=True)
+def test_over_tls_only_the_processes_queue_apply_and_fail_over(
+    ha_env, redis_ha, wisphub_sim, bqn_sim
+):
+    """The servers and sentinels take TLS only (no plain port), so every process reaches them
+    over TLS or not at all: to the sentinels, to the master, and to the new master."""
+    ids = [r["id_servicio"] for r in wisphub_sim.load(10)]
+    processes = start(ha_env)
+    redis = client(ha_env)
+
+    def applied_and_named(index: int, master: int) -> None:
+        """A change of client `ids[index]`, notified and answered 202, reaches the BQN (its own
+        job finished, not only the poller); /readyz names `master`."""
+        sender = Sender(processes.url, churn(wisphub_sim, [ids[index]], seed=index))
+        sender.run()  # sends again while refused, as during the failover
+        assert sender.error is None, sender.error
+        assert sender.accepted, "a change was notified"
+
+        def finished() -> bool:
+            jobs = Job.fetch_many(sender.accepted, connection=redis)
+            return all(job is not None and job.get_status() == "finished" for job in jobs)
+
+        eventually(finished, "the notified job to be applied", IN_FLIGHT)
+        assert_converged(wisphub_sim, bqn_sim)
+        named = f"127.0.0.1:{master}"
+        eventually(lambda: ready(processes).get("redis_master") == named, f"/readyz: {named}")
+
+    try:
+        eventually(lambda: bqn_sim.state.stats.count() > 0 and idle(redis), "the reconcile")
+        assert connection.address(redis).startswith("sentinel+tls://wisphub/0")
+        applied_and_named(0, redis_ha.master_port())
+        old = redis_ha.master_port()
+        redis_ha.servers[old].kill()
+        applied_and_named(1, redis_ha.wait_for_master(not_port=old))
+        processes.check_alive()
+    finally:
+        processes.stop()
+
+
+@pytest.mark.parametrize("redis_ha", ["tls"], indirect=True)
+def test_over_tls_a_client_trusting_another_ca_is_refused(ha_env, redis_ha, tmp_path):
+    """Checked certificates: a process whose CA did not sign the servers' certificate reaches
+    nothing, and says why; the same settings without TLS reach nothing either (no plain port)."""
+    other = make_tls(tmp_path / "other-ca")
+    web = create_app({**ha_env, "REDIS_TLS_CA_FILE": str(other.ca)}).test_client()
+    answer = web.get("/readyz", headers=API)
+    assert answer.status_code == 503
+    assert "CERTIFICATE_VERIFY_FAILED" in answer.json["redis"]
+    assert web.post("/webhooks/wisphub", json={"id_servicio": 7}, headers=HOOK).status_code == 503
+
+    plain = {key: value for key, value in ha_env.items() if not key.startswith("REDIS_TLS")}
+    with pytest.raises(RedisConnectionError):
+        client(plain).ping()
+    assert client(ha_env).ping(), "the right CA is let in"
+
+
+def test_the_ha_compose_worker_check_reaches_the_workers_through_the_sentinels(ha_env, redis_ha):
+    """deploy/ha/docker-compose.yml's worker health check, run as written: unhealthy until a
+    worker of this host is registered on the master the sentinels name, healthy then."""
+    [_, *command] = compose("deploy/ha/docker-compose.yml")["services"]["worker"]["healthcheck"][
+        "test"
+    ]
+    assert check(command, ha_env) != 0
+    processes = Processes(ha_env, ["worker"])
+    try:
+        eventually(lambda: check(command, ha_env) == 0, "the check to pass", 30)
+    finally:
+        processes.stop()
