@@ -41,7 +41,8 @@ def readyz() -> tuple[Response, int]:
         replicas = _replication(ctx)
     except RedisError as exc:
         # Where Redis is, and why it failed, only for the API token's holder.
-        detail = f"unreachable: {exc}" if _trusted(ctx.service.api_token) else "unreachable"
+        trusted = _trusted(ctx.service.api_token)
+        detail = f"unreachable: {connection.why(exc)}" if trusted else "unreachable"
         return jsonify({"status": "unavailable", "redis": detail}), 503
     status, code = ("ready", 200) if workers else ("unavailable", 503)
     answer = {"status": status, "redis": "ok", "workers": workers, "targets": targets}

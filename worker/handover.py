@@ -64,8 +64,9 @@ def hand_over(
         return wait_for(redis, job_id, time.monotonic() + wait, say)
     except RedisError as exc:
         raise ConfigError(
-            f"the service's Redis ({connection.address(redis)}) did not answer: {exc}; unset "
-            "REDIS_URL and REDIS_SENTINELS to sync without the service"
+            f"the service's Redis ({connection.address(redis)}) did not answer: "
+            f"{connection.why(exc)}; unset REDIS_URL and REDIS_SENTINELS to sync without the "
+            "service"
         ) from None
     finally:
         redis.close()

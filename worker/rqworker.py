@@ -55,7 +55,7 @@ from rq.worker_pool import ForkProcess, WorkerPool
 
 from worker import defaults, logs
 from worker.core.errors import ConfigError
-from worker.queue import liveness, pause, queueing, startup
+from worker.queue import connection, liveness, pause, queueing, startup
 from worker.queue.lifecycle import DeletionsHeldBack
 from worker.queue.runtime import runtime
 from worker.settings import Settings
@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         redis.ping()
     except RedisConnectionError as exc:  # systemd restarts it; Redis may be back by then
-        log.error("Redis unreachable: %s", exc)
+        log.error("Redis unreachable: %s", connection.why(exc))
         return 1
     startup.announce("worker", redis, settings)
     pool = Pool(

@@ -7,8 +7,10 @@ import json
 
 import pytest
 from redis.connection import SSLConnection
+from redis.exceptions import RedisError
 from redis.sentinel import SentinelManagedSSLConnection
 
+from sandbox.redis_server import free_port
 from sandbox.tls import make_tls
 from worker.core.errors import ConfigError
 from worker.queue import connection
@@ -155,3 +157,18 @@ def test_redis_tls_is_refused_beside_redis_url_which_says_tls_itself(tls):
         ServiceSettings.from_env(env)
     with pytest.raises(ConfigError, match="rediss://"):
         ServiceSettings.from_env({"REDIS_URL": "redis://r/0", "REDIS_TLS": "1"})
+
+
+def test_no_master_found_is_said_in_a_line_without_the_sentinels_clients(tmp_path):
+    """redis-py lists every sentinel's client at length when none names a master (kilobytes in
+    `/readyz` and the logs); three sentinels that refuse the connection (closed ports)."""
+    ports = [free_port() for _ in range(3)]
+    sentinels = ",".join(f"127.0.0.1:{port}" for port in ports)
+    env = {"REDIS_SENTINELS": sentinels, "REDIS_SENTINEL_MASTER": "wisphub"}
+    redis = connection.connect(ServiceSettings.from_env(env), socket_connect_timeout=1)
+    with pytest.raises(RedisError) as raised:
+        redis.ping()
+    assert len(str(raised.value)) > 300, "redis-py's own message, for contrast"
+    assert connection.why(raised.value) == (
+        "No master found for 'wisphub': no sentinel of REDIS_SENTINELS answered with one"
+    )

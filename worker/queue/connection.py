@@ -15,7 +15,8 @@ from typing import Any
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
 from redis.connection import SSLConnection
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import RedisError
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from worker.settings import RedisTls, ServiceSettings
 
@@ -64,6 +65,16 @@ def _tls_options(tls: RedisTls | None) -> dict[str, Any]:
         "ssl_certfile": tls.cert_file,
         "ssl_keyfile": tls.key_file,
     }
+
+
+def why(error: RedisError) -> str:
+    """What went wrong with Redis, in a line: redis-py's `MasterNotFoundError` names every
+    sentinel's client at length (kilobytes, for `/readyz` and the logs); its first part says
+    it."""
+    if isinstance(error, MasterNotFoundError):
+        found, _, _ = str(error).partition(" : ")
+        return f"{found}: no sentinel of REDIS_SENTINELS answered with one"
+    return str(error)
 
 
 def sentinel_managed(redis: Redis) -> bool:

@@ -39,7 +39,7 @@ from rq.utils import import_attribute, now
 
 from worker import defaults, logs
 from worker.core.errors import ConfigError
-from worker.queue import liveness, pause, queueing, startup, store
+from worker.queue import connection, liveness, pause, queueing, startup, store
 from worker.settings import ServiceSettings, Settings
 from worker.version import add_version_option
 
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         build(settings, redis).start()
     except RedisConnectionError as exc:  # systemd restarts it; Redis may be back by then
-        log.error("Redis unreachable: %s", exc)
+        log.error("Redis unreachable: %s", connection.why(exc))
         return 1
     return 0
 
