@@ -11,6 +11,7 @@ sentinels and to the master, checking their certificates, and never falls back t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from redis import BlockingConnectionPool, ConnectionPool, Redis
@@ -19,6 +20,10 @@ from redis.exceptions import RedisError
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from worker.settings import RedisTls, ServiceSettings
+
+# A sentinel's client as redis-py names it in `MasterNotFoundError`, before that sentinel's
+# error: `<redis.client.Redis(<redis.connection.ConnectionPool(<…Connection(…)>)>)> - `.
+_SENTINEL_CLIENT = re.compile(r"<redis\.client\.Redis\(.*?\)>\)>\)> - ")
 
 
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -68,13 +73,14 @@ def _tls_options(tls: RedisTls | None) -> dict[str, Any]:
 
 
 def why(error: RedisError) -> str:
-    """What went wrong with Redis, in a line: redis-py's `MasterNotFoundError` names every
-    sentinel's client at length (kilobytes, for `/readyz` and the logs); its first part says
-    it."""
-    if isinstance(error, MasterNotFoundError):
-        found, _, _ = str(error).partition(" : ")
-        return f"{found}: no sentinel of REDIS_SENTINELS answered with one"
-    return str(error)
+    """What went wrong with Redis, in a line: redis-py's `MasterNotFoundError` names each
+    sentinel's client at length before its error (kilobytes, for `/readyz` and the logs);
+    only the errors are kept (a message of another form is kept whole)."""
+    head, *errors = _SENTINEL_CLIENT.split(str(error))
+    if not isinstance(error, MasterNotFoundError) or not errors:
+        return str(error)
+    said = "; ".join(text.strip().removesuffix(",") for text in errors)
+    return f"{head.removesuffix(' : ')}: {said}"
 
 
 def sentinel_managed(redis: Redis) -> bool:
