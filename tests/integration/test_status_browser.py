@@ -12,6 +12,7 @@ it, it writes nothing into the tree."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from redis import Redis
+from rq.job import JobStatus
 
 from sandbox.processes import Processes
 from tests.integration.conftest import API_TOKEN, HOOK, managed_state
@@ -170,9 +172,12 @@ def test_the_status_page_in_chromium(browser, locale, stack, wisphub_sim, bqn_si
         wisphub_sim.state.upsert_client(client)
     api(stack, "post", "/api/v1/reconcile")  # fills the BQN, indexes the clients, keeps the plans
     eventually(lambda: "10.3.0.4" in managed_state(bqn_sim), "the reconcile")
-    queue.enqueue(queueing.POLL_CHANGES.path)  # the poller's section, with its comparison
+    # the poller's section, with its comparison; the changes below must come after it: a poll
+    # reading them would queue their syncs, which would go through once the faults are gone
+    poll = queue.enqueue(queueing.POLL_CHANGES.path)
     eventually(lambda: api(stack, "get", "/api/v1/reconciles")["reconciles"], "its record")
-    eventually(lambda: _failed(stack) == 0 and _idle(stack), "the poll")
+    eventually(lambda: poll.get_status(refresh=True) == JobStatus.FINISHED, "the poll")
+    eventually(lambda: _failed(stack) == 0 and _idle(stack), "what the poll queued")
     bqn_sim.state.faults.update(fail_every=1, fail_status=400, writes_only=True)
     for key in (2, 4):
         wisphub_sim.state.update_client(key, estado="Suspendido")
@@ -287,7 +292,7 @@ def _failed(stack: Processes) -> int:
     return api(stack, "get", "/api/v1/failures")["count"]
 
 
-def _cleared_by(stack: Processes) -> dict:
+def _cleared_by(stack: Processes) -> str:
     """The failures cleared, each with the job that cleared it, and the histories of the
     failing clients: what a failure that left the list too soon needs to be understood."""
     cleared = api(stack, "get", "/api/v1/failures")["cleared"]
@@ -297,7 +302,7 @@ def _cleared_by(stack: Processes) -> dict:
         if entry["cleared"] == "resolved"  # by a job (dismissed: by a person)
     ]
     histories = {key: api(stack, "get", f"/api/v1/clients/{key}/history") for key in (2, 4)}
-    return {"cleared": cleared, "by": jobs, "histories": histories}
+    return json.dumps({"cleared": cleared, "by": jobs, "histories": histories}, indent=1)
 
 
 def _idle(stack: Processes) -> bool:

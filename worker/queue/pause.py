@@ -122,10 +122,14 @@ def state(queue: Queue) -> dict[str, Any]:
     """Whether writes are paused (with since when, where from and why), and the jobs running
     (they finish: a pause stops the next ones) and waiting, for the API and the page."""
     found = paused(queue.connection)
+    # a job a worker has just taken is in RQ's intermediate list until it starts (or goes back
+    # to the queue: `hold_back`), in neither the queue nor the started registry: counted as
+    # running, so that nothing looks idle while a job is about to run
+    taken = queue.connection.llen(queue.intermediate_queue_key)
     return {
         "paused": found is not None,
         **(found.to_dict() if found is not None else {"since": None, "via": None, "reason": None}),
-        "running": queue.started_job_registry.count,
+        "running": queue.started_job_registry.count + taken,
         "queued": queue.count,
         "retrying": queue.scheduled_job_registry.count,
     }
