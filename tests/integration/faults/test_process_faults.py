@@ -93,7 +93,10 @@ def all_finished(ledger: Ledger) -> bool:
 
 
 def idle(connection: Redis) -> bool:
-    """Nothing queued, scheduled or running, the jobs that jobs queued included."""
+    """Nothing queued, scheduled or running, the jobs that jobs queued included (a job a
+    worker has just taken sits in RQ's intermediate list, in neither the queue nor a
+    registry)."""
     queue = Queue(ServiceSettings.queue_name, connection=connection)
     registries = (queue.started_job_registry, queue.scheduled_job_registry)
-    return queue.count == 0 and all(registry.count == 0 for registry in registries)
+    taken = connection.llen(queue.intermediate_queue_key)
+    return queue.count == taken == 0 and all(registry.count == 0 for registry in registries)
