@@ -34,12 +34,13 @@ translations: $(STAMP)
 	$(BIN)/pybabel update --input-file service/translations/messages.pot \
 	  --output-dir service/translations --ignore-obsolete
 
-# The whole suite, as CI runs it: lint, the layer contracts (pyproject.toml), every test; the
-# slowest tests named at the end, to keep the suite within about ten minutes.
+# The whole suite, as CI runs it: lint, the layer contracts (pyproject.toml), every test, in
+# one pytest process per core (at most four: each test starts its own Redis, simulators and
+# processes); the slowest tests named at the end, to keep the suite within about ten minutes.
 test: $(STAMP) $(CATALOGS)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest --durations=25
+	$(BIN)/pytest --numprocesses auto --maxprocesses 4 --durations=25
 
 # For the edit loop, under a minute: the pure tests and the quick integration ones (no Procfile
 # processes, no fault injection, no browser).

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -353,12 +354,26 @@ WEBHOOK_SECRET = "hook-secret-0123456789"
 API_TOKEN = "api-token-0123456789"
 
 
+def own_database(url: str, worker: str) -> str:
+    """`url` with its database moved on by the pytest process's number (`gw2`: two on); a
+    socket's (`unix://path?db=n`) is in its query."""
+    parts, step = urlsplit(url), int(worker.removeprefix("gw"))
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(int(query.get("db", 0)) + step)
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    database = int(parts.path.strip("/") or 0) + step
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`REDIS_URL` when given (its database is flushed by the tests), else a private server."""
+    """`REDIS_URL` when given (its database is flushed by the tests; with several pytest
+    processes, `make test`'s, the N-th flushes and uses the N-th database after it), else a
+    private server."""
     given = os.environ.get("REDIS_URL")
     if given:
-        yield given
+        yield own_database(given, os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
         return
     with RedisServer(Path(tmp_path_factory.mktemp("redis"))) as server:
         yield server.url
