@@ -191,6 +191,33 @@ def test_a_standby_scheduler_takes_over_soon_after_the_leader_dies(service_env, 
             standby.stop()
 
 
+def test_a_scheduler_whose_lock_was_lost_leads_again_instead_of_ending(service_env, redis):
+    """A leader's lock gone (expired while Redis failed over, say): it used to end with exit
+    status 0, which systemd's Restart=on-failure does not restart, leaving no poller and no
+    nightly reconcile. It takes the free lock back and keeps queueing polls."""
+    lock = f"{store.PREFIX}lock:scheduler"
+    env = {**service_env, "POLL_INTERVAL": "2", "RECONCILE_ON_START": "0"}
+    scheduler = Processes(env, ["scheduler"])
+    try:
+        eventually(lambda: redis.exists(lock), "the scheduler to lead")
+        name = redis.get(lock)
+        redis.delete(lock)
+        lost_at = time.time()
+        eventually(lambda: redis.get(lock) == name, "the scheduler to lead again")
+        queue = queueing.make_queue(redis, ServiceSettings.queue_name)
+        eventually(
+            lambda: any(
+                job.enqueued_at.timestamp() > lost_at
+                for job in queue.get_jobs()
+                if job.func_name == queueing.POLL_CHANGES.path
+            ),
+            "a poll queued after",
+        )
+        scheduler.check_alive()
+    finally:
+        scheduler.stop()
+
+
 def test_the_nightly_reconcile_follows_tz(service_env, redis, monkeypatch):
     monkeypatch.setenv("TZ", "America/Bogota")  # UTC-5 all year
     time.tzset()
