@@ -77,11 +77,16 @@ def wait_for(
 ) -> dict[str, Any]:
     """The job's state once it ended, or at `deadline` (monotonic); a job whose work another
     did (a reconcile already running, a client job another superseded) is followed to that
-    one."""
+    one. Each change of its state is said as it is seen (started, retrying and why)."""
+    seen = "queued"
     while True:
         view = queueing.describe(redis, job_id)
         if view is None:
             raise ConfigError(f"job {job_id} is gone from the service's Redis (failover?)")
+        if view["status"] != seen and view["status"] not in ENDED:
+            seen = view["status"]
+            why = f": {view['last_error']}" if view.get("last_error") else ""
+            say(f"job {job_id} {seen}{why}")
         if view["status"] in ENDED:
             other = done_by(view)
             if other is None or other == job_id:

@@ -94,6 +94,7 @@ def test_the_cli_hands_its_pass_to_the_service_and_undoes_none_of_its_changes(
     bqn_sim.state.faults.update(latency_ms=0)
     assert code == 0, err
     [job] = re.findall(r"queued in the service as job (\S+);", err)
+    assert f"job {job} started" in err, "the wait says how the job goes"
     assert records(stack)[0]["job_id"] == job, "the service ran the pass"
     assert "clients read;" in out.splitlines()[-1]
     # a pass of the CLI's own would leave the paying clients blocked: its read is older than
